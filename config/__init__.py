@@ -1,0 +1,4 @@
+"""Project configuration: settings, urls, wsgi/asgi and the Celery app."""
+from .celery_app import app as celery_app
+
+__all__ = ["celery_app"]

@@ -1,0 +1,82 @@
+from django.contrib import admin
+
+from . import models
+
+
+class DatasetImageInline(admin.TabularInline):
+    model = models.DatasetImage
+    extra = 0
+    fields = ("index", "image", "mask", "class_label", "class_name", "width", "height", "sha256")
+    readonly_fields = ("sha256",)
+
+
+@admin.register(models.Dataset)
+class DatasetAdmin(admin.ModelAdmin):
+    list_display = ("name", "source", "seed", "created_at")
+    inlines = [DatasetImageInline]
+
+
+@admin.register(models.DatasetImage)
+class DatasetImageAdmin(admin.ModelAdmin):
+    list_display = ("dataset", "index", "class_name", "width", "height")
+    list_filter = ("dataset",)
+
+
+@admin.register(models.ModelSpec)
+class ModelSpecAdmin(admin.ModelAdmin):
+    list_display = ("name", "kind", "architecture", "weights_sha256")
+
+
+class ParticipantInline(admin.TabularInline):
+    model = models.Participant
+    extra = 0
+    fields = ("code", "consented_at", "completed_at")
+    readonly_fields = fields
+    show_change_link = True
+
+
+@admin.register(models.Study)
+class StudyAdmin(admin.ModelAdmin):
+    list_display = ("title", "kind", "status", "dataset", "model", "owner")
+    list_filter = ("kind", "status")
+    filter_horizontal = ("collaborators",)
+    inlines = [ParticipantInline]
+
+
+@admin.register(models.Participant)
+class ParticipantAdmin(admin.ModelAdmin):
+    list_display = ("code", "study", "consented_at", "completed_at")
+    list_filter = ("study",)
+    readonly_fields = ("token",)
+
+
+@admin.register(models.Assignment)
+class AssignmentAdmin(admin.ModelAdmin):
+    list_display = ("participant", "image", "order", "status", "stop_reason")
+    list_filter = ("status", "participant__study")
+
+
+@admin.register(models.PromptEvent)
+class PromptEventAdmin(admin.ModelAdmin):
+    list_display = ("assignment", "seq", "action", "mode", "timestep", "round", "iou", "latency_ms")
+    list_filter = ("action",)
+
+
+@admin.register(models.InterventionTrial)
+class InterventionTrialAdmin(admin.ModelAdmin):
+    list_display = ("assignment", "seq", "operation", "substrate", "prob_before", "prob_after", "flipped")
+
+
+@admin.register(models.ImageAnalysis)
+class ImageAnalysisAdmin(admin.ModelAdmin):
+    list_display = ("image", "model", "method", "created_at")
+
+
+@admin.register(models.BackgroundJob)
+class BackgroundJobAdmin(admin.ModelAdmin):
+    list_display = ("study", "kind", "status", "progress", "created_at")
+
+
+@admin.register(models.ExportJob)
+class ExportJobAdmin(admin.ModelAdmin):
+    list_display = ("study", "format", "status", "progress", "created_at")

@@ -1,0 +1,21 @@
+"""URLs of /api/v1/ (DESIGN.md "API")."""
+from django.urls import path
+from drf_spectacular.views import SpectacularAPIView
+
+from . import api
+
+urlpatterns = [
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("participants/me", api.MeView.as_view(), name="api-me"),
+    path("participants/me/consent", api.ConsentView.as_view(), name="api-consent"),
+    path("assignments/<int:assignment_id>", api.AssignmentView.as_view(), name="api-assignment"),
+    path("assignments/<int:assignment_id>/events", api.EventsView.as_view(), name="api-events"),
+    path("assignments/<int:assignment_id>/survey", api.SurveyView.as_view(), name="api-survey"),
+    path("assignments/<int:assignment_id>/finish", api.FinishView.as_view(), name="api-finish"),
+    path("assignments/<int:assignment_id>/image", api.AssignmentImageView.as_view(), name="api-assignment-image"),
+    path(
+        "assignments/<int:assignment_id>/ground_truth",
+        api.AssignmentGroundTruthView.as_view(),
+        name="api-assignment-ground-truth",
+    ),
+]

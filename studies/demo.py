@@ -1,0 +1,129 @@
+"""The demo: generated data sets, a researcher, open studies with participants (seed_demo)."""
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.db import transaction
+
+from .datasets import create_dataset
+from .enrolment import enrol_participant
+from .models import Dataset, ModelSpec, Study
+
+DEMO_USERNAME = "researcher"
+DEMO_PASSWORD = "intervene-demo"
+DEMO_IMAGES = 24
+DEMO_SEED = 0
+PARTICIPANTS_PER_STUDY = 3
+
+
+def file_sha256(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def demo_dataset(name: str, n: int = DEMO_IMAGES, seed: int = DEMO_SEED) -> Dataset:
+    """The generated data set `name`, created on first use (deterministic from the seed)."""
+    from interventions.demo_data import generate_scene
+
+    existing = Dataset.objects.filter(name=name).first()
+    if existing is not None:
+        return existing
+    scenes = (generate_scene(name, i, seed=seed) for i in range(n))
+    return create_dataset(
+        name,
+        ((s.image, s.mask, s.label, s.class_name) for s in scenes),
+        source="generated",
+        seed=seed,
+        description=f"Procedural demo scenes '{name}', seed {seed}, {n} images.",
+    )
+
+
+def segmentation_spec() -> tuple[ModelSpec, str]:
+    """SAM when SAM_CHECKPOINT points to a file, else the classical backend; says which."""
+    checkpoint = settings.SAM_CHECKPOINT
+    if checkpoint:
+        if not os.path.isfile(checkpoint):
+            raise FileNotFoundError(f"SAM_CHECKPOINT={checkpoint} is not a file")
+        sha = file_sha256(checkpoint)
+        arch = settings.SAM_MODEL_TYPE
+        spec, _ = ModelSpec.objects.get_or_create(
+            name=f"SAM {arch} ({sha[:12]})",
+            defaults={"kind": "sam", "architecture": arch, "weights_path": str(checkpoint), "weights_sha256": sha},
+        )
+        return spec, f"SAM {arch} from {checkpoint}"
+    spec, _ = ModelSpec.objects.get_or_create(
+        name="Classical point-seeded segmenter", defaults={"kind": "classical", "architecture": "classical-v1"}
+    )
+    return spec, "classical point-seeded segmenter (no SAM_CHECKPOINT set)"
+
+
+@transaction.atomic
+def seed_demo(base_url: str = "http://127.0.0.1:8000") -> dict:
+    """Create (or find) the demo and return the JSON of DESIGN.md."""
+    from interventions.demo_data import DATASETS
+
+    User = get_user_model()
+    researcher = User.objects.filter(username=DEMO_USERNAME).first()
+    if researcher is None:
+        researcher = User.objects.create_user(DEMO_USERNAME, password=DEMO_PASSWORD, is_staff=True, is_superuser=True)
+    spec, backend_note = segmentation_spec()
+    studies = []
+    for name in DATASETS:
+        dataset = demo_dataset(name)
+        title = f"Prompting: {name}"
+        study, _ = Study.objects.get_or_create(
+            title=title,
+            owner=researcher,
+            defaults={
+                "kind": "prompting",
+                "dataset": dataset,
+                "model": spec,
+                "status": "open",
+                "instructions": (
+                    "Place green points on the object outlined in the ground truth and red points on "
+                    "what is not the object. After each click the model shows its mask and the IoU "
+                    "score. Keys: g green, r red, space clears the points, z toggles the marker size."
+                ),
+                "completion_code": "INTERVENE-DEMO",
+            },
+        )
+        if study.model_id != spec.pk and not study.participants.filter(assignments__events__isnull=False).exists():
+            study.model = spec
+            study.save(update_fields=["model"])
+        studies.append(study)
+    studies.extend(extra_demo_studies(researcher))
+    out = []
+    for study in studies:
+        while study.participants.count() < PARTICIPANTS_PER_STUDY:
+            enrol_participant(study)
+        out.append(
+            {
+                "id": study.pk,
+                "kind": study.kind,
+                "title": study.title,
+                "dataset": study.dataset.name,
+                "model": study.model.name,
+                "participants": [
+                    {"code": p.code, "token": p.token, "join_url": f"{base_url}/s/{study.pk}/join?t={p.token}"}
+                    for p in study.participants.order_by("number")
+                ],
+            }
+        )
+    return {
+        "researcher": {"username": DEMO_USERNAME, "password": DEMO_PASSWORD},
+        "segmentation_backend": backend_note,
+        "researcher_url": f"{base_url}/studies/",
+        "studies": out,
+    }
+
+
+def extra_demo_studies(researcher) -> list[Study]:
+    """Demo studies of other kinds (intervention studies); none until a classifier exists."""
+    return []

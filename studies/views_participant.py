@@ -1,0 +1,91 @@
+"""Participants' pages: join (participant link, Prolific parameters or public link), consent,
+the annotation page and the completion page. Re-opening the join link resumes."""
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from .enrolment import enrol_participant
+from .models import Participant, Study
+from .participant_auth import login_participant, request_participant
+
+
+def _study_participant(request: HttpRequest, study: Study) -> Participant | None:
+    participant = request_participant(request)
+    if participant is not None and participant.study_id == study.pk:
+        return participant
+    return None
+
+
+def join(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    if study.status != "open":
+        return render(request, "participant/closed.html", {"study": study}, status=403)
+    token = request.GET.get("t") or request.GET.get("token")
+    pid = request.GET.get("PROLIFIC_PID", "").strip()
+    participant = None
+    if token:
+        participant = Participant.objects.filter(study=study, token=token).first()
+        if participant is None:
+            return render(request, "participant/closed.html", {"study": study, "reason": "This link is not valid."}, status=404)
+    elif pid:
+        participant = Participant.objects.filter(study=study, prolific_pid=pid).first()
+        if participant is None:
+            participant = enrol_participant(
+                study,
+                prolific_pid=pid,
+                external_study_id=request.GET.get("STUDY_ID", "").strip(),
+                external_session_id=request.GET.get("SESSION_ID", "").strip(),
+            )
+    else:
+        participant = _study_participant(request, study)
+        if participant is None:
+            if not study.allow_public_join:
+                return render(request, "participant/closed.html", {"study": study, "reason": "This study needs a personal link."}, status=403)
+            participant = enrol_participant(study)
+    login_participant(request, participant)
+    if not participant.consented:
+        return redirect("consent", study_id=study.pk)
+    if participant.completed_at:
+        return redirect("done", study_id=study.pk)
+    return redirect("annotate", study_id=study.pk)
+
+
+@require_http_methods(["GET", "POST"])
+def consent(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    participant = _study_participant(request, study)
+    if participant is None:
+        return redirect("join", study_id=study.pk)
+    if request.method == "POST":
+        if request.POST.get("agree") == "yes" and request.POST.get("version") == study.consent_version:
+            if not participant.consented:
+                participant.consent_version = study.consent_version
+                participant.consented_at = timezone.now()
+                participant.save(update_fields=["consent_version", "consented_at"])
+            return redirect("annotate", study_id=study.pk)
+        return render(request, "participant/consent.html", {"study": study, "error": "Please tick the box to agree."}, status=400)
+    if participant.consented:
+        return redirect("annotate", study_id=study.pk)
+    return render(request, "participant/consent.html", {"study": study})
+
+
+def annotate(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    participant = _study_participant(request, study)
+    if participant is None:
+        return redirect("join", study_id=study.pk)
+    if not participant.consented:
+        return redirect("consent", study_id=study.pk)
+    template = "participant/annotate.html" if study.kind == "prompting" else "participant/intervene.html"
+    return render(request, template, {"study": study, "participant": participant})
+
+
+def done(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    participant = _study_participant(request, study)
+    if participant is None:
+        return redirect("join", study_id=study.pk)
+    return render(request, "participant/done.html", {"study": study, "participant": participant})

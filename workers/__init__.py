@@ -1,0 +1,1 @@
+"""Celery tasks: read rows, call `interventions`, write results. Models stay loaded per process."""

@@ -1,0 +1,130 @@
+"""Celery tasks. Light at import (views import this module to enqueue): torch and the science
+library are imported inside the tasks, in the worker process.
+
+Queues (config.settings.CELERY_TASK_ROUTES): `predict_mask` and `predict_intervention` run on
+`interactive`, everything else on `batch`.
+"""
+from __future__ import annotations
+
+import base64
+import time
+from functools import lru_cache
+
+from celery import shared_task
+from django.db import transaction
+from django.utils import timezone
+
+
+@lru_cache(maxsize=4096)
+def _image_files(image_id: int) -> tuple[str, str, str]:
+    """(image path, mask path, sha256) of a dataset image; images are immutable once stored."""
+    from studies.models import DatasetImage
+
+    image = DatasetImage.objects.get(pk=image_id)
+    return image.image.path, image.mask.path, image.sha256
+
+
+@lru_cache(maxsize=64)
+def _spec(spec_id: int):
+    from studies.models import ModelSpec
+
+    return ModelSpec.objects.get(pk=spec_id)
+
+
+def image_embedding(spec, image_id: int):
+    """The image's embedding for the spec's backend: memory, then disk cache, then computed."""
+    from workers.model_cache import backend_for, embedding_cache, load_rgb
+
+    backend = backend_for(spec)
+    path, _, sha = _image_files(image_id)
+    return backend, embedding_cache().get_or_compute(sha, backend, lambda: load_rgb(path))
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def predict_mask(
+    self,
+    spec_id: int,
+    image_id: int,
+    green: list,
+    red: list,
+    mask_choice: str = "first",
+    previous_logits_b64: str | None = None,
+    return_logits: bool = False,
+) -> dict:
+    """One timestep: SAM (or the classical backend) on the current points, IoU vs ground truth.
+
+    Pure with respect to the database (it writes nothing), so a redelivered or repeated run is
+    harmless; the web stores the answer once.
+    """
+    import numpy as np
+
+    from interventions.metrics import iou, rle_encode
+    from workers.model_cache import ground_truth
+
+    started = time.perf_counter()
+    spec = _spec(spec_id)
+    backend, embedding = image_embedding(spec, image_id)
+    points = np.asarray([*green, *red], dtype=np.float64).reshape(-1, 2)
+    labels = np.asarray([1] * len(green) + [0] * len(red), dtype=np.int64)
+    mask_input = None
+    if previous_logits_b64:
+        raw = base64.b64decode(previous_logits_b64)
+        mask_input = np.frombuffer(raw, dtype=np.float16).astype(np.float32).reshape(1, 256, 256)
+    prediction = backend.predict(embedding, points, labels, mask_input=mask_input, multimask=True)
+    if mask_choice == "best_predicted":
+        index = int(np.argmax(prediction.predicted_iou))
+    else:
+        index = 0
+    mask = np.asarray(prediction.masks[index], dtype=bool)
+    _, mask_path, _ = _image_files(image_id)
+    score = iou(mask, ground_truth(mask_path))
+    answer = {
+        "mask_rle": rle_encode(mask),
+        "iou": float(score),
+        "predicted_iou": float(prediction.predicted_iou[index]),
+        "mask_index": index,
+        "model_id": backend.model_id,
+        "compute_ms": (time.perf_counter() - started) * 1000.0,
+        "low_res_logits": None,
+    }
+    if return_logits:
+        logits = np.asarray(prediction.low_res_logits[index], dtype=np.float16)
+        answer["low_res_logits"] = base64.b64encode(logits.tobytes()).decode()
+    return answer
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def embed_image(self, spec_id: int, image_id: int) -> str:
+    """Compute (or find) one image's embedding in the shared disk cache; returns the model id."""
+    backend, _ = image_embedding(_spec(spec_id), image_id)
+    return backend.model_id
+
+
+def update_job(job_id: int, **fields) -> None:
+    from studies.models import BackgroundJob
+
+    BackgroundJob.objects.filter(pk=job_id).update(**fields)
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def precompute_embeddings(self, job_id: int) -> dict:
+    """Fill the embedding cache for every image of a study's dataset, with progress on the job."""
+    from studies.models import BackgroundJob
+
+    job = BackgroundJob.objects.select_related("study__model", "study__dataset").get(pk=job_id)
+    study = job.study
+    if study.model.kind not in ("sam", "classical"):
+        update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
+        return {"images": 0}
+    image_ids = list(study.dataset.images.order_by("index").values_list("pk", flat=True))
+    update_job(job_id, status="running", total=len(image_ids), done=0, progress=0.0)
+    try:
+        for done, image_id in enumerate(image_ids, start=1):
+            image_embedding(study.model, image_id)
+            update_job(job_id, done=done, progress=done / max(len(image_ids), 1))
+    except Exception as exc:
+        update_job(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now())
+        raise
+    with transaction.atomic():
+        update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
+    return {"images": len(image_ids)}
