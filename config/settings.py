@@ -90,7 +90,9 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = Path(os.environ.get("STATIC_ROOT", BASE_DIR / "staticfiles"))
+# collectstatic's target; in development static files come from the finders (no folder needed).
+STATIC_ROOT = Path(os.environ["STATIC_ROOT"]) if os.environ.get("STATIC_ROOT") else (BASE_DIR / "staticfiles" if PRODUCTION else None)
+WHITENOISE_USE_FINDERS = not PRODUCTION
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -145,11 +147,13 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("CELERY_VISIBILITY_TIMEOUT", "3600")),
 }
 CELERY_TASK_DEFAULT_QUEUE = "batch"
+# Latency-critical tasks (named predict_*) go to `interactive`, everything else to `batch`.
 CELERY_TASK_ROUTES = {
-    "workers.tasks.predict_mask": {"queue": "interactive"},
-    "workers.tasks.predict_intervention": {"queue": "interactive"},
-    "workers.tasks.*": {"queue": "batch"},
+    "*.predict_*": {"queue": "interactive"},
+    "*": {"queue": "batch"},
 }
+# Every module that defines tasks (a worker imports them all at start).
+CELERY_IMPORTS = ["workers.tasks"]
 # How long the web waits for an interactive result before answering 503 (the client retries).
 INTERACTIVE_TIMEOUT_S = float(os.environ.get("INTERACTIVE_TIMEOUT_S", "20"))
 

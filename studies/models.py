@@ -308,3 +308,41 @@ class ExportJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+
+
+# --- Automated prompting baselines (issue 4: exports and the overprompting analysis) ---------
+
+
+class BaselineResult(models.Model):
+    """One automated prompt (DESIGN.md "Automated prompting baselines"): one shot, seeded.
+
+    `count_source` says where the point counts came from: `human_best` (the counts of one
+    assignment's best timestep; `assignment` is set) or `fixed` (the same counts for every image).
+    """
+
+    COUNT_SOURCES = [("human_best", "Human best timestep"), ("fixed", "Fixed count")]
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="baselines")
+    image = models.ForeignKey(DatasetImage, on_delete=models.CASCADE, related_name="baselines")
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.CASCADE, related_name="baselines"
+    )
+    strategy = models.CharField(max_length=30)
+    seed = models.IntegerField(default=0)
+    count_source = models.CharField(max_length=20, choices=COUNT_SOURCES)
+    key = models.CharField(max_length=200, help_text="strategy:seed:count_source:unit, unique per study")
+    n_green = models.PositiveIntegerField()
+    n_red = models.PositiveIntegerField()
+    green = models.JSONField(default=list)
+    red = models.JSONField(default=list)
+    iou = models.FloatField()
+    predicted_iou = models.FloatField(null=True, blank=True)
+    mask_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    mask_rle = models.JSONField(null=True, blank=True)
+    model_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["study", "strategy", "image", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "key"], name="unique_baseline_key"),
+        ]

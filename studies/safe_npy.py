@@ -59,7 +59,7 @@ def load_npy(path: str | Path) -> np.ndarray:
             elif version in ((2, 0), (3, 0)):
                 shape, fortran, dtype = npy_format.read_array_header_2_0(handle)
             else:
-                raise UnsafeNpyError(f"{path.name}: unsupported .npy version {version}")
+                raise UnsafeNpyError(f"{path.name}: not a valid .npy file (unsupported version {version})")
             if not dtype.hasobject:
                 handle.seek(0)
                 return np.load(handle, allow_pickle=False)

@@ -1,11 +1,26 @@
 """Pages: participants' join flow and the researchers' pages."""
 from django.urls import path
 
-from . import views_participant
+from . import views_participant, views_researcher
 
 urlpatterns = [
     path("s/<int:study_id>/join", views_participant.join, name="join"),
     path("s/<int:study_id>/consent", views_participant.consent, name="consent"),
+    path("s/<int:study_id>/instructions", views_participant.instructions, name="instructions"),
     path("s/<int:study_id>/annotate", views_participant.annotate, name="annotate"),
     path("s/<int:study_id>/done", views_participant.done, name="done"),
+    # researchers (views_researcher)
+    path("studies/", views_researcher.study_list, name="study-list"),
+    path("studies/new", views_researcher.study_create, name="study-create"),
+    path("studies/<int:study_id>/", views_researcher.study_detail, name="study-detail"),
+    path("studies/<int:study_id>/edit", views_researcher.study_edit, name="study-edit"),
+    path("studies/<int:study_id>/status", views_researcher.study_set_status, name="study-status"),
+    path("studies/<int:study_id>/links", views_researcher.study_links, name="study-links"),
+    path("studies/<int:study_id>/progress", views_researcher.study_progress_fragment, name="study-progress"),
+    path("studies/<int:study_id>/images/<int:image_id>/<str:what>.png", views_researcher.study_image, name="study-image"),
+    path(
+        "studies/<int:study_id>/assignments/<int:assignment_id>/replay",
+        views_researcher.assignment_replay,
+        name="assignment-replay",
+    ),
 ]

@@ -1,9 +1,11 @@
 """Participants' pages: join (participant link, Prolific parameters or public link), consent,
-the annotation page and the completion page. Re-opening the join link resumes."""
+instructions, the annotation page and the completion page. Re-opening the join link resumes:
+it leads to the first step not yet done (consent, instructions, the next image, completion)."""
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
@@ -46,11 +48,19 @@ def join(request: HttpRequest, study_id: int) -> HttpResponse:
                 return render(request, "participant/closed.html", {"study": study, "reason": "This study needs a personal link."}, status=403)
             participant = enrol_participant(study)
     login_participant(request, participant)
+    return redirect(next_step(participant))
+
+
+def next_step(participant: Participant) -> str:
+    """The page a (re)opened link leads to: consent, instructions, annotation or completion."""
+    study_id = participant.study_id
     if not participant.consented:
-        return redirect("consent", study_id=study.pk)
+        return reverse("consent", args=[study_id])
     if participant.completed_at:
-        return redirect("done", study_id=study.pk)
-    return redirect("annotate", study_id=study.pk)
+        return reverse("done", args=[study_id])
+    if not participant.assignments.exclude(status="pending").exists():
+        return reverse("instructions", args=[study_id])
+    return reverse("annotate", args=[study_id])
 
 
 @require_http_methods(["GET", "POST"])
@@ -65,11 +75,31 @@ def consent(request: HttpRequest, study_id: int) -> HttpResponse:
                 participant.consent_version = study.consent_version
                 participant.consented_at = timezone.now()
                 participant.save(update_fields=["consent_version", "consented_at"])
-            return redirect("annotate", study_id=study.pk)
-        return render(request, "participant/consent.html", {"study": study, "error": "Please tick the box to agree."}, status=400)
+            return redirect("instructions", study_id=study.pk)
+        error = "Please tick the box to agree." if request.POST.get("agree") != "yes" else "The consent text has changed: please read it again."
+        return render(request, "participant/consent.html", {"study": study, "participant": participant, "error": error}, status=400)
     if participant.consented:
-        return redirect("annotate", study_id=study.pk)
-    return render(request, "participant/consent.html", {"study": study})
+        return redirect(next_step(participant))
+    return render(request, "participant/consent.html", {"study": study, "participant": participant})
+
+
+def instructions(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = get_object_or_404(Study, pk=study_id)
+    participant = _study_participant(request, study)
+    if participant is None:
+        return redirect("join", study_id=study.pk)
+    if not participant.consented:
+        return redirect("consent", study_id=study.pk)
+    context = {
+        "study": study,
+        "participant": participant,
+        "n_images": participant.assignments.count(),
+        "show_ground_truth": bool(study.option("show_ground_truth")),
+        "show_score": bool(study.option("show_score")),
+        "max_rounds": study.option("max_rounds"),
+        "stagnation_limit": study.option("stagnation_limit"),
+    }
+    return render(request, "participant/instructions.html", context)
 
 
 def annotate(request: HttpRequest, study_id: int) -> HttpResponse:
@@ -79,8 +109,22 @@ def annotate(request: HttpRequest, study_id: int) -> HttpResponse:
         return redirect("join", study_id=study.pk)
     if not participant.consented:
         return redirect("consent", study_id=study.pk)
-    template = "participant/annotate.html" if study.kind == "prompting" else "participant/intervene.html"
-    return render(request, template, {"study": study, "participant": participant})
+    if participant.completed_at:
+        return redirect("done", study_id=study.pk)
+    if study.kind != "prompting":
+        return render(request, "participant/intervene.html", {"study": study, "participant": participant})
+    config = {
+        "studyId": study.pk,
+        "code": participant.code,
+        "showGroundTruth": bool(study.option("show_ground_truth")),
+        "showScore": bool(study.option("show_score")),
+        "maxRounds": study.option("max_rounds"),
+        "minGreen": study.option("min_green"),
+        "minRed": study.option("min_red"),
+        "surveyQuestion": study.survey_question,
+        "doneUrl": reverse("done", args=[study.pk]),
+    }
+    return render(request, "participant/annotate.html", {"study": study, "participant": participant, "config": config})
 
 
 def done(request: HttpRequest, study_id: int) -> HttpResponse:
