@@ -183,16 +183,12 @@ def _texture(rng: np.random.Generator, size: int) -> np.ndarray:
             freq = rng.uniform(1.0, 5.0)
             theta = rng.uniform(0.0, np.pi)
             phase = rng.uniform(0.0, 2 * np.pi)
-            field += np.sin(
-                2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + phase
-            )
+            field += np.sin(2 * np.pi * freq * (xx * np.cos(theta) + yy * np.sin(theta)) + phase)
         out[..., ch] = base[ch] + 18.0 * field
     return out
 
 
-def _place(
-    rng: np.random.Generator, size: int, extent: float
-) -> tuple[tuple[float, float], float]:
+def _place(rng: np.random.Generator, size: int, extent: float) -> tuple[tuple[float, float], float]:
     margin = extent / 2.0 + 2.0
     cx = rng.uniform(margin, size - margin)
     cy = rng.uniform(margin, size - margin)

@@ -35,6 +35,11 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
     """The submodule named by a module path such as ``"layer4"`` or ``"features.29"``."""
     if isinstance(layer, nn.Module):
         return layer
+    if isinstance(model, torch.jit.ScriptModule):
+        raise ValueError(
+            "TorchScript models do not support hooks, so explanations, VOICE and GradTrust need "
+            "the eager model (torchvision name + state dict); causal curves work on TorchScript"
+        )
     if not isinstance(layer, str) or not layer:
         raise ValueError(f"layer must be a non-empty module path string, got {layer!r}")
     try:

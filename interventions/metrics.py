@@ -42,7 +42,10 @@ def rle_encode(mask: np.ndarray) -> dict[str, Any]:
     """COCO compressed RLE ``{"size": [h, w], "counts": str}`` of a 2-D mask (JSON-ready)."""
     m = _as_mask(mask, "mask")
     rle = mask_utils.encode(np.asfortranarray(m.astype(np.uint8)))
-    return {"size": [int(rle["size"][0]), int(rle["size"][1])], "counts": rle["counts"].decode("ascii")}
+    return {
+        "size": [int(rle["size"][0]), int(rle["size"][1])],
+        "counts": rle["counts"].decode("ascii"),
+    }
 
 
 def rle_decode(rle: dict[str, Any]) -> np.ndarray:

@@ -117,6 +117,8 @@ def request_prediction(assignment: Assignment, green, red, previous_logits: byte
         return result.get(timeout=settings.INTERACTIVE_TIMEOUT_S, propagate=True)
     except ApiError:
         raise
+    except ValueError as exc:  # the backend refused these points: the input, not the service
+        raise ApiError(400, f"the model cannot use these points: {exc}") from exc
     except Exception as exc:  # broker down, worker lost, timeout: nothing stored, client retries
         name = type(exc).__name__
         if name in {"TimeoutError", "OperationalError", "ConnectionError", "ConnectionRefusedError"} or "Timeout" in name:

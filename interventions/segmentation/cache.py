@@ -37,7 +37,9 @@ class EmbeddingCache:
         if not isinstance(image_sha256, str) or not _HEX64.fullmatch(image_sha256):
             raise ValueError(f"image_sha256 must be 64 lowercase hex digits, got {image_sha256!r}")
         if weights_sha256 is not None and not _HEX64.fullmatch(weights_sha256):
-            raise ValueError(f"weights_sha256 must be 64 lowercase hex digits or None, got {weights_sha256!r}")
+            raise ValueError(
+                f"weights_sha256 must be 64 lowercase hex digits or None, got {weights_sha256!r}"
+            )
         if not model_id:
             raise ValueError("model_id must be a non-empty string")
         return f"{_SAFE.sub('_', model_id)}/{image_sha256}-{weights_sha256 or 'noweights'}"
@@ -45,9 +47,7 @@ class EmbeddingCache:
     def path(self, image_sha256: str, model_id: str, weights_sha256: str | None) -> Path:
         return self.root / (self.key(image_sha256, model_id, weights_sha256) + ".npz")
 
-    def get(
-        self, image_sha256: str, model_id: str, weights_sha256: str | None
-    ) -> Embedding | None:
+    def get(self, image_sha256: str, model_id: str, weights_sha256: str | None) -> Embedding | None:
         """The cached embedding, from memory or disk; None when absent or unreadable."""
         key = self.key(image_sha256, model_id, weights_sha256)
         with self._lock:
@@ -72,9 +72,7 @@ class EmbeddingCache:
     ) -> Path:
         """Write atomically: readers see the old file or the whole new one, never a part."""
         if embedding.model_id != model_id:
-            raise ValueError(
-                f"embedding belongs to model {embedding.model_id!r}, not {model_id!r}"
-            )
+            raise ValueError(f"embedding belongs to model {embedding.model_id!r}, not {model_id!r}")
         key = self.key(image_sha256, model_id, weights_sha256)
         path = self.root / (key + ".npz")
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -94,8 +94,6 @@ class ClassicalBackend:
         missing = [name for name in LEVELS if name not in embedding.arrays]
         if missing:
             raise ValueError(f"embedding lacks the classical arrays {missing}")
-        if not np.any(lab == 1):
-            raise ValueError("the classical backend needs at least one green (label 1) point")
         h, w = embedding.original_size
         cols = np.floor(pts[:, 0]).astype(np.int64)
         rows = np.floor(pts[:, 1]).astype(np.int64)
@@ -103,9 +101,16 @@ class ClassicalBackend:
         red = np.zeros((h, w), bool)
         green[rows[lab == 1], cols[lab == 1]] = True
         red[rows[lab == 0], cols[lab == 0]] = True
-        if np.any(green & red):
-            y, x = np.argwhere(green & red)[0]
-            raise ValueError(f"a green and a red point share the pixel (x={x}, y={y})")
+        # A pixel clicked both green and red seeds neither side (SAM, too, gets no clear answer
+        # there); without any green seed there is no object to grow: empty masks, score 0.
+        conflict = green & red
+        green &= ~conflict
+        red &= ~conflict
+        if not green.any():
+            k = len(LEVELS) if multimask else 1
+            empty = np.zeros((k, h, w), bool)
+            logits = np.stack([_mask_to_logits(m) for m in empty])
+            return Prediction(empty, np.zeros(k, dtype=np.float32), logits)
 
         prior_mask = None if prior is None else _logits_to_mask(prior[0], (h, w))
         levels = LEVELS if multimask else LEVELS[:1]
@@ -114,7 +119,9 @@ class ClassicalBackend:
         for i, name in enumerate(levels):
             image = embedding.arrays[name]
             if image.shape != (h, w, 3) or image.dtype != np.uint8:
-                raise ValueError(f"embedding array {name!r} has shape {image.shape}, expected {(h, w, 3)}")
+                raise ValueError(
+                    f"embedding array {name!r} has shape {image.shape}, expected {(h, w, 3)}"
+                )
             obj, bg = green, red
             if prior_mask is not None and i == len(LEVELS) - 1:
                 obj, bg = _prior_seeds(prior_mask, green, red)
@@ -184,8 +191,8 @@ def _boundary_score(mask: np.ndarray, gradient: np.ndarray) -> float:
         return 0.0
     m = mask.astype(np.uint8)
     k3 = np.ones((3, 3), np.uint8)
-    boundary = (cv2.dilate(m, k3) != cv2.erode(m, k3))
-    near = (cv2.dilate(m, np.ones((9, 9), np.uint8)) != cv2.erode(m, np.ones((9, 9), np.uint8)))
+    boundary = cv2.dilate(m, k3) != cv2.erode(m, k3)
+    near = cv2.dilate(m, np.ones((9, 9), np.uint8)) != cv2.erode(m, np.ones((9, 9), np.uint8))
     ring = near & ~cv2.dilate(boundary.astype(np.uint8), k3).astype(bool)
     e_b = float(gradient[boundary].mean())
     e_n = float(gradient[ring].mean()) if ring.any() else 0.0

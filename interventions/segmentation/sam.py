@@ -69,7 +69,9 @@ class SamBackend:
         from segment_anything import sam_model_registry
 
         if architecture not in ARCHITECTURES:
-            raise ValueError(f"unknown SAM architecture {architecture!r}; choose one of {ARCHITECTURES}")
+            raise ValueError(
+                f"unknown SAM architecture {architecture!r}; choose one of {ARCHITECTURES}"
+            )
         path = Path(weights_path)
         if not path.is_file():
             raise ValueError(f"SAM checkpoint {str(path)!r} does not exist or is not a file")
