@@ -12,8 +12,7 @@ setup: $(STAMP)
 # Idempotent: the venv is (re)installed only when pyproject.toml changes.
 $(STAMP): pyproject.toml
 	@test -x $(PYBIN) || $(PY) -m venv $(VENV)
-	$(PIP) install -q --upgrade pip
-	$(PIP) install -q -e '.[test]'
+	$(PIP) install -q '.[test]'
 	$(PIP) install -q --no-deps grad-cam==1.5.7
 	@touch $(STAMP)
 

@@ -5,6 +5,7 @@ opened (then the CSRF token is required, as for any cookie-authenticated write).
 """
 from __future__ import annotations
 
+from django.db import InterfaceError, OperationalError
 from django.http import FileResponse, Http404
 from django.urls import reverse
 from django.utils import timezone
@@ -50,6 +51,10 @@ class ParticipantView(APIView):
     def handle_exception(self, exc):
         if isinstance(exc, ApiError):
             return Response({"error": exc.message, **exc.extra}, status=exc.status)
+        if isinstance(exc, OperationalError | InterfaceError):
+            # The database connection dropped mid-request: the transaction rolled back, nothing
+            # is stored, and the client's retry with the same client_event_id is safe.
+            return Response({"error": f"the database is unavailable ({type(exc).__name__}); retry with the same client_event_id"}, status=503)
         return super().handle_exception(exc)
 
 

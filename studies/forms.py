@@ -57,6 +57,10 @@ def _protocol_field(name: str, default) -> forms.Field:
 class StudyForm(forms.ModelForm):
     """Create or edit a study; `protocol_<option>` fields hold the protocol."""
 
+    completion_url = forms.URLField(
+        required=False, assume_scheme="https", help_text="Crowd-platform return URL (the completion page redirects there)."
+    )
+
     class Meta:
         model = Study
         fields = [

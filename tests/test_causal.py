@@ -86,7 +86,7 @@ def test_default_step_gives_225_scores_on_224():
     probs = torch.softmax(model(x), 1)[0].detach()
     pred = int(probs.argmax())
     assert curve.scores[0, 0] == pytest.approx(float(probs[pred]), abs=1e-6)
-    zero_prob = float(torch.softmax(model(torch.zeros_like(x)), 1)[0, pred])
+    zero_prob = float(torch.softmax(model(torch.zeros_like(x)), 1)[0, pred].detach())
     assert curve.scores[0, -1] == pytest.approx(zero_prob, abs=1e-6)
     ins = insertion_curve(model, x, saliency, class_idx=pred)
     assert ins.scores[0, -1] == pytest.approx(float(probs[pred]), abs=1e-6)

@@ -7,6 +7,7 @@ Queues (config.settings.CELERY_TASK_ROUTES): `predict_mask` and `predict_interve
 from __future__ import annotations
 
 import base64
+import os
 import time
 from functools import lru_cache
 
@@ -40,6 +41,15 @@ def image_embedding(spec, image_id: int):
     return backend, embedding_cache().get_or_compute(sha, backend, lambda: load_rgb(path))
 
 
+def _fault_injection_delay() -> None:
+    """Test hook: the fault tests (tests/test_integration_faults.py) start a worker with
+    INTERVENE_PREDICT_DELAY_S=<seconds> so that it can be killed while it computes a timestep.
+    Unset (always, outside those tests) it costs one dict lookup."""
+    delay = os.environ.get("INTERVENE_PREDICT_DELAY_S")
+    if delay:
+        time.sleep(float(delay))
+
+
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def predict_mask(
     self,
@@ -62,6 +72,7 @@ def predict_mask(
     from workers.model_cache import ground_truth
 
     started = time.perf_counter()
+    _fault_injection_delay()
     spec = _spec(spec_id)
     backend, embedding = image_embedding(spec, image_id)
     points = np.asarray([*green, *red], dtype=np.float64).reshape(-1, 2)

@@ -203,6 +203,8 @@ def _mask_to_logits(mask: np.ndarray) -> np.ndarray:
     """Signed distance to the mask boundary (positive inside) in low-res pixels, placed like
     SAM's low-res logits: longest side 256, padded at the bottom/right, clipped to +-20."""
     m = mask.astype(np.uint8)
+    if not m.any():  # no boundary to measure from: everywhere outside
+        return np.full((LOW_RES, LOW_RES), -_LOGIT_CLIP, np.float32)
     sd = cv2.distanceTransform(m, cv2.DIST_L2, 3) - cv2.distanceTransform(1 - m, cv2.DIST_L2, 3)
     lh, lw = low_res_frame(mask.shape)
     scale = LOW_RES / max(mask.shape)

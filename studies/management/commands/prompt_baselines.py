@@ -1,0 +1,44 @@
+import time
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from interventions.prompt_strategies import STRATEGIES
+from studies.baselines import start_baselines
+from studies.models import BackgroundJob, Study
+
+
+class Command(BaseCommand):
+    help = "Run automated prompting baselines on a study's images with its model (batch queue, seeded)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("study", type=int)
+        parser.add_argument("--strategy", action="append", choices=STRATEGIES, help="repeat for several; default all")
+        parser.add_argument("--seed", type=int, default=0)
+        parser.add_argument(
+            "--fixed", nargs=2, type=int, metavar=("GREEN", "RED"),
+            help="the same point counts for every image (default: each annotator's best-timestep counts)",
+        )  # fmt: skip
+        parser.add_argument("--no-progress", action="store_true")
+
+    def handle(self, study, strategy=None, seed=0, fixed=None, no_progress=False, **options):
+        found = Study.objects.select_related("model", "dataset").filter(pk=study).first()
+        if found is None:
+            raise CommandError(f"no study with id {study}")
+        try:
+            job = start_baselines(found, strategy or list(STRATEGIES), seed, tuple(fixed) if fixed else None)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from exc
+        # Eager Celery has already run it; with a broker, follow the worker's progress.
+        with tqdm(total=1, desc="baselines", unit="prompt", disable=no_progress, file=self.stderr._out) as bar:
+            while True:
+                job = BackgroundJob.objects.get(pk=job.pk)
+                bar.total = max(job.total, 1)
+                bar.n = job.done
+                bar.refresh()
+                if job.status in ("done", "failed"):
+                    break
+                time.sleep(0.5)
+        if job.status == "failed":
+            raise CommandError(f"baseline job {job.pk} failed: {job.error}")
+        self.stdout.write(f"baseline job {job.pk}: {job.done} results stored")
