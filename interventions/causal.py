@@ -30,7 +30,9 @@ class CausalCurve:
     auc: np.ndarray
 
 
-def rise_gaussian_kernel(klen: int = RISE_KERNEL_SIZE, nsig: float = RISE_KERNEL_SIGMA) -> np.ndarray:
+def rise_gaussian_kernel(
+    klen: int = RISE_KERNEL_SIZE, nsig: float = RISE_KERNEL_SIGMA
+) -> np.ndarray:
     """RISE's gkern: a (klen, klen) Dirac delta at the centre smoothed by
     ``scipy.ndimage.gaussian_filter(delta, nsig)`` (mode 'reflect', truncate 4), computed here
     in closed form: the outer product of the 1-D reflected, truncated Gaussian response."""

@@ -85,7 +85,10 @@ def scene_tensors(
         masks.append(scene.mask)
     x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
     x = F.interpolate(
-        x, size=(DEMO_INPUT_SIZE, DEMO_INPUT_SIZE), mode="bilinear", align_corners=False,
+        x,
+        size=(DEMO_INPUT_SIZE, DEMO_INPUT_SIZE),
+        mode="bilinear",
+        align_corners=False,
         antialias=True,
     )
     mean = torch.tensor(DEMO_MEAN).view(1, 3, 1, 1)
@@ -173,7 +176,9 @@ def train(
     )
     if eval_per_dataset > 0:
         classifier = load_classifier("demo", out)
-        report.evaluation = evaluate(classifier, eval_per_dataset, seed + EVAL_SEED_OFFSET, datasets, progress)
+        report.evaluation = evaluate(
+            classifier, eval_per_dataset, seed + EVAL_SEED_OFFSET, datasets, progress
+        )
     return report
 
 
@@ -217,8 +222,12 @@ def evaluate(
         maps_pred, _ = grad_cam(model, xb, layer)
         random_maps = torch.rand(maps_pred.shape, generator=rng)
         for mode, short in (("deletion", "del"), ("insertion", "ins")):
-            aucs[f"{short}_cam"].append(causal_curve(model, xb, maps_pred, mode, step, batch_size=256).auc)
-            aucs[f"{short}_rand"].append(causal_curve(model, xb, random_maps, mode, step, batch_size=256).auc)
+            aucs[f"{short}_cam"].append(
+                causal_curve(model, xb, maps_pred, mode, step, batch_size=256).auc
+            )
+            aucs[f"{short}_rand"].append(
+                causal_curve(model, xb, random_maps, mode, step, batch_size=256).auc
+            )
     pred = torch.cat(preds)
     correct = (pred == y).numpy()
     per_dataset = {

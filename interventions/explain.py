@@ -47,8 +47,7 @@ def resolve_layer(model: nn.Module, layer: str | nn.Module) -> nn.Module:
     except AttributeError:
         top = [name for name, _ in model.named_children()]
         raise ValueError(
-            f"layer {layer!r} not found in {type(model).__name__}; its top-level modules are "
-            f"{top}"
+            f"layer {layer!r} not found in {type(model).__name__}; its top-level modules are {top}"
         ) from None
 
 
@@ -119,7 +118,9 @@ def _check_input(x: Tensor) -> None:
     if not isinstance(x, Tensor):
         raise TypeError(f"input must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim != 4:
-        raise ValueError(f"input must be a normalised (B, C, H, W) tensor, got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"input must be a normalised (B, C, H, W) tensor, got shape {tuple(x.shape)}"
+        )
     if not torch.isfinite(x).all():
         raise ValueError("input contains NaN or infinite values")
 

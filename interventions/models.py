@@ -8,6 +8,7 @@ turns a uint8 (H, W, 3) image into the normalised (1, 3, h, w) tensor the module
 from __future__ import annotations
 
 import hashlib
+import warnings
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -134,7 +135,8 @@ def default_target_layer(architecture: str) -> str | None:
     if architecture == DEMO_ARCHITECTURE:
         return DEMO_TARGET_LAYER
     if architecture.startswith("vgg"):
-        model = torchvision.models.get_model(architecture, weights=None)
+        with torch.device("meta"):  # structure only, no memory
+            model = torchvision.models.get_model(architecture, weights=None)
         relus = [n for n, m in model.features.named_children() if isinstance(m, nn.ReLU)]
         return f"features.{relus[-1]}"
     for prefix, layer in _TARGET_LAYERS:
@@ -145,7 +147,11 @@ def default_target_layer(architecture: str) -> str | None:
 
 def _state_dict(path: Path) -> dict[str, Tensor]:
     loaded = torch.load(path, map_location="cpu", weights_only=True)
-    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+    if (
+        isinstance(loaded, dict)
+        and "state_dict" in loaded
+        and isinstance(loaded["state_dict"], dict)
+    ):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, Tensor) for v in loaded.values()):
         raise ValueError(f"{path} does not hold a state dict of tensors")
@@ -193,7 +199,9 @@ def load_classifier(
         num_classes = len(class_names)
 
     if architecture == "torchscript":
-        module = torch.jit.load(str(path), map_location=device)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "jit.load is deprecated"
+            module = torch.jit.load(str(path), map_location=device)
         layer = target_layer
     else:
         if architecture == DEMO_ARCHITECTURE:

@@ -48,8 +48,7 @@ def last_layer_weight_gradients(
         layer_in, layer_out = store["input"], store["output"]
         if layer_in.ndim != 2 or layer_in.shape[0] != x.shape[0]:
             raise ValueError(
-                f"last layer {layer_path!r} must see a (B, D) input, got "
-                f"{tuple(layer_in.shape)}"
+                f"last layer {layer_path!r} must see a (B, D) input, got {tuple(layer_in.shape)}"
             )
         n_classes = logits.shape[1]
         target = torch.full_like(logits, 1.0 / n_classes)
@@ -88,7 +87,9 @@ def grad_trust(
     ratio = torch.where(
         denominator > 0,
         numerator / torch.where(denominator > 0, denominator, torch.ones_like(denominator)),
-        torch.where(numerator > 0, torch.full_like(numerator, float("inf")), torch.ones_like(numerator)),
+        torch.where(
+            numerator > 0, torch.full_like(numerator, float("inf")), torch.ones_like(numerator)
+        ),
     )
     return ratio.cpu().numpy()
 

@@ -2,7 +2,7 @@
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import api
+from . import api, api_exports, api_trials
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -18,4 +18,11 @@ urlpatterns = [
         api.AssignmentGroundTruthView.as_view(),
         name="api-assignment-ground-truth",
     ),
+    # intervention studies (studies/api_trials.py)
+    path("assignments/<int:assignment_id>/trials", api_trials.TrialsView.as_view(), name="api-trials"),
+    path("assignments/<int:assignment_id>/intervention", api_trials.InterventionInfoView.as_view(), name="api-intervention"),
+    path("assignments/<int:assignment_id>/overlay.png", api_trials.OverlayView.as_view(), name="api-assignment-overlay"),
+    path("studies/<int:study_id>/exports", api_exports.StudyExportsView.as_view(), name="api-study-exports"),
+    path("exports/<int:export_id>", api_exports.ExportView.as_view(), name="api-export"),
+    path("exports/<int:export_id>/download", api_exports.ExportDownloadView.as_view(), name="api-export-download"),
 ]

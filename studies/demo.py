@@ -124,6 +124,82 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000") -> dict:
     }
 
 
+# --- Intervention demo (issue 6) ----------------------------------------------------------
+
+DEMO_CLASSIFIER_WEIGHTS = "interventions/weights/demo_cnn.pt"  # relative to the project root
+INTERVENTION_DATASET = "Clean shapes"
+INTERVENTION_TITLE = "Intervention: Clean shapes"
+INTERVENTION_IMAGES_PER_PARTICIPANT = 6
+
+
+def demo_classifier_spec() -> ModelSpec:
+    """The committed demo CNN as a ModelSpec (kind classifier, architecture demo, weights sha256)."""
+    from interventions.demo_data import CLASS_NAMES
+    from interventions.models import DEMO_INPUT_SIZE, DEMO_MEAN, DEMO_STD, DEMO_TARGET_LAYER
+
+    path = Path(settings.BASE_DIR) / DEMO_CLASSIFIER_WEIGHTS
+    if not path.is_file():
+        raise FileNotFoundError(f"the demo classifier's weights are missing: {path}")
+    sha = file_sha256(path)
+    spec, _ = ModelSpec.objects.get_or_create(
+        name=f"Demo CNN ({sha[:12]})",
+        defaults={
+            "kind": "classifier",
+            "architecture": "demo",
+            "weights_path": DEMO_CLASSIFIER_WEIGHTS,
+            "weights_sha256": sha,
+            "class_names": list(CLASS_NAMES),
+            "input_size": DEMO_INPUT_SIZE,
+            "mean": list(DEMO_MEAN),
+            "std": list(DEMO_STD),
+            "target_layer": DEMO_TARGET_LAYER,
+        },
+    )
+    return spec
+
+
 def extra_demo_studies(researcher) -> list[Study]:
-    """Demo studies of other kinds (intervention studies); none until a classifier exists."""
-    return []
+    """An open intervention study on the generated scenes with the demo classifier: smallest
+    deletion that flips the prediction, zero substrate, Grad-CAM shown, ground truth outlined.
+    Its per-image analyses are queued (eager in the embedded default) when it is created."""
+    from .intervention_jobs import start_image_analyses
+    from .protocol import DEFAULT_PROTOCOL
+
+    if not (Path(settings.BASE_DIR) / DEMO_CLASSIFIER_WEIGHTS).is_file():
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "no intervention demo: %s is missing (train it with the science library's command)", DEMO_CLASSIFIER_WEIGHTS
+        )
+        return []
+    spec = demo_classifier_spec()
+    study, created = Study.objects.get_or_create(
+        title=INTERVENTION_TITLE,
+        owner=researcher,
+        defaults={
+            "kind": "intervention",
+            "dataset": demo_dataset(INTERVENTION_DATASET),
+            "model": spec,
+            "status": "open",
+            "protocol": {
+                **DEFAULT_PROTOCOL,
+                "show_ground_truth": True,
+                "show_top5": True,
+                "substrate": "zero",
+                "goal": "flip",
+                "overlay": "gradcam",
+            },
+            "images_per_participant": INTERVENTION_IMAGES_PER_PARTICIPANT,
+            "instructions": (
+                "Paint a region of the image with the brush, rectangle or polygon (the eraser takes "
+                "pixels away), then apply: Delete replaces the region by the grey substrate, Insert "
+                "shows only the region. Goal: find the smallest deletion that changes the model's "
+                "prediction. The model's top-5 and its Grad-CAM explanation are shown."
+            ),
+            "survey_question": "Did the model look at the object to make its prediction?",
+            "completion_code": "INTERVENE-DEMO",
+        },
+    )
+    if created or not study.jobs.filter(kind="precompute").exists():
+        start_image_analyses(study)
+    return [study]

@@ -1,7 +1,7 @@
 """Pages: participants' join flow and the researchers' pages."""
 from django.urls import path
 
-from . import views_participant, views_researcher
+from . import views_analysis, views_participant, views_researcher
 
 urlpatterns = [
     path("s/<int:study_id>/join", views_participant.join, name="join"),
@@ -23,4 +23,9 @@ urlpatterns = [
         views_researcher.assignment_replay,
         name="assignment-replay",
     ),
+    path("studies/<int:study_id>/analysis", views_analysis.analysis_page, name="study-analysis"),
+    path("studies/<int:study_id>/analysis/<str:table>.csv", views_analysis.analysis_csv, name="study-analysis-csv"),
+    path("studies/<int:study_id>/analysis/plots/<str:name>.png", views_analysis.analysis_plot, name="study-analysis-plot"),
+    path("studies/<int:study_id>/analysis/export", views_analysis.export_start, name="study-export-start"),
+    path("studies/<int:study_id>/analysis/baselines", views_analysis.baselines_start, name="study-baselines-start"),
 ]

@@ -106,6 +106,10 @@ def study_set_status(request: HttpRequest, study_id: int) -> HttpResponse:
             study.save(update_fields=["status", "opened_at"])
             if study.kind == "prompting":
                 start_precompute(study)
+            elif study.kind == "intervention":
+                from .intervention_jobs import start_image_analyses
+
+                start_image_analyses(study)
         else:
             study.status, study.closed_at = "closed", timezone.now()
             study.save(update_fields=["status", "closed_at"])

@@ -47,9 +47,16 @@ def new_page(chromium):
         context.set_default_timeout(15_000)
         contexts.append(context)
         page = context.new_page()
+        # uncaught script errors and console.error calls; a refused request (the browser's own
+        # "Failed to load resource" line) is not one: the tests provoke some on purpose
         page.errors = []
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
-        page.on("console", lambda msg: page.errors.append(msg.text) if msg.type == "error" else None)
+        page.on(
+            "console",
+            lambda msg: page.errors.append(msg.text)
+            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+            else None,
+        )
         return page
 
     yield make

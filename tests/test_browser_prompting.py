@@ -143,6 +143,14 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     assert ui.pixel("canvas-gt", g_in)[:3] != ui.pixel("canvas-gt", far_from([*t0.green, *t0.red], gt, False))[:3]
     screenshot(page, "participant_3_annotate")
 
+    # re-opening the page resumes: points, round and the last mask come from the server
+    page.reload()
+    assert ui.open().pk == first.pk
+    assert (ui.data("seq"), ui.data("green"), ui.data("red"), ui.data("timesteps")) == ("2", "1", "1", "1")
+    assert page.inner_text("#score") == f"{t0.iou:.3f}"
+    assert_overlay_matches_mask(ui, t0)
+    ui.key("r")
+
     # right click removes the nearest red point (the server picks it); no prediction is due
     ui.click((spots["outside"][0] + 2, spots["outside"][1] + 1), right=True)
     assert ui.data("red") == "0" and ui.data("timesteps") == "1" and page.inner_text("#score") == "–"
@@ -164,9 +172,29 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     assert PromptEvent.objects.filter(assignment=first, client_event_id=sent[0]["client_event_id"]).count() == 1
     assert ui.data("timesteps") == "2" and ui.data("red") == "1"
 
-    # space clears all points (same round)
-    ui.key(" ")
+    # a request that keeps failing is reported after the retries, the action is kept as
+    # pending, and Retry sends the very same event again; here: space clears all points
+    attempts = []
+
+    def down(route):
+        attempts.append(json.loads(route.request.post_data))
+        route.fulfill(status=503, json={"error": "the prediction service is unavailable"})
+
+    page.route("**/api/v1/assignments/*/events", down)
+    seq = int(ui.data("seq"))
+    page.keyboard.press(" ")
+    page.wait_for_selector("#error", state="visible", timeout=20_000)
+    assert "prediction service is unavailable" in page.inner_text("#error-text")
+    assert "Not saved yet" in page.inner_text("#pending") and ui.data("queue") == "1"
+    assert len(attempts) == 5 and all(a == attempts[0] for a in attempts) and attempts[0]["seq"] == seq
+    screenshot(page, "participant_3b_error")
+    page.unroute("**/api/v1/assignments/*/events")
+    page.click("#retry")
+    ui.wait_idle(seq + 1)
+    assert not page.is_visible("#error") and attempts[0]["action"] == "clear"
     assert (ui.data("green"), ui.data("red"), ui.data("round")) == ("0", "0", "1")
+    assert PromptEvent.objects.get(assignment=first, seq=seq).client_event_id == attempts[0]["client_event_id"]
+
 
     # g / r switch the mode; red points in empty corners do not improve: the round resets
     ui.key("g")
@@ -234,7 +262,7 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
 
 def test_researcher_creates_study_links_progress_and_replay(live_server, new_page):
     small_dataset(n=3)
-    classical_spec()
+    spec = classical_spec()
     owner = researcher("alice")
     r = new_page()
     r.goto(f"{live_server.url}/studies/")
@@ -247,7 +275,7 @@ def test_researcher_creates_study_links_progress_and_replay(live_server, new_pag
     r.click("#new-study")
     r.fill("#id_title", "Hidden score study")
     r.select_option("#id_dataset", label="Clean shapes")
-    r.select_option("#id_model", label="classical (classical-v1)")
+    r.select_option("#id_model", value=str(spec.pk))
     r.fill("#id_images_per_participant", "1")
     r.fill("#id_survey_question", "Was the ground truth worse than the model?")
     r.uncheck("#id_protocol_show_score")

@@ -58,7 +58,9 @@ def reference_cam(model, x1, layer, loss_fn, plus_plus=False):
     else:
         weights = g.mean(dim=(1, 2))
     cam = F.relu((weights[:, None, None] * a).sum(0))
-    up = F.interpolate(cam[None, None], size=x1.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    up = F.interpolate(cam[None, None], size=x1.shape[-2:], mode="bilinear", align_corners=False)[
+        0, 0
+    ]
     lo, hi = up.min(), up.max()
     return (up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)
 
@@ -96,7 +98,7 @@ def test_methods_equal_plain_loop(method, loss, plus_plus):
     for c in range(10):
         maps, _ = explain(model, x, "layer4", method, c)
         for b in range(2):
-            ref = reference_cam(model, x[b : b + 1], "layer4", lambda z: loss(z, c), plus_plus)
+            ref = reference_cam(model, x[b : b + 1], "layer4", lambda z, c=c: loss(z, c), plus_plus)
             assert (maps[b] - ref).abs().max() <= 1e-4, (method, c, b)
 
 
@@ -104,16 +106,25 @@ def test_named_wrappers_match_registry():
     model = _resnet()
     torch.manual_seed(4)
     x = torch.randn(2, 3, 64, 64)
-    assert torch.equal(grad_cam(model, x, "layer4", 3)[0], explain(model, x, "layer4", "gradcam", 3)[0])
-    assert torch.equal(grad_cam_pp(model, x, "layer4", 3)[0], explain(model, x, "layer4", "gradcam++", 3)[0])
     assert torch.equal(
-        counterfactual_cam(model, x, "layer4", 3)[0], explain(model, x, "layer4", "counterfactual", 3)[0]
+        grad_cam(model, x, "layer4", 3)[0], explain(model, x, "layer4", "gradcam", 3)[0]
     )
-    assert torch.equal(contrast_cam(model, x, "layer4", 5)[0], explain(model, x, "layer4", "contrast", 5)[0])
+    assert torch.equal(
+        grad_cam_pp(model, x, "layer4", 3)[0], explain(model, x, "layer4", "gradcam++", 3)[0]
+    )
+    assert torch.equal(
+        counterfactual_cam(model, x, "layer4", 3)[0],
+        explain(model, x, "layer4", "counterfactual", 3)[0],
+    )
+    assert torch.equal(
+        contrast_cam(model, x, "layer4", 5)[0], explain(model, x, "layer4", "contrast", 5)[0]
+    )
     # default contrast: the second most likely class of each image
     logits = model(x)
     second = logits.topk(2, dim=1).indices[:, 1]
-    assert torch.equal(contrast_cam(model, x, "layer4")[0], explain(model, x, "layer4", "contrast", second)[0])
+    assert torch.equal(
+        contrast_cam(model, x, "layer4")[0], explain(model, x, "layer4", "contrast", second)[0]
+    )
     assert set(METHODS) >= {"gradcam", "gradcam++", "counterfactual", "contrast"}
 
 

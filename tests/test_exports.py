@@ -38,7 +38,7 @@ def study():
 
 
 def npy(zf: zipfile.ZipFile, name: str) -> np.ndarray:
-    """Read as the public PointPrompt scripts do (np.load, allow_pickle) and check the safe loader agrees."""
+    """Read as the public PointPrompt scripts do (np.load with allow_pickle)."""
     data = zf.read(name)
     array = np.load(io.BytesIO(data), allow_pickle=True)
     return array
@@ -198,3 +198,16 @@ def test_export_job_task_progress_and_errors(study, tmp_path):
         call_command("export_study", "999", "--format", "tidy", "--out", str(tmp_path / "x.zip"))
     call_command("export_study", str(study.pk), "--format", "tidy", "--out", str(tmp_path / "cli.zip"), "--no-progress")
     assert zipfile.ZipFile(tmp_path / "cli.zip").testzip() is None
+
+
+def test_archive_with_more_entries_than_zip32_allows(tmp_path):
+    """The spooled central directory still writes zip64 end records past 65,535 entries."""
+    from studies.exports.archive import ExportArchive
+
+    archive = ExportArchive(tmp_path / "many.zip", compresslevel=1)
+    for i in range(66_000):
+        archive.write_bytes(f"d/{i}.txt", str(i).encode())
+    assert sum(1 for _ in archive.files()) == 66_000
+    archive.close()
+    zf = zipfile.ZipFile(tmp_path / "many.zip")
+    assert len(zf.namelist()) == 66_000 and zf.read("d/65999.txt") == b"65999" and zf.testzip() is None

@@ -132,7 +132,8 @@ def test_many_annotators_on_several_web_and_worker_processes_store_each_timestep
 
     def session(index: int, annotator: Annotator) -> None:
         rng = random.Random(index)
-        aid = annotator.assignments[0]
+        queue = list(annotator.assignments)
+        aid = queue.pop(0)
         for step in range(8):
             mode = "green" if step % 3 == 0 else "red"
             body = annotator.body(aid, "add", mode, rng.randrange(annotator.width), rng.randrange(annotator.height))
@@ -158,6 +159,10 @@ def test_many_annotators_on_several_web_and_worker_processes_store_each_timestep
                 return
             with lock:
                 acknowledged[body["client_event_id"]] = response.json()
+            if response.json()["finished"]:  # stagnation ended the image: go on with the next one
+                if not queue:
+                    return
+                aid = queue.pop(0)
 
     threads = [threading.Thread(target=session, args=(i, a)) for i, a in enumerate(annotators)]
     for t in threads:
@@ -166,12 +171,12 @@ def test_many_annotators_on_several_web_and_worker_processes_store_each_timestep
         t.join(timeout=300)
     assert not any(t.is_alive() for t in threads), "annotator threads did not finish in 300 s"
     assert failures == []
-    assert len(acknowledged) == 8 * 8
+    assert len(acknowledged) >= 8 * 6  # an annotator stops early only when both images ended
 
     audit = stack.audit()
     assert audit["problems"] == []
     assert set(acknowledged) <= audit["client_event_ids"]
-    ids = [a.assignments[0] for a in annotators]
+    ids = [aid for a in annotators for aid in a.assignments]
     count = stack.sql("SELECT count(*) FROM studies_promptevent WHERE assignment_id = ANY(%s)", (ids,))[0][0]
     assert count == len(acknowledged)
     # each stored answer is the acknowledged one (no second computation overwrote it)

@@ -38,7 +38,9 @@ def test_grad_trust_equals_direct_gradients(squared):
         batch = grad_trust(model, x, top_k=k, squared=squared)
         for b in range(3):
             single = grad_trust(model, x[b : b + 1], top_k=k, squared=squared)[0]
-            assert single == pytest.approx(_direct_grad_trust(model, x[b : b + 1], k, squared), rel=1e-6)
+            assert single == pytest.approx(
+                _direct_grad_trust(model, x[b : b + 1], k, squared), rel=1e-6
+            )
             # batched convolutions round differently from single-image ones
             assert batch[b] == pytest.approx(single, rel=1e-4)
     assert last_linear_layer(model) == "fc"

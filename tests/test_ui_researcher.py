@@ -4,7 +4,13 @@ import uuid
 import pytest
 
 from studies.models import BackgroundJob, PromptEvent, Study
-from tests.factories import ParticipantClient, classical_spec, prompting_study, researcher, small_dataset
+from tests.factories import (
+    ParticipantClient,
+    classical_spec,
+    prompting_study,
+    researcher,
+    small_dataset,
+)
 
 pytestmark = pytest.mark.django_db
 

@@ -30,11 +30,15 @@ def _loop_map(model, x1, layer, loss_fn, plus_plus):
     if plus_plus:  # exp(score) in float64: in float32 it overflows for a logit of 100
         denom = 2 * g.pow(2) + (a * g.pow(3)).sum(dim=(1, 2), keepdim=True)
         denom = torch.where(denom != 0.0, denom, torch.ones_like(denom))
-        weights = (g.pow(2) / (denom + 1e-7) * F.relu(score.detach().double().exp() * g)).sum(dim=(1, 2))
+        weights = (g.pow(2) / (denom + 1e-7) * F.relu(score.detach().double().exp() * g)).sum(
+            dim=(1, 2)
+        )
     else:
         weights = g.mean(dim=(1, 2))
     cam = F.relu((weights[:, None, None] * a).sum(0))
-    up = F.interpolate(cam[None, None], size=x1.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
+    up = F.interpolate(cam[None, None], size=x1.shape[-2:], mode="bilinear", align_corners=False)[
+        0, 0
+    ]
     lo, hi = up.min(), up.max()
     return ((up - lo) / (hi - lo) if hi > lo else torch.zeros_like(up)).float(), logits.detach()[0]
 
@@ -44,7 +48,7 @@ def _loop_voice(model, x1, layer, plus_plus, classes=None):
     expl, logits = _loop_map(model, x1, layer, lambda z: z[0, z[0].argmax()], plus_plus)
     pred = int(logits.argmax())
     second = int(logits.topk(2).indices[1])
-    ce = lambda q: (lambda z: F.cross_entropy(z, torch.tensor([q])))  # noqa: E731
+    ce = lambda q: lambda z: F.cross_entropy(z, torch.tensor([q]))  # noqa: E731
     contrast, _ = _loop_map(model, x1, layer, ce(second), plus_plus)
     qs = [q for q in range(logits.numel()) if q != pred] if classes is None else classes
     maps = torch.stack([_loop_map(model, x1, layer, ce(q), plus_plus)[0] for q in qs])
@@ -65,7 +69,9 @@ def _check_against_loop(result, model, x, layer, plus_plus, topk=None):
         if topk is not None:
             with torch.no_grad():
                 classes = model(x[b : b + 1])[0].topk(topk + 1).indices[1:].tolist()
-        expl, contrast, unc, logits, maps = _loop_voice(model, x[b : b + 1], layer, plus_plus, classes)
+        expl, contrast, unc, logits, maps = _loop_voice(
+            model, x[b : b + 1], layer, plus_plus, classes
+        )
         assert (result.explanation[b] - expl).abs().max() <= 1e-4
         assert (result.contrast[b] - contrast).abs().max() <= 1e-4
         assert (result.uncertainty[b] - unc).abs().max() <= 1e-4
@@ -73,12 +79,16 @@ def _check_against_loop(result, model, x, layer, plus_plus, topk=None):
         assert st["prediction"] == int(logits.argmax())
         assert st["contrast_class"] == int(logits.topk(2).indices[1])
         assert st["logit_pred"] == pytest.approx(float(logits.max()), abs=1e-5)
-        assert st["log_prob_pred"] == pytest.approx(float(torch.log_softmax(logits, 0).max()), abs=1e-5)
+        assert st["log_prob_pred"] == pytest.approx(
+            float(torch.log_softmax(logits, 0).max()), abs=1e-5
+        )
         u, e = result.uncertainty[b].numpy(), result.explanation[b].numpy()
         inter = np.logical_and(u > 0.1, e > 0.1).sum()
         union = np.logical_or(u > 0.1, e > 0.1).sum()
         assert st["iou"] == pytest.approx((inter + 1e-6) / (union + 1e-6), abs=1e-12)
-        assert st["snr"] == pytest.approx(u.astype(np.float64).mean() / u.astype(np.float64).std(), rel=1e-9)
+        assert st["snr"] == pytest.approx(
+            u.astype(np.float64).mean() / u.astype(np.float64).std(), rel=1e-9
+        )
     return maps
 
 

@@ -86,9 +86,7 @@ def _image(image_id: int) -> tuple[np.ndarray, int | None, str]:
 def _pixels(path: str, sha256: str) -> np.ndarray:
     from workers.model_cache import load_rgb
 
-    rgb = load_rgb(path)
-    rgb.setflags(write=False)
-    return rgb
+    return load_rgb(path)
 
 
 def _normalised(classifier, rgb: np.ndarray):
@@ -283,7 +281,7 @@ def image_analyses(classifier, rgb: np.ndarray, substrate: str, label: int | Non
     step = int(classifier.input_size[1])
     deletion = causal_curve(model, x, gradcam, "deletion", step=step)
     insertion = causal_curve(model, x, gradcam, "insertion", step=step)
-    trust = {k: float(np.asarray(val)[0]) for k, val in trust_scores(model, x).items()}
+    trust = {k: float(np.asarray(val)[0]) for k, val in trust_scores(model, x).items() if k != "prediction"}
     gradcam_np = gradcam[0].detach().cpu().numpy()
 
     full = _normalised(classifier, rgb)
@@ -388,3 +386,11 @@ def precompute_image_analyses(self, job_id: int) -> dict:
         raise
     update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
     return {"images": len(images), "methods": list(ANALYSIS_METHODS)}
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def predict_image_maps(self, spec_id: int, image_id: int) -> dict:
+    """Grad-CAM and VOICE uncertainty maps of an image (stored or computed) as nested lists,
+    for the participant's overlay when the precompute has not reached the image yet."""
+    maps = analysis_maps(spec_id, image_id)
+    return {name: np.asarray(m, dtype=np.float32).round(4).tolist() for name, m in maps.items()}

@@ -168,7 +168,7 @@ async function failed(item, err) {
     if (status === 409) s.blocked = true;  // study closed or image finished elsewhere
   } else {
     s.stalled = true;
-    showError(`Could not reach the server after several tries (${err.message}). Your action is kept.`, () => { s.stalled = false; pump(); });
+    showError(`Your action could not be saved after several tries (${err.message}). It is kept: press Retry.`, () => { s.stalled = false; pump(); });
     render();
     return;
   }

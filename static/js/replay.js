@@ -97,7 +97,11 @@ async function start() {
   $("next").addEventListener("click", () => show(index + 1));
   $("play").addEventListener("click", play);
   $("show-gt").addEventListener("change", () => show(index));
-  document.addEventListener("keydown", (ev) => { if (ev.key === "ArrowLeft") show(index - 1); if (ev.key === "ArrowRight") show(index + 1); });
+  document.addEventListener("keydown", (ev) => {
+    if (ev.target instanceof HTMLInputElement) return;  // the focused slider steps by itself
+    if (ev.key === "ArrowLeft") show(index - 1);
+    if (ev.key === "ArrowRight") show(index + 1);
+  });
   show(index);
   document.getElementById("replay").dataset.ready = "1";
 }

@@ -2,13 +2,15 @@
 
 Each entry is streamed through `ZipFile.open(name, "w")` (ZIP_DEFLATED), so nothing is held
 whole in memory; the list of (name, sha256, bytes) goes to a spool file on disk, not a list, and
-is read back once to write the manifest.
+is read back once to write the manifest; zipfile's own per-entry list (the central directory,
+written at close) is spooled to disk as well, so memory does not grow with the entry count.
 """
 from __future__ import annotations
 
 import hashlib
 import io
 import json
+import pickle
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -19,6 +21,49 @@ from typing import IO
 import numpy as np
 
 from .npy import write_npy, write_object_npy
+
+
+class SpooledFileList:
+    """ZipFile.filelist kept on disk: zipfile appends each finished entry's ZipInfo and reads
+    them all back once, to write the central directory at close. In memory, a 300,000-entry
+    archive's ZipInfo list alone would take hundreds of MB."""
+
+    def __init__(self):
+        self.spool = tempfile.TemporaryFile()
+        self.count = 0
+
+    def append(self, info: zipfile.ZipInfo) -> None:
+        pickle.dump(info, self.spool, protocol=pickle.HIGHEST_PROTOCOL)
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __iter__(self):
+        self.spool.flush()
+        self.spool.seek(0)
+        for _ in range(self.count):
+            yield pickle.load(self.spool)  # our own spool file, written above
+        self.spool.seek(0, io.SEEK_END)
+
+    def close(self) -> None:
+        self.spool.close()
+
+
+class ForgetfulNames(dict):
+    """ZipFile.NameToInfo that keeps no entries (a write-only archive never looks names up)."""
+
+    def __setitem__(self, key, value) -> None:
+        pass
+
+
+class StreamingZipFile(zipfile.ZipFile):
+    """A write-only ZipFile whose per-entry bookkeeping lives on disk, not in memory."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.filelist = SpooledFileList()
+        self.NameToInfo = ForgetfulNames()
 
 
 class HashingWriter(io.RawIOBase):
@@ -45,7 +90,7 @@ class ExportArchive:
 
     def __init__(self, path: str | Path, *, compresslevel: int = 6):
         self.path = Path(path)
-        self.zip = zipfile.ZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+        self.zip = StreamingZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
         self._spool = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         self.count = 0
         self.total_bytes = 0
@@ -94,4 +139,5 @@ class ExportArchive:
 
     def close(self) -> None:
         self.zip.close()
+        self.zip.filelist.close()
         self._spool.close()

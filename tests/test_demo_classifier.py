@@ -1,0 +1,83 @@
+"""The committed demo CNN: its hash, size and held-out figures; training is deterministic."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from django.core.management import call_command
+from pytorch_grad_cam import GradCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+from interventions.demo_classifier import EVAL_SEED_OFFSET, evaluate, scene_tensors, train
+from interventions.demo_data import DATASETS
+from interventions.explain import grad_cam
+from interventions.models import DEMO_WEIGHTS, file_sha256, load_demo_classifier
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return load_demo_classifier()
+
+
+def test_committed_weights_hash_and_size(demo):
+    sha_line = DEMO_WEIGHTS.with_name(DEMO_WEIGHTS.name + ".sha256").read_text().split()
+    assert sha_line == [file_sha256(DEMO_WEIGHTS), "demo_cnn.pt"]
+    assert demo.weights_sha256 == sha_line[0]
+    assert DEMO_WEIGHTS.stat().st_size < 2 * 1024 * 1024
+    assert demo.target_layer == "features.conv4" and len(demo.class_names) == 6
+
+
+def test_held_out_figures(demo):
+    # held-out scenes: the evaluation seed differs from the training seed (0)
+    report = evaluate(demo, n_per_dataset=16, seed=EVAL_SEED_OFFSET + 7)
+    assert report.n_images == 16 * len(DATASETS)
+    assert report.accuracy >= 0.9, report
+    assert report.pointing_game >= 0.8, report
+    assert report.deletion_auc_gradcam < report.deletion_auc_random, report
+    assert report.insertion_auc_gradcam > report.insertion_auc_random, report
+
+
+def test_grad_cam_equals_package_on_trained_demo(demo):
+    x, _, _ = scene_tensors(list(DATASETS), 2, seed=EVAL_SEED_OFFSET)
+    maps, logits = grad_cam(demo.module, x, demo.target_layer)
+    with GradCAM(
+        model=demo.module, target_layers=[demo.module.get_submodule(demo.target_layer)]
+    ) as cam:
+        oracle = cam(
+            input_tensor=x, targets=[ClassifierOutputTarget(int(c)) for c in logits.argmax(1)]
+        )
+    assert np.abs(maps.numpy() - oracle).max() <= 1e-5
+
+
+def test_training_is_deterministic(tmp_path):
+    threads = torch.get_num_threads()
+    try:
+        a = train(tmp_path / "a.pt", n_per_dataset=12, epochs=1, eval_per_dataset=0, progress=False)
+        b = train(tmp_path / "b.pt", n_per_dataset=12, epochs=1, eval_per_dataset=0, progress=False)
+        c = train(
+            tmp_path / "c.pt",
+            n_per_dataset=12,
+            epochs=1,
+            seed=1,
+            eval_per_dataset=0,
+            progress=False,
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert a.sha256 == b.sha256 != c.sha256
+    assert (tmp_path / "a.pt.sha256").read_text().split() == [a.sha256, "a.pt"]
+
+
+def test_management_command(tmp_path, capsys):
+    threads = torch.get_num_threads()
+    out = tmp_path / "cmd.pt"
+    try:
+        call_command(
+            "train_demo_classifier", out=str(out), n_per_dataset=6, epochs=1, eval_per_dataset=2
+        )
+    finally:
+        torch.set_num_threads(threads)
+    report = json.loads(capsys.readouterr().out)
+    assert report["sha256"] == file_sha256(out)
+    assert report["evaluation"]["n_images"] == 2 * len(DATASETS)
