@@ -74,6 +74,9 @@ DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
         conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+        # persistent connections (DB_CONN_MAX_AGE > 0) are checked before each request reuses one,
+        # so a connection PostgreSQL dropped is replaced instead of failing the request
+        conn_health_checks=True,
     )
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):

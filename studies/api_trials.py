@@ -63,6 +63,8 @@ class InterventionInfoView(ParticipantView):
                 "id": assignment.pk,
                 "goal": study.option("goal"),
                 "substrate": study.option("substrate"),
+                # the zero substrate's colour: 0 in normalised space is the normalisation mean
+                "substrate_rgb": [round(255 * m) for m in (study.model.mean or (0.485, 0.456, 0.406))],
                 "overlay": overlay,
                 "overlay_url": (
                     request.build_absolute_uri(reverse("api-assignment-overlay", args=[assignment.pk]))

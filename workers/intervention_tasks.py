@@ -86,7 +86,7 @@ def _image(image_id: int) -> tuple[np.ndarray, int | None, str]:
 def _pixels(path: str, sha256: str) -> np.ndarray:
     from workers.model_cache import load_rgb
 
-    return load_rgb(path)
+    return np.array(load_rgb(path))  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
 def _normalised(classifier, rgb: np.ndarray):
