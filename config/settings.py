@@ -22,7 +22,17 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 if PRODUCTION:
-    SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]  # secrets only from the environment
+    # secrets only from the environment
+    SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "")
+    if len(SECRET_KEY) < 50:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_SECRET_KEY (at least 50 random characters) in the environment")
+    for _required in ("DATABASE_URL", "CELERY_BROKER_URL"):  # no silent SQLite / eager fallback
+        if not os.environ.get(_required):
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(f"DJANGO_ENV=production needs {_required} in the environment")
 else:
     SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
@@ -73,7 +83,7 @@ ASGI_APPLICATION = "config.asgi.application"
 DATABASES = {
     "default": dj_database_url.config(
         default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}",
-        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "0")),
+        conn_max_age=int(os.environ.get("DB_CONN_MAX_AGE", "60" if PRODUCTION else "0")),
         # persistent connections (DB_CONN_MAX_AGE > 0) are checked before each request reuses one,
         # so a connection PostgreSQL dropped is replaced instead of failing the request
         conn_health_checks=True,
@@ -163,6 +173,7 @@ INTERACTIVE_TIMEOUT_S = float(os.environ.get("INTERACTIVE_TIMEOUT_S", "20"))
 if PRODUCTION:
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", True)
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]  # container / load-balancer probes speak plain HTTP
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
     SECURE_HSTS_SECONDS = int(os.environ.get("DJANGO_HSTS_SECONDS", "31536000"))

@@ -48,7 +48,9 @@ class InterventionInfoView(ParticipantView):
     def get(self, request, assignment_id: int):
         participant, assignment = _intervention_assignment(request, assignment_id)
         study = participant.study
-        from workers.intervention_tasks import predict_image_classes  # light module: no torch at import
+        from workers.intervention_tasks import (
+            predict_image_classes,  # light module: no torch at import
+        )
 
         try:
             classes = predict_image_classes.apply_async(args=[study.model_id, assignment.image_id], queue="interactive").get(

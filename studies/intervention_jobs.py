@@ -15,7 +15,10 @@ log = logging.getLogger(__name__)
 def start_image_analyses(study: Study) -> BackgroundJob:
     """Queue `precompute_image_analyses` after the current transaction commits; a failure to
     enqueue (or, in eager mode, of the task itself) is written on the job row."""
-    from workers.intervention_tasks import ANALYSIS_METHODS, precompute_image_analyses  # no torch at import
+    from workers.intervention_tasks import (  # no torch at import
+        ANALYSIS_METHODS,
+        precompute_image_analyses,
+    )
 
     if study.kind != "intervention":
         raise ValueError(f"study {study.pk} is a {study.kind} study, not an intervention study")

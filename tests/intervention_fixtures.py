@@ -7,7 +7,6 @@ from pathlib import Path
 from studies.enrolment import enrol_participant
 from studies.models import ModelSpec, Study
 from studies.protocol import DEFAULT_PROTOCOL
-
 from tests.factories import researcher, small_dataset
 
 ROOT = Path(__file__).resolve().parent.parent

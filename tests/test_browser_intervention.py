@@ -11,7 +11,12 @@ from PIL import Image
 from interventions.metrics import rle_decode
 from studies.models import Assignment, InterventionTrial
 from tests.browser_support import screenshot
-from tests.intervention_fixtures import DEMO_WEIGHTS, classifier_spec, intervention_study, random_demo_weights
+from tests.intervention_fixtures import (
+    DEMO_WEIGHTS,
+    classifier_spec,
+    intervention_study,
+    random_demo_weights,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -70,6 +75,7 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new
     page.goto(f"{live_server.url}/s/{study.pk}/join?t={participant.token}")
     page.check("#agree")
     page.click("#consent-submit")
+    assert page.locator("#intervention-howto").is_visible()
     page.click("#start")
     page.wait_for_selector("#app[data-phase=annotate]")
     p = Page(page)
@@ -91,7 +97,6 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new
     p.drag((x0, y1 + 4), (x1, y1 + 4))
     assert p.area() < after_brush
     page.click("#tool-polygon")
-    w, h = assignment.image.width, assignment.image.height
     before_polygon = p.area()
     for q in [(2, 2), (14, 2), (14, 14), (2, 2)]:  # a corner triangle, closed on its first vertex
         p.click(q)
@@ -132,8 +137,37 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new
     assert [t.operation for t in trials] == ["delete", "insert"]
     assert trials[0].region_rle == trials[1].region_rle
     region = rle_decode(trials[0].region_rle)
-    assert int(region.sum()) == painted and region[y0:y1 + 1, x0:x1 + 1].all()
+    assert int(region.sum()) == painted and region[y0 : y1 - 5, x0 : x1 + 1].all()  # the eraser took the rows near y1 + 4
     assert trials[0].prob_after == pytest.approx(prob_after, abs=1e-6)
     assert all(t.overlay == "gradcam" for t in trials)
     a = Assignment.objects.get(pk=assignment.pk)
     assert a.status == "finished" and a.survey_answers["answer"] == "yes"
+
+    # the researcher's pages: study comparison, the image's maps and curves, the timeline
+    with django_capture_on_commit_callbacks(execute=True):
+        from studies.intervention_jobs import start_image_analyses
+
+        start_image_analyses(study)
+    r = new_page()
+    r.goto(f"{live_server.url}/accounts/login/?next=/studies/{study.pk}/")
+    r.fill("input[name=username]", study.owner.username)
+    r.fill("input[name=password]", f"pw-{study.owner.username}")
+    r.click("#login-submit")
+    r.click("#intervention-analysis")
+    r.wait_for_selector("#intervention-images")
+    assert r.locator("#n-trials").inner_text() == "2"
+    assert r.locator("#analyses-status").inner_text() == "Done"
+    loaded = "() => [...document.images].every(i => i.complete && i.naturalWidth > 0)"
+    r.wait_for_function(loaded)
+    screenshot(r, "intervention_researcher_study")
+    r.click(f"#intervention-images a >> text='{assignment.image.index}'")
+    r.wait_for_selector("#maps")
+    assert r.locator("#maps figure").count() == 5 and r.locator("#image-trials tbody tr").count() == 2
+    r.wait_for_function(loaded)
+    screenshot(r, "intervention_researcher_image")
+    r.click(f"#image-trials a >> text='{participant.code}'")
+    r.wait_for_selector(".timeline .trial")
+    assert r.locator(".timeline .trial").count() == 2
+    r.wait_for_function(loaded)
+    screenshot(r, "intervention_researcher_timeline")
+    assert not r.errors, r.errors

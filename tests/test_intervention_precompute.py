@@ -13,7 +13,12 @@ from interventions.demo_data import generate_scene
 from interventions.voice import voice
 from studies.intervention_jobs import analyses_complete, start_image_analyses
 from studies.models import BackgroundJob, ImageAnalysis
-from tests.intervention_fixtures import DEMO_WEIGHTS, classifier_spec, intervention_study, random_demo_weights
+from tests.intervention_fixtures import (
+    DEMO_WEIGHTS,
+    classifier_spec,
+    intervention_study,
+    random_demo_weights,
+)
 from workers.intervention_tasks import ANALYSIS_METHODS, classifier_for
 
 

@@ -8,7 +8,13 @@ import torch
 from interventions.causal import rise_blur
 from interventions.demo_data import generate_scene
 from interventions.models import Classifier, build_demo_cnn
-from interventions.regions import area_fraction, resize_map, top_region, top_region_iou, uncertainty_overlap
+from interventions.regions import (
+    area_fraction,
+    resize_map,
+    top_region,
+    top_region_iou,
+    uncertainty_overlap,
+)
 from interventions.substrates import (
     intervene,
     normalise_image,
@@ -42,7 +48,7 @@ def test_delete_and_insert_per_pixel(scene):
         deleted = intervene(x, region, "delete", name)
         inserted = intervene(x, region, "insert", name)
         h, w = region.shape
-        for y, xx in [(0, 0), (h // 2, w // 2), (h - 1, w - 1), *zip(*np.nonzero(region)[:2])][:40]:
+        for y, xx in [(0, 0), (h // 2, w // 2), (h - 1, w - 1), *zip(*np.nonzero(region)[:2], strict=True)][:40]:
             inside = bool(region[y, xx])
             assert torch.equal(deleted[0, :, y, xx], sub[0, :, y, xx] if inside else x[0, :, y, xx])
             assert torch.equal(inserted[0, :, y, xx], x[0, :, y, xx] if inside else sub[0, :, y, xx])

@@ -8,7 +8,6 @@ from PIL import Image
 
 from interventions.metrics import rle_decode, rle_encode
 from studies.models import InterventionTrial
-
 from tests.factories import ParticipantClient, prompting_study
 from tests.intervention_fixtures import classifier_spec, intervention_study, random_demo_weights
 

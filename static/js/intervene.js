@@ -6,7 +6,7 @@
 // log is the server's, undo only changes what the page shows and the region being edited).
 // Trials are sent one at a time in `seq` order and retried with the same client_event_id.
 import { Api, ApiFailure } from "./api.js";
-import { displayScale, loadImage, pngMaskLayer } from "./canvas_view.js";
+import { displayScale, loadImage } from "./canvas_view.js";
 
 const $ = (id) => document.getElementById(id);
 const app = $("app");
@@ -132,6 +132,21 @@ function layerFromMask(mask, rgba) {
   return layer;
 }
 
+/** The ground truth's outline (object pixels with a 4-neighbour outside it) in yellow. */
+function outlineLayer(img) {
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const px = ctx.getImageData(0, 0, c.width, c.height).data, w = c.width, h = c.height;
+  const inside = (x, y) => x >= 0 && y >= 0 && x < w && y < h && px[(y * w + x) * 4] > 127;
+  const edge = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    if (inside(x, y) && !(inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1))) edge[y * w + x] = 1;
+  }
+  return layerFromMask(edge, [255, 214, 0, 255]);  // the mask has the image's size (s.width x s.height)
+}
+
 /** A preview of what the model sees: the substrate drawn into (delete) or around (insert) the region. */
 function substrateCanvas() {
   const c = document.createElement("canvas");
@@ -187,8 +202,8 @@ function render() {
   ctx.imageSmoothingEnabled = false;
   ctx.clearRect(0, 0, c.width, c.height);
   ctx.drawImage(s.image, 0, 0, c.width, c.height);
-  if (s.gtLayer) { ctx.globalAlpha = 0.35; ctx.drawImage(s.gtLayer, 0, 0, c.width, c.height); ctx.globalAlpha = 1; }
   ctx.drawImage(layerFromMask(s.region, [255, 40, 160, 140]), 0, 0, c.width, c.height);
+  if (s.gtLayer) ctx.drawImage(s.gtLayer, 0, 0, c.width, c.height);
   const sc = s.scale;
   if (s.drag && s.tool === "rect" && s.drag.to) {
     const [a, b] = [s.drag.from, s.drag.to];
@@ -430,7 +445,7 @@ async function openAssignment(index) {
   const [image, info] = await Promise.all([loadImage(a.image_url), api.get(`assignments/${a.id}/intervention`), loadTrials()]);
   Object.assign(s, { image, info, width: a.width, height: a.height, scale: displayScale(a.width, a.height), undo: [], result: null, polygon: [], drag: null, busy: false });
   s.region = new Uint8Array(a.width * a.height);
-  s.gtLayer = a.ground_truth_url ? pngMaskLayer(await loadImage(a.ground_truth_url), [255, 196, 0]) : null;
+  s.gtLayer = a.ground_truth_url ? outlineLayer(await loadImage(a.ground_truth_url)) : null;
   s.overlayImg = info.overlay_url ? await loadImage(info.overlay_url) : null;
   canvasFor("canvas-paint"); canvasFor("canvas-result");
   $("panel-overlay").hidden = !s.overlayImg;

@@ -201,7 +201,7 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
     )
     n_trials = write_csv(archive, "trials.csv", ("participant", "assignment_id", "image_index", *trial_fields[3:]), trials)
     n_baselines = write_baselines_csv(archive, "baselines.csv", study)
-    return {
+    counts = {
         "participants": n_participants,
         "assignments": n_assignments,
         "events": n_events,
@@ -209,3 +209,8 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         "trials": n_trials,
         "baseline_results": n_baselines,
     }
+    if study.kind == "intervention":  # regions, maps, VOICE and curve stats (studies/exports/intervention.py)
+        from .intervention import export_intervention_parts
+
+        counts.update(export_intervention_parts(study, archive))
+    return counts
