@@ -11,6 +11,7 @@ ratios against it.
 
     .venv/bin/python bench/click_latency.py [--clicks 80] [--backends classical,vit_b]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,13 @@ def run_backend(backend: str, clicks: int, warmup: int, seed: int) -> dict:
     checkpoint = random_sam_vit_b_checkpoint(CHECKPOINT, seed=0) if backend == "vit_b" else None
     kind = "sam" if backend == "vit_b" else "classical"
     with LiveStack(
-        participants=1, images=1, backend=kind, sam_checkpoint=checkpoint, protocol=PROTOCOL, consented=True, embed=True
+        participants=1,
+        images=1,
+        backend=kind,
+        sam_checkpoint=checkpoint,
+        protocol=PROTOCOL,
+        consented=True,
+        embed=True,
     ) as stack:
         annotator = stack.annotator(0)
         aid = annotator.assignments[0]
@@ -57,13 +64,21 @@ def run_backend(backend: str, clicks: int, warmup: int, seed: int) -> dict:
                 body = annotator.body(aid, "clear")
             else:
                 mode = "green" if events % 12 in (0, 1, 4, 7, 10) else "red"
-                body = annotator.body(aid, "add", mode, rng.randrange(annotator.width), rng.randrange(annotator.height))
+                body = annotator.body(
+                    aid,
+                    "add",
+                    mode,
+                    rng.randrange(annotator.width),
+                    rng.randrange(annotator.height),
+                )
             started = time.perf_counter()
             response = annotator.send(aid, body)
             elapsed = (time.perf_counter() - started) * 1000.0
             events += 1
             if response.status_code != 200:
-                raise RuntimeError(f"{backend}: event answered {response.status_code}: {response.text[:300]}")
+                raise RuntimeError(
+                    f"{backend}: event answered {response.status_code}: {response.text[:300]}"
+                )
             answer = response.json()
             if answer["timestep"] is None:
                 if body["action"] == "add":
@@ -103,7 +118,9 @@ def main() -> None:
     for backend in args.backends.split(","):
         result[backend] = run_backend(backend, args.clicks, args.warmup, args.seed)
     if "classical" in result and "vit_b" in result:
-        result["vit_b_over_classical_p50"] = round(result["vit_b"]["p50_ms"] / result["classical"]["p50_ms"], 2)
+        result["vit_b_over_classical_p50"] = round(
+            result["vit_b"]["p50_ms"] / result["classical"]["p50_ms"], 2
+        )
         result["vit_b_goal_met"] = result["vit_b"]["p95_ms"] <= 150
     print(json.dumps(result))
 

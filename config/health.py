@@ -4,6 +4,7 @@ Answers 200 `{"status": "ok", "checks": {...}}` when every check passes, else 50
 failing check's error, so a load balancer or `docker compose` health check can act on it.
 Each check is bounded by a short timeout; nothing is written anywhere.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,7 +24,11 @@ def check_database() -> dict:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
-    return {"ok": True, "vendor": connection.vendor, "ms": round((time.perf_counter() - started) * 1000, 2)}
+    return {
+        "ok": True,
+        "vendor": connection.vendor,
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+    }
 
 
 def check_broker() -> dict:
@@ -36,7 +41,11 @@ def check_broker() -> dict:
     with app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_S)
         transport = conn.transport_cls
-    return {"ok": True, "transport": str(transport), "ms": round((time.perf_counter() - started) * 1000, 2)}
+    return {
+        "ok": True,
+        "transport": str(transport),
+        "ms": round((time.perf_counter() - started) * 1000, 2),
+    }
 
 
 @never_cache
@@ -50,4 +59,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
         except Exception as exc:  # report any failure of the dependency, never crash the probe
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     healthy = all(c["ok"] for c in checks.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", "checks": checks}, status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", "checks": checks},
+        status=200 if healthy else 503,
+    )

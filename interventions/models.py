@@ -74,7 +74,7 @@ class Classifier:
             raise ValueError(
                 f"image must be a uint8 (H, W, 3) RGB array, got {image.dtype} {image.shape}"
             )
-        x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].float() / 255.0
+        x = torch.tensor(image).permute(2, 0, 1)[None].float() / 255.0  # copies
         if tuple(x.shape[-2:]) != tuple(self.input_size):
             x = F.interpolate(
                 x, size=self.input_size, mode="bilinear", align_corners=False, antialias=True

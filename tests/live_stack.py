@@ -15,6 +15,7 @@ green and every worker says `ready`, and stops every process group at the end, a
 Run as a script (`python tests/live_stack.py seed|embed JSON`) it is the seeding / embedding
 step the stack executes inside the stack's environment.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
-PG_ADMIN_DSN = os.environ.get("INTERVENE_IT_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test")
+PG_ADMIN_DSN = os.environ.get(
+    "INTERVENE_IT_PG", "host=127.0.0.1 port=5432 user=postgres dbname=test"
+)
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 
 
@@ -44,11 +47,17 @@ class StackError(RuntimeError):
 # ---------------------------------------------------------------- service probes
 
 
-def redis_ping(host: str = REDIS_HOST, port: int = REDIS_PORT, db: int = 0, timeout: float = 2.0) -> bool:
+def redis_ping(
+    host: str = REDIS_HOST, port: int = REDIS_PORT, db: int = 0, timeout: float = 2.0
+) -> bool:
     import redis
 
     try:
-        return bool(redis.Redis(host=host, port=port, db=db, socket_timeout=timeout, socket_connect_timeout=timeout).ping())
+        return bool(
+            redis.Redis(
+                host=host, port=port, db=db, socket_timeout=timeout, socket_connect_timeout=timeout
+            ).ping()
+        )
     except Exception:
         return False
 
@@ -133,7 +142,13 @@ def spawn(name: str, argv: list[str], env: dict, log_dir: Path) -> Proc:
     log = log_dir / f"{name}.log"
     handle = open(log, "ab")
     popen = subprocess.Popen(
-        argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+        argv,
+        cwd=ROOT,
+        env=env,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
     )
     handle.close()
     return Proc(name, popen, log)
@@ -166,7 +181,15 @@ class Annotator:
     def post(self, path: str, body: dict):
         return self.http.post(f"{self.base_url}/api/v1/{path}", json=body, timeout=self.timeout)
 
-    def body(self, assignment: int, action: str, mode: str = "", x: float | None = None, y: float | None = None, cid: str | None = None) -> dict:
+    def body(
+        self,
+        assignment: int,
+        action: str,
+        mode: str = "",
+        x: float | None = None,
+        y: float | None = None,
+        cid: str | None = None,
+    ) -> dict:
         body = {
             "client_event_id": cid or uuid.uuid4().hex,
             "seq": self.seq.get(assignment, 0),
@@ -324,7 +347,11 @@ class LiveStack:
         return f"postgres://postgres@127.0.0.1:5432/{self.db_name}"
 
     def _environment(self) -> dict:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_", "PYTEST"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("DJANGO_", "CELERY_", "PYTEST"))
+        }
         env.update(
             DJANGO_SETTINGS_MODULE="config.settings",
             DJANGO_DEBUG="0",
@@ -345,15 +372,21 @@ class LiveStack:
         return self._run([str(VENV_BIN / "python"), "manage.py", *args], timeout, env)
 
     def script(self, command: str, args: dict, timeout: float = 120) -> str:
-        return self._run([str(VENV_BIN / "python"), str(Path(__file__)), command, json.dumps(args)], timeout)
+        return self._run(
+            [str(VENV_BIN / "python"), str(Path(__file__)), command, json.dumps(args)], timeout
+        )
 
     def _run(self, argv: list[str], timeout: float, env: dict | None = None) -> str:
         try:
-            done = subprocess.run(argv, cwd=ROOT, env=env or self.env, capture_output=True, text=True, timeout=timeout)
+            done = subprocess.run(
+                argv, cwd=ROOT, env=env or self.env, capture_output=True, text=True, timeout=timeout
+            )
         except subprocess.TimeoutExpired as exc:
             raise StackError(f"{' '.join(argv[1:3])} did not finish within {timeout} s") from exc
         if done.returncode != 0:
-            raise StackError(f"{' '.join(argv[1:3])} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+            raise StackError(
+                f"{' '.join(argv[1:3])} failed ({done.returncode}):\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}"
+            )
         return done.stdout
 
     def _empty_redis_db(self) -> int:
@@ -374,13 +407,27 @@ class LiveStack:
         if self.redis is None or not self.redis_port or self.redis_port == REDIS_PORT:
             self.redis_port = free_port()
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-        argv = [binary, "--port", str(self.redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(self.tmp)]
+        argv = [
+            binary,
+            "--port",
+            str(self.redis_port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(self.tmp),
+        ]
         self.redis = spawn("redis", argv, os.environ.copy(), self.logs)
         self.procs.append(self.redis)
         deadline = time.monotonic() + 20
         while not redis_ping(port=self.redis_port, timeout=0.5):
             if not self.redis.alive() or time.monotonic() > deadline:
-                raise StackError(f"redis-server did not start on port {self.redis_port}:\n{self.redis.tail()}")
+                raise StackError(
+                    f"redis-server did not start on port {self.redis_port}:\n{self.redis.tail()}"
+                )
             time.sleep(0.1)
         return self.redis
 
@@ -428,9 +475,13 @@ class LiveStack:
         deadline = time.monotonic() + (timeout or self.startup_timeout_s)
         while " ready." not in proc.text():
             if not proc.alive():
-                raise StackError(f"worker {proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}")
+                raise StackError(
+                    f"worker {proc.name} exited ({proc.popen.returncode}):\n{proc.tail()}"
+                )
             if time.monotonic() > deadline:
-                raise StackError(f"worker {proc.name} not ready after {timeout or self.startup_timeout_s} s:\n{proc.tail()}")
+                raise StackError(
+                    f"worker {proc.name} not ready after {timeout or self.startup_timeout_s} s:\n{proc.tail()}"
+                )
             time.sleep(0.1)
 
     def wait_healthy(self, timeout: float | None = None) -> dict:
@@ -440,7 +491,9 @@ class LiveStack:
         last = "no answer"
         while True:
             if self.web is not None and not self.web.alive():
-                raise StackError(f"gunicorn exited ({self.web.popen.returncode}):\n{self.web.tail()}")
+                raise StackError(
+                    f"gunicorn exited ({self.web.popen.returncode}):\n{self.web.tail()}"
+                )
             try:
                 response = requests.get(f"{self.base_url}/healthz", timeout=5)
                 if response.status_code == 200:
@@ -449,7 +502,9 @@ class LiveStack:
             except requests.RequestException as exc:
                 last = f"{type(exc).__name__}"
             if time.monotonic() > deadline:
-                raise StackError(f"/healthz not green after {timeout or self.startup_timeout_s} s: {last}")
+                raise StackError(
+                    f"/healthz not green after {timeout or self.startup_timeout_s} s: {last}"
+                )
             time.sleep(0.2)
 
     def pool_children(self, proc: Proc) -> list[int]:
@@ -466,7 +521,9 @@ class LiveStack:
     def sql(self, query: str, params: tuple | None = None) -> list[tuple]:
         import psycopg
 
-        with psycopg.connect(f"host=127.0.0.1 port=5432 user=postgres dbname={self.db_name}", connect_timeout=5) as conn:
+        with psycopg.connect(
+            f"host=127.0.0.1 port=5432 user=postgres dbname={self.db_name}", connect_timeout=5
+        ) as conn:
             cursor = conn.execute(query, params)
             return cursor.fetchall() if cursor.description else []
 
@@ -498,12 +555,16 @@ class LiveStack:
                 problems.append(f"assignment {aid}: seq {seqs[:20]} is not 0..{len(seqs) - 1}")
             steps = [e[2] for e in events if e[2] is not None]
             if steps != list(range(len(steps))):
-                problems.append(f"assignment {aid}: timesteps {steps[:20]} are not 0..{len(steps) - 1} in order")
+                problems.append(
+                    f"assignment {aid}: timesteps {steps[:20]} are not 0..{len(steps) - 1} in order"
+                )
             cids = [e[3] for e in events]
             if len(set(cids)) != len(cids):
                 problems.append(f"assignment {aid}: duplicated client_event_id")
             if next_seq.get(aid) != len(seqs):
-                problems.append(f"assignment {aid}: next_seq {next_seq.get(aid)} != {len(seqs)} events")
+                problems.append(
+                    f"assignment {aid}: next_seq {next_seq.get(aid)} != {len(seqs)} events"
+                )
         return {
             "events": len(rows),
             "timesteps": sum(1 for r in rows if r[2] is not None),
@@ -555,14 +616,22 @@ def _seed(args: dict) -> dict:
 
     name = "Clean shapes"
     scenes = [generate_scene(name, i, seed=0) for i in range(args["images"])]
-    dataset = create_dataset(name, [(s.image, s.mask, s.label, s.class_name) for s in scenes], source="generated", seed=0)
+    dataset = create_dataset(
+        name, [(s.image, s.mask, s.label, s.class_name) for s in scenes], source="generated", seed=0
+    )
     if args["backend"] == "sam":
         checkpoint = args["sam_checkpoint"]
         spec = ModelSpec.objects.create(
-            name="SAM vit_b (random init)", kind="sam", architecture="vit_b", weights_path=checkpoint, weights_sha256=file_sha256(checkpoint)
+            name="SAM vit_b (random init)",
+            kind="sam",
+            architecture="vit_b",
+            weights_path=checkpoint,
+            weights_sha256=file_sha256(checkpoint),
         )
     else:
-        spec = ModelSpec.objects.create(name="classical", kind="classical", architecture="classical-v1")
+        spec = ModelSpec.objects.create(
+            name="classical", kind="classical", architecture="classical-v1"
+        )
     study = Study.objects.create(
         kind="prompting",
         title=f"live stack ({args['backend']})",

@@ -5,6 +5,7 @@ The schema is docker/compose-spec.json, vendored from Debian's docker-compose pa
 (/usr/lib/python3/dist-packages/compose/config/compose_spec.json, docker-compose 1.29.2); when
 Debian's `docker-compose` is installed the file also goes through its own `config` check.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,7 +48,9 @@ def command_argv(service: dict) -> list[str]:
 
 def test_compose_file_is_valid_against_the_compose_specification(compose):
     schema = json.loads((DOCKER / "compose-spec.json").read_text())
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft7Validator
+    )
     errors = sorted(validator_class(schema).iter_errors(compose), key=lambda e: list(e.path))
     assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
 
@@ -55,19 +58,26 @@ def test_compose_file_is_valid_against_the_compose_specification(compose):
 def test_schema_rejects_a_broken_compose_file(compose):
     """The validation has teeth: an unknown service key and a bad depends_on condition fail."""
     schema = json.loads((DOCKER / "compose-spec.json").read_text())
-    validator_class = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    validator_class = jsonschema.validators.validator_for(
+        schema, default=jsonschema.Draft7Validator
+    )
     broken = json.loads(json.dumps(compose))
     broken["services"]["web"]["comand"] = ["gunicorn"]
     broken["services"]["web"]["depends_on"]["redis"]["condition"] = "service_ready"
     assert len(list(validator_class(schema).iter_errors(broken))) >= 2
 
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="Debian's docker-compose is not installed (apt-get install docker-compose)")
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="Debian's docker-compose is not installed (apt-get install docker-compose)",
+)
 def test_docker_compose_config_accepts_the_file_with_a_filled_env(tmp_path):
     (tmp_path / "docker").mkdir()
     shutil.copy(DOCKER / "compose.yaml", tmp_path / "docker" / "compose.yaml")
     env = env_template()
-    env.update(DJANGO_SECRET_KEY=secrets.token_urlsafe(50), POSTGRES_PASSWORD="pw", REDIS_PASSWORD="rp")
+    env.update(
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50), POSTGRES_PASSWORD="pw", REDIS_PASSWORD="rp"
+    )
     (tmp_path / "docker" / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
     done = subprocess.run(
         ["docker-compose", "--env-file", "docker/.env", "-f", "docker/compose.yaml", "--profile", "gpu", "config"],
@@ -75,9 +85,19 @@ def test_docker_compose_config_accepts_the_file_with_a_filled_env(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)
-    assert set(resolved["services"]) == {"postgres", "redis", "migrate", "web", "worker-cpu", "worker-gpu"}
+    assert set(resolved["services"]) == {
+        "postgres",
+        "redis",
+        "migrate",
+        "web",
+        "worker-cpu",
+        "worker-gpu",
+    }
     assert resolved["services"]["worker-gpu"]["profiles"] == ["gpu"]
-    assert "postgres://intervene:pw@postgres:5432/intervene" == resolved["services"]["web"]["environment"]["DATABASE_URL"]
+    assert (
+        "postgres://intervene:pw@postgres:5432/intervene"
+        == resolved["services"]["web"]["environment"]["DATABASE_URL"]
+    )
     (tmp_path / "empty.env").write_text("DJANGO_ENV=production\n")
     missing = subprocess.run(
         ["docker-compose", "--env-file", "empty.env", "-f", "docker/compose.yaml", "config", "-q"],
@@ -117,7 +137,9 @@ def test_every_service_command_exists_in_the_project(compose):
             continue
         argv = command_argv(service)
         program = argv[0]
-        assert (Path(PYTHON).parent / program).exists() or program == "python", f"{name}: {program} is not installed in the venv"
+        assert (Path(PYTHON).parent / program).exists() or program == "python", (
+            f"{name}: {program} is not installed in the venv"
+        )
         if program == "python":
             assert argv[1] == "manage.py" and (ROOT / "manage.py").is_file()
             assert argv[2] in get_commands(), f"{name}: no management command {argv[2]!r}"
@@ -130,14 +152,20 @@ def test_every_service_command_exists_in_the_project(compose):
             from config import celery_app
 
             assert celery_app.main == "intervene"
-            for queue in re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", argv[argv.index("-Q") + 1]).split(","):
+            for queue in re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", argv[argv.index("-Q") + 1]).split(
+                ","
+            ):
                 assert queue in queues, f"{name}: queue {queue!r} is not routed ({sorted(queues)})"
         else:
             raise AssertionError(f"{name}: unexpected program {program}")
     # the health checks' own commands
     assert resolve("/healthz").func.__name__ == "healthz"
     help_text = subprocess.run(
-        [str(Path(PYTHON).parent / "celery"), "-A", "config", "inspect", "ping", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120
+        [str(Path(PYTHON).parent / "celery"), "-A", "config", "inspect", "ping", "--help"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert help_text.returncode == 0 and "--destination" in help_text.stdout
 
@@ -162,7 +190,11 @@ def test_dockerfile_copies_existing_paths_and_runs_gunicorn():
 
 
 def production_env(**extra: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_"))}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("DJANGO_", "DATABASE_URL", "CELERY_"))
+    }
     env.update(
         DJANGO_ENV="production",
         DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
@@ -176,7 +208,12 @@ def production_env(**extra: str) -> dict:
 
 def test_check_deploy_passes_with_the_production_environment():
     done = subprocess.run(
-        [PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, env=production_env(), capture_output=True, text=True, timeout=120
+        [PYTHON, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        cwd=ROOT,
+        env=production_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no issues" in done.stdout
@@ -186,7 +223,14 @@ def test_check_deploy_passes_with_the_production_environment():
 def test_production_refuses_to_start_without_its_secrets_and_services(missing):
     env = production_env()
     env.pop(missing)
-    done = subprocess.run([PYTHON, "manage.py", "check"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [PYTHON, "manage.py", "check"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode != 0 and missing in done.stderr
 
 
@@ -197,8 +241,14 @@ def test_production_serves_healthz_over_plain_http_but_redirects_pages():
         "from django.test import Client; c = Client(HTTP_HOST='localhost');"
         "print(c.get('/accounts/login/').status_code, c.get('/healthz').status_code)"
     )
-    env = production_env(DATABASE_URL=f"sqlite:///{ROOT / 'db.sqlite3'}", CELERY_BROKER_URL="redis://127.0.0.1:6379/0", DJANGO_SETTINGS_MODULE="config.settings")
-    done = subprocess.run([PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    env = production_env(
+        DATABASE_URL=f"sqlite:///{ROOT / 'db.sqlite3'}",
+        CELERY_BROKER_URL="redis://127.0.0.1:6379/0",
+        DJANGO_SETTINGS_MODULE="config.settings",
+    )
+    done = subprocess.run(
+        [PYTHON, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     login, health = done.stdout.split()[-2:]
     assert login == "301" and health in ("200", "503")  # 503 only when Redis is down here
@@ -206,5 +256,39 @@ def test_production_serves_healthz_over_plain_http_but_redirects_pages():
 
 def test_deploy_docs_cover_running_gpu_workers_and_checkpoints():
     text = (ROOT / "docs" / "deploy.md").read_text()
-    for needle in ("docker compose", "--profile gpu", "SAM_CHECKPOINT", "/models", "another machine", "queue_status", "/healthz", "check --deploy"):
+    for needle in (
+        "docker compose",
+        "--profile gpu",
+        "SAM_CHECKPOINT",
+        "/models",
+        "another machine",
+        "queue_status",
+        "/healthz",
+        "check --deploy",
+    ):
         assert needle in text, f"docs/deploy.md does not mention {needle!r}"
+
+
+def test_queue_status_without_a_broker_says_why():
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="CELERY_BROKER_URL is not set"):
+        call_command("queue_status")
+
+
+def test_queue_status_reports_an_unreachable_broker(settings):
+    from django.core.management import CommandError, call_command
+
+    from config.celery_app import app
+
+    port = __import__(
+        "tests.live_stack", fromlist=["free_port"]
+    ).free_port()  # nothing listens there
+    settings.CELERY_TASK_ALWAYS_EAGER = False
+    previous = app.conf.broker_url
+    app.conf.broker_url = f"redis://127.0.0.1:{port}/0"
+    try:
+        with pytest.raises(CommandError, match="cannot be reached"):
+            call_command("queue_status", "--timeout", "0.5")
+    finally:
+        app.conf.broker_url = previous

@@ -95,7 +95,7 @@ def test_methods_equal_plain_loop(method, loss, plus_plus):
     model = _resnet()
     torch.manual_seed(3)
     x = torch.randn(2, 3, 64, 64)
-    for c in range(10):
+    for c in (0, 4, 9):
         maps, _ = explain(model, x, "layer4", method, c)
         for b in range(2):
             ref = reference_cam(model, x[b : b + 1], "layer4", lambda z, c=c: loss(z, c), plus_plus)

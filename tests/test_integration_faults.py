@@ -6,9 +6,12 @@ succeeds, and every timestep is stored exactly once.
 The stack has its own redis-server (so stopping it disturbs no one) and its workers run with
 INTERVENE_PREDICT_DELAY_S (workers/tasks.py), so a timestep takes long enough to be interrupted.
 """
+
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 
@@ -50,7 +53,9 @@ def ready_for_prediction(annotator: Annotator) -> tuple[int, dict]:
 
 def post_in_background(annotator: Annotator, aid: int, body: dict) -> tuple[threading.Thread, list]:
     out: list = []
-    thread = threading.Thread(target=lambda: out.append(annotator.post(f"assignments/{aid}/events", body)))
+    thread = threading.Thread(
+        target=lambda: out.append(annotator.post(f"assignments/{aid}/events", body))
+    )
     thread.start()
     return thread, out
 
@@ -67,7 +72,9 @@ def wait_for(condition, timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def retry_until_ok(annotator: Annotator, aid: int, body: dict, timeout: float = 60.0) -> requests.Response:
+def retry_until_ok(
+    annotator: Annotator, aid: int, body: dict, timeout: float = 60.0
+) -> requests.Response:
     """What a client does after a 503: the same body (same client_event_id) again, with backoff."""
     deadline = time.monotonic() + timeout
     codes = []
@@ -87,7 +94,10 @@ def retry_until_ok(annotator: Annotator, aid: int, body: dict, timeout: float = 
 
 
 def stored(stack: LiveStack, aid: int, cid: str) -> int:
-    return stack.sql("SELECT count(*) FROM studies_promptevent WHERE assignment_id = %s AND client_event_id = %s", (aid, cid))[0][0]
+    return stack.sql(
+        "SELECT count(*) FROM studies_promptevent WHERE assignment_id = %s AND client_event_id = %s",
+        (aid, cid),
+    )[0][0]
 
 
 def test_pool_process_sigkilled_mid_task_is_redelivered_and_stored_once(stack):
@@ -101,9 +111,6 @@ def test_pool_process_sigkilled_mid_task_is_redelivered_and_stored_once(stack):
     children = stack.pool_children(worker)
     assert children, "the prefork worker has no pool process"
     for pid in children:
-        import os
-        import signal
-
         os.kill(pid, signal.SIGKILL)
     thread.join(60)
     response = out[0] if out and out[0].status_code == 200 else retry_until_ok(annotator, aid, body)
@@ -111,7 +118,9 @@ def test_pool_process_sigkilled_mid_task_is_redelivered_and_stored_once(stack):
     # The same task id was received again (reject_on_worker_lost + acks_late) and succeeded once.
     wait_for(lambda: "succeeded" in worker.text(), 20, "the redelivered task to succeed")
     ids = received(worker)[before:]
-    assert any(ids.count(i) >= 2 for i in ids), f"no redelivery seen in the worker log: {ids}\n{worker.tail()}"
+    assert any(ids.count(i) >= 2 for i in ids), (
+        f"no redelivery seen in the worker log: {ids}\n{worker.tail()}"
+    )
     assert "SIGKILL" in worker.text() or "WorkerLostError" in worker.text()
     assert stored(stack, aid, body["client_event_id"]) == 1
     assert stack.audit()["problems"] == []
@@ -153,7 +162,10 @@ def test_redis_stopped_and_restarted_gives_503_then_the_retry_succeeds(stack):
         assert health.status_code == 503 and health.json()["checks"]["broker"]["ok"] is False
         assert health.json()["checks"]["database"]["ok"] is True
         assert stored(stack, aid, body["client_event_id"]) == 0
-        assert stack.sql("SELECT next_seq FROM studies_assignment WHERE id = %s", (aid,))[0][0] == body["seq"]
+        assert (
+            stack.sql("SELECT next_seq FROM studies_assignment WHERE id = %s", (aid,))[0][0]
+            == body["seq"]
+        )
     finally:
         stack.start_redis()  # same port: the web and the workers reconnect by themselves
     response = retry_until_ok(annotator, aid, body, timeout=90)

@@ -5,6 +5,7 @@ The whole prompting flow over HTTP with the predictions computed by a real `inte
 workers: every timestep is stored exactly once and in order. Skipped, with the reason, only
 when PostgreSQL or Redis is not reachable.
 """
+
 from __future__ import annotations
 
 import io
@@ -32,14 +33,24 @@ def stack():
         print(f"SKIP integration: {reason}")
         pytest.skip(reason)
     with LiveStack(
-        participants=10, images=2, web_workers=3, protocol={"stagnation_limit": STAGNATION_LIMIT}, embed=True
+        participants=10,
+        images=2,
+        web_workers=3,
+        protocol={"stagnation_limit": STAGNATION_LIMIT},
+        embed=True,
     ) as live:
         yield live
 
 
-def inside_outside(annotator: Annotator, ground_truth_url: str) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+def inside_outside(
+    annotator: Annotator, ground_truth_url: str
+) -> tuple[tuple[int, int], list[tuple[int, int]]]:
     """The pixel deepest inside the ground-truth object and background pixels far from it (x, y)."""
-    url = ground_truth_url if ground_truth_url.startswith("http") else annotator.base_url + ground_truth_url
+    url = (
+        ground_truth_url
+        if ground_truth_url.startswith("http")
+        else annotator.base_url + ground_truth_url
+    )
     response = annotator.http.get(url, timeout=30)
     assert response.status_code == 200, response.text[:300]
     gt = np.asarray(Image.open(io.BytesIO(response.content)).convert("L")) > 127
@@ -66,12 +77,21 @@ def test_full_flow_on_real_services_stores_every_timestep_once(stack):
     assert answer.json()["timestep"] is None  # no red point yet: no prediction
     replay = annotator.post(f"assignments/{aid}/events", first)
     assert replay.status_code == 200 and replay.json() == answer.json()
-    stale = annotator.post(f"assignments/{aid}/events", {**first, "client_event_id": "stale", "seq": 0})
+    stale = annotator.post(
+        f"assignments/{aid}/events", {**first, "client_event_id": "stale", "seq": 0}
+    )
     assert stale.status_code == 409 and stale.json()["expected_seq"] == 1
-    outside = annotator.post(f"assignments/{aid}/events", annotator.body(aid, "add", "green", 10_000, 5))
+    outside = annotator.post(
+        f"assignments/{aid}/events", annotator.body(aid, "add", "green", 10_000, 5)
+    )
     assert outside.status_code == 400 and "x" in outside.json()["error"]
     foreign = stack.study["participants"][1]["assignments"][0]
-    assert annotator.post(f"assignments/{foreign}/events", annotator.body(foreign, "add", "green", 5, 5)).status_code == 404
+    assert (
+        annotator.post(
+            f"assignments/{foreign}/events", annotator.body(foreign, "add", "green", 5, 5)
+        ).status_code
+        == 404
+    )
 
     answers = [answer.json()]
     rounds_ended = 0
@@ -112,7 +132,9 @@ def test_full_flow_on_real_services_stores_every_timestep_once(stack):
         assert row[3] == a["round"] and row[4] == pytest.approx(a["iou"])
         assert row[5] == a["mask_rle"] and row[6].startswith("classical")
         assert row[7] == a["green"] and row[8] == a["red"]
-    status = stack.sql("SELECT status, stop_reason, next_seq FROM studies_assignment WHERE id = %s", (aid,))[0]
+    status = stack.sql(
+        "SELECT status, stop_reason, next_seq FROM studies_assignment WHERE id = %s", (aid,)
+    )[0]
     assert status == ("finished", "stagnation", len(answers))
     # The predictions ran on the interactive worker process (not eagerly in the web).
     log = stack.worker("interactive").text()
@@ -136,10 +158,18 @@ def test_many_annotators_on_several_web_and_worker_processes_store_each_timestep
         aid = queue.pop(0)
         for step in range(8):
             mode = "green" if step % 3 == 0 else "red"
-            body = annotator.body(aid, "add", mode, rng.randrange(annotator.width), rng.randrange(annotator.height))
+            body = annotator.body(
+                aid, "add", mode, rng.randrange(annotator.width), rng.randrange(annotator.height)
+            )
             if rng.random() < 0.25:
                 results: list = []
-                twins = [threading.Thread(target=lambda: results.append(annotator.post(f"assignments/{aid}/events", body))) for _ in range(2)]
+                path = f"assignments/{aid}/events"
+                twins = [
+                    threading.Thread(
+                        target=lambda p=path, b=body, r=results: r.append(annotator.post(p, b))
+                    )
+                    for _ in range(2)
+                ]
                 for t in twins:
                     t.start()
                 for t in twins:
@@ -147,7 +177,9 @@ def test_many_annotators_on_several_web_and_worker_processes_store_each_timestep
                 ok = [r for r in results if r.status_code == 200]
                 if len(ok) != 2 or ok[0].json() != ok[1].json():
                     with lock:
-                        failures.append(f"duplicate pair answered {[r.status_code for r in results]}: {[r.text[:200] for r in results]}")
+                        failures.append(
+                            f"duplicate pair answered {[r.status_code for r in results]}: {[r.text[:200] for r in results]}"
+                        )
                     return
                 annotator.seq[aid] = body["seq"] + 1
                 response = ok[0]
@@ -177,19 +209,33 @@ def test_many_annotators_on_several_web_and_worker_processes_store_each_timestep
     assert audit["problems"] == []
     assert set(acknowledged) <= audit["client_event_ids"]
     ids = [aid for a in annotators for aid in a.assignments]
-    count = stack.sql("SELECT count(*) FROM studies_promptevent WHERE assignment_id = ANY(%s)", (ids,))[0][0]
+    count = stack.sql(
+        "SELECT count(*) FROM studies_promptevent WHERE assignment_id = ANY(%s)", (ids,)
+    )[0][0]
     assert count == len(acknowledged)
     # each stored answer is the acknowledged one (no second computation overwrote it)
-    stored = dict(stack.sql("SELECT client_event_id, response FROM studies_promptevent WHERE assignment_id = ANY(%s)", (ids,)))
-    assert all(stored[cid]["mask_rle"] == ans["mask_rle"] and stored[cid]["seq"] == ans["seq"] for cid, ans in acknowledged.items())
+    stored = dict(
+        stack.sql(
+            "SELECT client_event_id, response FROM studies_promptevent WHERE assignment_id = ANY(%s)",
+            (ids,),
+        )
+    )
+    assert all(
+        stored[cid]["mask_rle"] == ans["mask_rle"] and stored[cid]["seq"] == ans["seq"]
+        for cid, ans in acknowledged.items()
+    )
 
     # Both queues were served by their own worker process; queue_status sees both, queues empty.
     assert "workers.tasks.embed_image[" in stack.worker("batch").text()
     assert "workers.tasks.embed_image[" not in stack.worker("interactive").text()
-    report = json.loads(stack.manage("queue_status", "--json", "--timeout", "3").strip().splitlines()[-1])
+    report = json.loads(
+        stack.manage("queue_status", "--json", "--timeout", "3").strip().splitlines()[-1]
+    )
     assert report["queues"] == {"interactive": 0, "batch": 0}
     assert len(report["serving"]["interactive"]) == 1 and len(report["serving"]["batch"]) == 1
     assert report["serving"]["interactive"] != report["serving"]["batch"]
+    text = stack.manage("queue_status")
+    assert "interactive" in text and "batch" in text and "no live worker" not in text
 
 
 def test_healthz_reports_database_and_broker(stack):
@@ -198,7 +244,10 @@ def test_healthz_reports_database_and_broker(stack):
     body = requests.get(f"{stack.base_url}/healthz", timeout=10).json()
     assert body["status"] == "ok"
     assert body["checks"]["database"]["vendor"] == "postgresql"
-    assert body["checks"]["broker"]["ok"] is True and "redis" in body["checks"]["broker"]["transport"].lower()
+    assert (
+        body["checks"]["broker"]["ok"] is True
+        and "redis" in body["checks"]["broker"]["transport"].lower()
+    )
 
 
 def test_unique_client_event_ids_are_not_shared_between_assignments(stack):
@@ -209,5 +258,8 @@ def test_unique_client_event_ids_are_not_shared_between_assignments(stack):
     a1, a2 = annotator.assignments[:2]
     assert annotator.send(a1, annotator.body(a1, "add", "green", 3, 3, cid=cid)).status_code == 200
     assert annotator.send(a2, annotator.body(a2, "add", "green", 3, 3, cid=cid)).status_code == 200
-    rows = stack.sql("SELECT assignment_id FROM studies_promptevent WHERE client_event_id = %s ORDER BY assignment_id", (cid,))
+    rows = stack.sql(
+        "SELECT assignment_id FROM studies_promptevent WHERE client_event_id = %s ORDER BY assignment_id",
+        (cid,),
+    )
     assert [r[0] for r in rows] == sorted([a1, a2])

@@ -5,6 +5,7 @@ all priorities; Redis or RabbitMQ alike); workers answer Celery's broadcast `ins
 (`active_queues`, `active`) within the timeout, so a worker that does not answer is not live.
 Exit status 0 when the broker answers, 1 when it cannot be reached.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,7 +40,10 @@ def live_workers(app, timeout: float) -> dict[str, dict]:
     queues = inspect.active_queues() or {}
     active = inspect.active() or {}
     return {
-        name: {"queues": sorted(q["name"] for q in queues.get(name, [])), "active": len(active.get(name, []) or [])}
+        name: {
+            "queues": sorted(q["name"] for q in queues.get(name, [])),
+            "active": len(active.get(name, []) or []),
+        }
         for name in sorted(set(queues) | set(active))
     }
 
@@ -49,19 +53,27 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("--json", action="store_true", help="print one JSON object")
-        parser.add_argument("--timeout", type=float, default=1.5, help="seconds to wait for workers to answer")
+        parser.add_argument(
+            "--timeout", type=float, default=1.5, help="seconds to wait for workers to answer"
+        )
 
     def handle(self, *args, **options):
         if settings.CELERY_TASK_ALWAYS_EAGER:
-            raise CommandError("CELERY_BROKER_URL is not set: Celery runs eagerly in-process, there are no queues or workers")
+            raise CommandError(
+                "CELERY_BROKER_URL is not set: Celery runs eagerly in-process, there are no queues or workers"
+            )
         from config.celery_app import app
 
         try:
             depths = queue_depths(app)
         except Exception as exc:
-            raise CommandError(f"the broker at {app.conf.broker_url!r} cannot be reached ({type(exc).__name__}: {exc})") from exc
+            raise CommandError(
+                f"the broker at {app.conf.broker_url!r} cannot be reached ({type(exc).__name__}: {exc})"
+            ) from exc
         workers = live_workers(app, options["timeout"])
-        serving = {q: sorted(w for w, info in workers.items() if q in info["queues"]) for q in QUEUES}
+        serving = {
+            q: sorted(w for w, info in workers.items() if q in info["queues"]) for q in QUEUES
+        }
         report = {"queues": depths, "workers": workers, "serving": serving}
         if options["json"]:
             self.stdout.write(json.dumps(report))
@@ -72,7 +84,9 @@ class Command(BaseCommand):
         if not workers:
             self.stdout.write(self.style.WARNING("no live worker answered"))
         for name, info in workers.items():
-            self.stdout.write(f"worker {name}: queues {', '.join(info['queues']) or '-'}, {info['active']} task(s) running")
+            self.stdout.write(
+                f"worker {name}: queues {', '.join(info['queues']) or '-'}, {info['active']} task(s) running"
+            )
         for name in QUEUES:
             if not serving[name]:
                 self.stdout.write(self.style.WARNING(f"no live worker consumes queue {name}"))

@@ -22,7 +22,7 @@ class Command(BaseCommand):
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--n-per-dataset", type=int, default=1500)
         parser.add_argument("--epochs", type=int, default=15)
-        parser.add_argument("--threads", type=int, default=2)
+        parser.add_argument("--threads", type=int, default=1)
         parser.add_argument("--eval-per-dataset", type=int, default=100)
 
     def handle(self, *args: object, **options: object) -> None:
