@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import tempfile
@@ -38,7 +39,7 @@ def percentile(values: list[float], q: float) -> float:
     return round(float(np.percentile(np.asarray(values), q)), 2) if values else float("nan")
 
 
-def run_backend(backend: str, clicks: int, warmup: int, seed: int) -> dict:
+def run_backend(backend: str, clicks: int, warmup: int, seed: int, worker_threads: int) -> dict:
     checkpoint = random_sam_vit_b_checkpoint(CHECKPOINT, seed=0) if backend == "vit_b" else None
     kind = "sam" if backend == "vit_b" else "classical"
     with LiveStack(
@@ -49,6 +50,7 @@ def run_backend(backend: str, clicks: int, warmup: int, seed: int) -> dict:
         protocol=PROTOCOL,
         consented=True,
         embed=True,
+        worker_threads=worker_threads,
     ) as stack:
         annotator = stack.annotator(0)
         aid = annotator.assignments[0]
@@ -110,13 +112,21 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=5, help="untimed clicks first (model load)")
     parser.add_argument("--backends", default="classical,vit_b")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads of the interactive worker (default: all cores; one annotator clicks, "
+        "so the worker is the only process computing)",
+    )
     args = parser.parse_args()
     reason = services_missing()
     if reason:
         raise SystemExit(f"click_latency needs the real services: {reason}")
     result: dict = {"bench": "click_latency", "goal_vit_b_p95_ms": 150}
     for backend in args.backends.split(","):
-        result[backend] = run_backend(backend, args.clicks, args.warmup, args.seed)
+        result[backend] = run_backend(backend, args.clicks, args.warmup, args.seed, args.worker_threads)
+    result["worker_threads"] = args.worker_threads
     if "classical" in result and "vit_b" in result:
         result["vit_b_over_classical_p50"] = round(
             result["vit_b"]["p50_ms"] / result["classical"]["p50_ms"], 2

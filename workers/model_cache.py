@@ -59,9 +59,17 @@ def ground_truth(path: str) -> np.ndarray:
 
 
 def clear() -> None:
-    """Forget every cached model (tests that swap settings)."""
+    """Forget everything this process cached: models, rows, masks, maps (tests, where row ids
+    and MEDIA_ROOT are reused from one test to the next)."""
     global _embedding_cache
+    from workers import intervention_tasks, tasks
+
     with _lock:
         _backends.clear()
         _embedding_cache = None
     ground_truth.cache_clear()
+    tasks._image_files.cache_clear()
+    tasks._spec.cache_clear()
+    intervention_tasks._classifiers.clear()
+    intervention_tasks._maps_cache.clear()
+    intervention_tasks._pixels.cache_clear()
