@@ -102,6 +102,12 @@ def _as_saliency(saliency: Tensor | np.ndarray, x: Tensor) -> Tensor:
     return sal
 
 
+def _channels_last(x: Tensor) -> Tensor:
+    """x in channels-last memory order (same values; CPU and cuDNN convolutions run faster
+    on it)."""
+    return x.contiguous(memory_format=torch.channels_last)
+
+
 def causal_curve(
     model: nn.Module,
     x: Tensor,
@@ -129,27 +135,36 @@ def causal_curve(
 
     with torch.inference_mode():
         x = x.detach()
+        # One forward of the unperturbed input gives the class and the score that deletion
+        # starts from and insertion ends at (the same input, so the same number).
+        probs_x = torch.softmax(model(_channels_last(x)), dim=1)
         if class_idx is None:
-            classes = model(x).argmax(dim=1)
+            classes = probs_x.argmax(dim=1)
         else:
             classes = torch.as_tensor(class_idx, device=x.device, dtype=torch.long).reshape(-1)
             classes = classes.expand(batch) if classes.numel() == 1 else classes
         if mode == "deletion":
             start, finish = x, torch.zeros_like(x)
+            known_step = 0
         else:
             start, finish = rise_blur(x), x
-
-        jobs = [(b, i) for b in range(batch) for i in range(n_steps + 1)]
+            known_step = n_steps
         scores = np.empty((batch, n_steps + 1), dtype=np.float64)
+        scores[:, known_step] = probs_x.gather(1, classes.view(-1, 1))[:, 0].double().cpu().numpy()
+
+        jobs = [(b, i) for b in range(batch) for i in range(n_steps + 1) if i != known_step]
+        buffer = torch.empty(
+            (min(batch_size, len(jobs)), *x.shape[1:]), dtype=x.dtype, device=x.device
+        ).contiguous(memory_format=torch.channels_last)
         for lo in range(0, len(jobs), batch_size):
             chunk = jobs[lo : lo + batch_size]
-            imgs = torch.tensor([b for b, _ in chunk], device=x.device)
-            limits = torch.tensor([i * step for _, i in chunk], device=x.device)
-            moved = ranks[imgs] < limits.view(-1, 1, 1, 1)
-            inputs = torch.where(moved, finish[imgs], start[imgs])
+            inputs = buffer[: len(chunk)]
+            for slot, (b, i) in enumerate(chunk):
+                # step i's input: where(rank < i * step, finish, start), written in place
+                torch.where(ranks[b] < i * step, finish[b], start[b], out=inputs[slot])
             probs = torch.softmax(model(inputs), dim=1)
-            picked = probs.gather(1, classes[imgs].view(-1, 1))[:, 0].double().cpu().numpy()
-            for (b, i), value in zip(chunk, picked, strict=True):
+            picked = probs.gather(1, classes[[b for b, _ in chunk]].view(-1, 1))[:, 0]
+            for (b, i), value in zip(chunk, picked.double().cpu().numpy(), strict=True):
                 scores[b, i] = value
     return CausalCurve(scores=scores, auc=causal_auc(scores))
 

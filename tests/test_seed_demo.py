@@ -3,7 +3,7 @@ import io
 import json
 
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 
 from studies.models import Assignment, Dataset, Participant, Study
 
@@ -60,3 +60,31 @@ def test_demo_data_sets_are_deterministic():
     scene = generate_scene(name, 0, seed=0)
     assert scene.image.shape[2] == 3
     assert len(first) >= 20
+
+
+@pytest.mark.slow
+def test_seed_demo_uses_sam_when_a_checkpoint_is_given(settings, tmp_path):
+    """With SAM_CHECKPOINT (here a randomly initialised vit_b) the demo studies use SAM and say so."""
+    import torch
+    from segment_anything import sam_model_registry
+
+    from studies.demo import file_sha256
+
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "sam_vit_b_random.pth"
+    torch.save(sam_model_registry["vit_b"]().state_dict(), checkpoint)
+    settings.SAM_CHECKPOINT = str(checkpoint)
+    settings.SAM_MODEL_TYPE = "vit_b"
+    data = seed()
+    assert data["segmentation_backend"].startswith("SAM vit_b")
+    sha = file_sha256(checkpoint)
+    for study in Study.objects.filter(kind="prompting"):
+        assert study.model.kind == "sam" and study.model.architecture == "vit_b"
+        assert study.model.weights_sha256 == sha and study.model.model_id == f"sam-vit_b-{sha[:12]}"
+
+
+def test_seed_demo_names_a_missing_checkpoint(settings, tmp_path):
+    settings.SAM_CHECKPOINT = str(tmp_path / "nowhere.pth")
+    with pytest.raises(CommandError, match="nowhere.pth is not a file"):
+        seed()
+    assert not Study.objects.exists()

@@ -1,6 +1,6 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from studies.demo import seed_demo
 
@@ -13,7 +13,10 @@ class Command(BaseCommand):
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
 
     def handle(self, *args, as_json: bool = False, base_url: str = "", **options):
-        result = seed_demo(base_url=base_url)
+        try:
+            result = seed_demo(base_url=base_url)
+        except FileNotFoundError as exc:
+            raise CommandError(str(exc)) from exc
         if as_json:
             self.stdout.write(json.dumps(result, indent=2))
             return
