@@ -25,7 +25,7 @@ def check_pair(image: np.ndarray, mask: np.ndarray, where: str) -> tuple[np.ndar
     if mask.ndim != 2 or mask.shape != image.shape[:2]:
         raise ValueError(f"{where}: mask shape {mask.shape} does not match image {image.shape[:2]}")
     values = np.unique(mask)
-    if not set(values.tolist()) <= {0, 1, True, False}:
+    if not set(values.tolist()) <= {0, 1}:
         raise ValueError(f"{where}: mask values must be 0/1, got {values[:10].tolist()}")
     return image, mask.astype(bool)
 
