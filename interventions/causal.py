@@ -5,7 +5,10 @@ pixels from the start image to the finish image; the score is the softmax probab
 class predicted on the unperturbed input. Deletion goes from the image to the zero substrate
 (0 in normalised input space), insertion from the RISE-blurred image to the image. With n
 scores, AUC = (sum(s) - s_0/2 - s_last/2) / (n - 1). All the steps of all images run as
-batched forward passes; step i's input is where(rank < i * step, finish, start).
+batched forward passes in inference mode on channels-last inputs; step i's input is
+where(rank < i * step, finish, start), written in place into one reused batch buffer; the
+unperturbed input's forward (needed for the predicted class) also gives the score of deletion's
+first and insertion's last step, so no input is run twice.
 """
 
 from __future__ import annotations
@@ -115,7 +118,7 @@ def causal_curve(
     mode: str = "deletion",
     step: int = 224,
     class_idx: int | Tensor | None = None,
-    batch_size: int = 32,
+    batch_size: int = 16,
 ) -> CausalCurve:
     """Deletion or insertion curve of the RISE causal metric for a batch of normalised inputs
     (B, 3, H, W) and saliency maps (B, H, W): n = ceil(H*W / step) steps, n + 1 scores (225 on a

@@ -24,6 +24,12 @@ class Command(BaseCommand):
         parser.add_argument("--epochs", type=int, default=15)
         parser.add_argument("--threads", type=int, default=1)
         parser.add_argument("--eval-per-dataset", type=int, default=100)
+        parser.add_argument(
+            "--localisation-weight",
+            type=float,
+            default=0.5,
+            help="weight of the Grad-CAM localisation term (0: cross-entropy only)",
+        )
 
     def handle(self, *args: object, **options: object) -> None:
         report = train(
@@ -33,6 +39,7 @@ class Command(BaseCommand):
             seed=options["seed"],
             threads=options["threads"],
             eval_per_dataset=options["eval_per_dataset"],
+            localisation_weight=options["localisation_weight"],
             progress=True,
         )
         self.stdout.write(json.dumps(report.as_dict(), indent=2))
