@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import sys
 import threading
@@ -201,6 +202,12 @@ def main() -> None:
         default=1,
         help="Celery worker processes on the interactive queue (scale-out)",
     )
+    parser.add_argument(
+        "--worker-threads",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="torch threads per Celery worker process (default: all cores)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     reason = services_missing()
@@ -213,6 +220,7 @@ def main() -> None:
         "rate_hz": args.rate,
         "web": f"gunicorn {args.web_workers}x{args.web_threads} threads",
         "interactive_workers": args.interactive_workers,
+        "worker_threads": args.worker_threads,
         "backends": {},
     }
     for backend in args.backends.split(","):
@@ -221,6 +229,7 @@ def main() -> None:
             participants=sum(levels) + 1, images=4, backend="sam" if backend == "vit_b" else "classical", sam_checkpoint=checkpoint,
             protocol=PROTOCOL, consented=True, embed=True, web_workers=args.web_workers, web_threads=args.web_threads,
             queues=("interactive",) * args.interactive_workers + ("batch",),
+            worker_threads=args.worker_threads,
         ) as stack:  # fmt: skip
             warm = stack.annotator(
                 sum(levels)
