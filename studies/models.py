@@ -67,7 +67,12 @@ class ModelSpec(models.Model):
 
     @property
     def model_id(self) -> str:
-        """Stable identifier written with every timestep: kind, architecture, weights hash."""
+        """Stable identifier written with every timestep: kind, architecture, weights hash.
+
+        The same string the loaded backend reports (`classical-v1`, `sam-vit_b-<sha12>`), so
+        the manifest's model and the log's `model_id` column can be matched."""
+        if self.kind == "classical":
+            return self.architecture or "classical-v1"
         parts = [self.kind]
         if self.architecture:
             parts.append(self.architecture)

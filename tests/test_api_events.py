@@ -132,7 +132,7 @@ def test_full_flow_clicks_stagnation_round_two_and_automatic_end(client):
     assert len({e.client_event_id for e in stored}) == len(stored)
     ts = [e for e in stored if e.timestep is not None]
     assert [e.iou for e in ts] == [r["iou"] for r in timesteps]
-    assert all(e.model_id == "classical-v1" and e.mask_rle and e.predicted_iou is not None for e in ts)
+    assert all(e.model_id == "classical-v1" == study.model.model_id and e.mask_rle and e.predicted_iou is not None for e in ts)
     assert all(e.server_ts and e.client_ts == 1.7e12 and e.latency_ms > 0 for e in stored)
     assert {e.round for e in ts} == {1, 2}
     assignment.refresh_from_db()
