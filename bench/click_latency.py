@@ -125,7 +125,9 @@ def main() -> None:
         raise SystemExit(f"click_latency needs the real services: {reason}")
     result: dict = {"bench": "click_latency", "goal_vit_b_p95_ms": 150}
     for backend in args.backends.split(","):
-        result[backend] = run_backend(backend, args.clicks, args.warmup, args.seed, args.worker_threads)
+        result[backend] = run_backend(
+            backend, args.clicks, args.warmup, args.seed, args.worker_threads
+        )
     result["worker_threads"] = args.worker_threads
     if "classical" in result and "vit_b" in result:
         result["vit_b_over_classical_p50"] = round(

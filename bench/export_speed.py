@@ -7,6 +7,7 @@ Each export runs as its own `manage.py export_study` process whose RSS is sample
 (wall time includes Django start-up). Prints one JSON line: timesteps/s and peak RSS of both
 sizes; `peak_rss_ratio` = large / small peak RSS (1.0 = memory does not grow with the study).
 """
+
 from __future__ import annotations
 
 import json
@@ -65,9 +66,12 @@ def run_measured(command: list[str]) -> tuple[float, int]:
 def build_study(title: str, annotators: int, dataset, spec, owner):
     from studies.models import Assignment, Participant, PromptEvent, Study
 
-    study = Study.objects.create(kind="prompting", title=title, dataset=dataset, model=spec, owner=owner, status="closed")
+    study = Study.objects.create(
+        kind="prompting", title=title, dataset=dataset, model=spec, owner=owner, status="closed"
+    )
     Participant.objects.bulk_create(
-        Participant(study=study, number=k, code=f"st{k}", token=f"{title}-{k}") for k in range(1, annotators + 1)
+        Participant(study=study, number=k, code=f"st{k}", token=f"{title}-{k}")
+        for k in range(1, annotators + 1)
     )
     images = list(dataset.images.order_by("index").values_list("pk", flat=True))
     participants = list(study.participants.order_by("number").values_list("pk", flat=True))
@@ -83,12 +87,18 @@ def build_study(title: str, annotators: int, dataset, spec, owner):
         mask[4 + k % 8 : 20 + k % 8, 6 : 18 + k % 12] = True
         masks.append(rle_encode(mask))
     now = timezone.now()
-    ids = list(Assignment.objects.filter(participant__study=study).order_by("pk").values_list("pk", flat=True))
+    ids = list(
+        Assignment.objects.filter(participant__study=study)
+        .order_by("pk")
+        .values_list("pk", flat=True)
+    )
     batch = []
     for assignment_id in tqdm(ids, desc=f"insert {title}", unit="asg", file=sys.stderr):
         green, red = [], []
         for t in range(TIMESTEPS):
-            (green if t % 2 == 0 else red).append([float(rng.integers(SIZE)), float(rng.integers(SIZE))])
+            (green if t % 2 == 0 else red).append(
+                [float(rng.integers(SIZE)), float(rng.integers(SIZE))]
+            )
             if t == 0:
                 red.append([0.0, 0.0])
             batch.append(
@@ -107,7 +117,17 @@ def build_study(title: str, annotators: int, dataset, spec, owner):
 
 def timed_export(study, timesteps: int) -> dict:
     out = TMP / f"{study.title}.zip"
-    command = [sys.executable, "manage.py", "export_study", str(study.pk), "--format", "pointprompt", "--out", str(out), "--no-progress"]
+    command = [
+        sys.executable,
+        "manage.py",
+        "export_study",
+        str(study.pk),
+        "--format",
+        "pointprompt",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     seconds, peak = run_measured(command)
     return {
         "timesteps": timesteps,
@@ -148,8 +168,12 @@ def main() -> None:
                 "small": result_small,
                 "large": result_large,
                 "size_ratio": round(large_n / small_n, 2),
-                "peak_rss_ratio": round(result_large["peak_rss_mb"] / result_small["peak_rss_mb"], 2),
-                "throughput_ratio": round(result_large["timesteps_per_s"] / result_small["timesteps_per_s"], 2),
+                "peak_rss_ratio": round(
+                    result_large["peak_rss_mb"] / result_small["peak_rss_mb"], 2
+                ),
+                "throughput_ratio": round(
+                    result_large["timesteps_per_s"] / result_small["timesteps_per_s"], 2
+                ),
             }
         )
     )

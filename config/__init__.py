@@ -1,4 +1,5 @@
 """Project configuration: settings, urls, wsgi/asgi and the Celery app."""
+
 from .celery_app import app as celery_app
 
 __all__ = ["celery_app"]

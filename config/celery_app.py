@@ -1,4 +1,5 @@
 """The Celery app. Queues: `interactive` (click -> mask, intervention -> prediction) and `batch`."""
+
 import os
 
 from celery import Celery

@@ -4,6 +4,7 @@ Environment: DATABASE_URL, CELERY_BROKER_URL, CELERY_RESULT_BACKEND, MEDIA_ROOT,
 EMBEDDING_CACHE_DIR, SAM_CHECKPOINT, SAM_MODEL_TYPE, DJANGO_SECRET_KEY, DJANGO_DEBUG,
 DJANGO_ALLOWED_HOSTS, DJANGO_ENV (= production turns on the secure settings).
 """
+
 import os
 from pathlib import Path
 
@@ -27,17 +28,29 @@ if PRODUCTION:
     if len(SECRET_KEY) < 50:
         from django.core.exceptions import ImproperlyConfigured
 
-        raise ImproperlyConfigured("DJANGO_ENV=production needs DJANGO_SECRET_KEY (at least 50 random characters) in the environment")
+        raise ImproperlyConfigured(
+            "DJANGO_ENV=production needs DJANGO_SECRET_KEY (at least 50 random characters) in the environment"
+        )
     for _required in ("DATABASE_URL", "CELERY_BROKER_URL"):  # no silent SQLite / eager fallback
         if not os.environ.get(_required):
             from django.core.exceptions import ImproperlyConfigured
 
-            raise ImproperlyConfigured(f"DJANGO_ENV=production needs {_required} in the environment")
+            raise ImproperlyConfigured(
+                f"DJANGO_ENV=production needs {_required} in the environment"
+            )
 else:
-    SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production")
+    SECRET_KEY = os.environ.get(
+        "DJANGO_SECRET_KEY", "dev-only-insecure-key-do-not-use-in-production"
+    )
 DEBUG = env_bool("DJANGO_DEBUG", not PRODUCTION)
-ALLOWED_HOSTS = [h for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",") if h]
-CSRF_TRUSTED_ORIGINS = [o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o]
+ALLOWED_HOSTS = [
+    h
+    for h in os.environ.get("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver").split(",")
+    if h
+]
+CSRF_TRUSTED_ORIGINS = [
+    o for o in os.environ.get("DJANGO_CSRF_TRUSTED_ORIGINS", "").split(",") if o
+]
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -104,7 +117,11 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 # collectstatic's target; in development static files come from the finders (no folder needed).
-STATIC_ROOT = Path(os.environ["STATIC_ROOT"]) if os.environ.get("STATIC_ROOT") else (BASE_DIR / "staticfiles" if PRODUCTION else None)
+STATIC_ROOT = (
+    Path(os.environ["STATIC_ROOT"])
+    if os.environ.get("STATIC_ROOT")
+    else (BASE_DIR / "staticfiles" if PRODUCTION else None)
+)
 WHITENOISE_USE_FINDERS = not PRODUCTION
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},

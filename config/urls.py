@@ -1,4 +1,5 @@
 """Root URLs: admin, accounts, the API, participants' and researchers' pages."""
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path

@@ -16,6 +16,7 @@ complement for red ones) and returns them as float (n x 2) arrays of (x = column
   region pixel farthest from the seed and the points taken so far.
 The seed pixel of entropy / max_distance is a reference, not a prompt.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -32,13 +33,17 @@ def _region_pixels(region: np.ndarray) -> np.ndarray:
     return np.stack([cols, rows], axis=1).astype(np.float64)
 
 
-def random_points(region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:
+def random_points(
+    region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray
+) -> np.ndarray:
     pixels = _region_pixels(region)
     take = rng.choice(len(pixels), size=n, replace=n > len(pixels))
     return pixels[take]
 
 
-def kmedoids_points(region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray, iterations: int = 30) -> np.ndarray:
+def kmedoids_points(
+    region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray, iterations: int = 30
+) -> np.ndarray:
     pixels = _region_pixels(region)
     if len(pixels) > MAX_MEDOID_PIXELS:
         pixels = pixels[np.sort(rng.choice(len(pixels), size=MAX_MEDOID_PIXELS, replace=False))]
@@ -64,13 +69,19 @@ def kmedoids_points(region: np.ndarray, n: int, rng: np.random.Generator, grey: 
 
 
 def _eroded(region: np.ndarray) -> np.ndarray:
-    eroded = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(bool)
+    eroded = cv2.erode(region.astype(np.uint8), np.ones((3, 3), np.uint8), iterations=2).astype(
+        bool
+    )
     return eroded if eroded.any() else region
 
 
-def shi_tomasi_points(region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:
+def shi_tomasi_points(
+    region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray
+) -> np.ndarray:
     inner = _eroded(region)
-    corners = cv2.goodFeaturesToTrack(grey, maxCorners=n, qualityLevel=0.01, minDistance=3, mask=inner.astype(np.uint8) * 255)
+    corners = cv2.goodFeaturesToTrack(
+        grey, maxCorners=n, qualityLevel=0.01, minDistance=3, mask=inner.astype(np.uint8) * 255
+    )
     found = np.zeros((0, 2)) if corners is None else corners.reshape(-1, 2).astype(np.float64)
     found = np.floor(found[:n])
     if len(found) < n:
@@ -83,13 +94,21 @@ def local_entropy(grey: np.ndarray, window: int = 7, levels: int = 16) -> np.nda
     quantised = (grey.astype(np.int32) * levels) // 256
     entropy = np.zeros(grey.shape, dtype=np.float64)
     for level in range(levels):
-        p = cv2.boxFilter((quantised == level).astype(np.float64), -1, (window, window), normalize=True, borderType=cv2.BORDER_REFLECT)
+        p = cv2.boxFilter(
+            (quantised == level).astype(np.float64),
+            -1,
+            (window, window),
+            normalize=True,
+            borderType=cv2.BORDER_REFLECT,
+        )
         with np.errstate(divide="ignore", invalid="ignore"):
             entropy -= np.where(p > 0, p * np.log2(p), 0.0)
     return entropy
 
 
-def entropy_points(region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray, min_gap: float = 3.0) -> np.ndarray:
+def entropy_points(
+    region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray, min_gap: float = 3.0
+) -> np.ndarray:
     pixels = _region_pixels(region)
     entropy = local_entropy(grey)[region]
     seed = int(rng.integers(len(pixels)))
@@ -105,7 +124,9 @@ def entropy_points(region: np.ndarray, n: int, rng: np.random.Generator, grey: n
     return pixels[chosen]
 
 
-def max_distance_points(region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray) -> np.ndarray:
+def max_distance_points(
+    region: np.ndarray, n: int, rng: np.random.Generator, grey: np.ndarray
+) -> np.ndarray:
     pixels = _region_pixels(region)
     seed = pixels[int(rng.integers(len(pixels)))]
     nearest = np.hypot(*(pixels - seed).T)

@@ -29,7 +29,9 @@ def _map(values: np.ndarray, shape: tuple[int, int], name: str) -> np.ndarray:
     if m.ndim != 2:
         raise ValueError(f"{name} must be a 2-D (H, W) map, got shape {m.shape}")
     if m.shape != shape:
-        raise ValueError(f"{name} shape {m.shape} differs from the region shape {shape}; resize it first")
+        raise ValueError(
+            f"{name} shape {m.shape} differs from the region shape {shape}; resize it first"
+        )
     if not np.all(np.isfinite(m)):
         raise ValueError(f"{name} contains NaN or infinite values")
     return m

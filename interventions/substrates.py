@@ -36,7 +36,9 @@ def normalise_image(
     image's own resolution."""
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
-        raise ValueError(f"image must be a uint8 (H, W, 3) RGB array, got {image.dtype} {image.shape}")
+        raise ValueError(
+            f"image must be a uint8 (H, W, 3) RGB array, got {image.dtype} {image.shape}"
+        )
     x = torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1)[None] / 255.0
     m = torch.tensor(mean, dtype=x.dtype).view(1, 3, 1, 1)
     s = torch.tensor(std, dtype=x.dtype).view(1, 3, 1, 1)
@@ -146,7 +148,9 @@ def smallest_flip_by_saliency(
     for lo in range(0, len(fractions), batch_size):
         chunk = regions[lo : lo + batch_size]
         with torch.inference_mode():
-            p = predict_proba(to_input_size(intervene(x, chunk, operation, substrate_name), input_size))
+            p = predict_proba(
+                to_input_size(intervene(x, chunk, operation, substrate_name), input_size)
+            )
         probs.extend(p[:, goal].double().cpu().tolist())
         preds.extend(p.argmax(dim=1).cpu().tolist())
     if operation == "delete":

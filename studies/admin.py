@@ -64,7 +64,15 @@ class PromptEventAdmin(admin.ModelAdmin):
 
 @admin.register(models.InterventionTrial)
 class InterventionTrialAdmin(admin.ModelAdmin):
-    list_display = ("assignment", "seq", "operation", "substrate", "prob_before", "prob_after", "flipped")
+    list_display = (
+        "assignment",
+        "seq",
+        "operation",
+        "substrate",
+        "prob_before",
+        "prob_after",
+        "flipped",
+    )
 
 
 @admin.register(models.ImageAnalysis)

@@ -12,6 +12,7 @@ Definitions (scores are the per-timestep IoU of the protocol):
   made by the stagnation rule.
 - 95% interval of a mean: mean +- t(0.975, n - 1) * s / sqrt(n), s with ddof 1 (Student).
 """
+
 from __future__ import annotations
 
 import math
@@ -183,7 +184,9 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(values)) if values else math.nan
 
 
-def summarise(figures: Iterable[AssignmentFigures], key: Callable[[AssignmentFigures], object] | str) -> list[dict]:
+def summarise(
+    figures: Iterable[AssignmentFigures], key: Callable[[AssignmentFigures], object] | str
+) -> list[dict]:
     """Aggregates per group (participant, dataset, or one group for the study).
 
     Among annotator-ended scored images: share overprompted, mean loss, mean excess timesteps.
@@ -206,7 +209,9 @@ def summarise(figures: Iterable[AssignmentFigures], key: Callable[[AssignmentFig
                 "scored": len(scored),
                 "annotator_ended": len(annot),
                 "overprompted": sum(f.overprompted for f in annot),
-                "share_overprompted": (sum(f.overprompted for f in annot) / len(annot)) if annot else math.nan,
+                "share_overprompted": (sum(f.overprompted for f in annot) / len(annot))
+                if annot
+                else math.nan,
                 "mean_loss": _mean([f.loss for f in annot]),
                 "mean_excess": _mean([f.excess_after_best for f in annot]),
                 "stagnation_ended": len(stag),
@@ -302,20 +307,28 @@ def prompt_features(green: Sequence, red: Sequence, gt: np.ndarray) -> dict[str,
         out["max_spread"] = out["avg_nn_distance"] = nan
     if len(g) and len(r):
         d = _pairwise(g, r)
-        out["chamfer_inclusion_exclusion"] = float((d.min(axis=1).mean() + d.min(axis=0).mean()) / 2 / diag)
+        out["chamfer_inclusion_exclusion"] = float(
+            (d.min(axis=1).mean() + d.min(axis=0).mean()) / 2 / diag
+        )
     else:
         out["chamfer_inclusion_exclusion"] = nan
     out["exclusion_spread"] = float(_pairwise(r, r).max() / diag) if len(r) >= 2 else nan
     out["inclusion_efficiency"] = float(_inside(g, gt).mean()) if len(g) else nan
-    out["inclusion_encasing"] = float(_inside(g, _hull_mask(r, gt.shape)).mean()) if len(g) and len(r) >= 3 else nan
-    out["exclusion_encasing"] = float(_inside(r, _hull_mask(g, gt.shape)).mean()) if len(r) and len(g) >= 3 else nan
+    out["inclusion_encasing"] = (
+        float(_inside(g, _hull_mask(r, gt.shape)).mean()) if len(g) and len(r) >= 3 else nan
+    )
+    out["exclusion_encasing"] = (
+        float(_inside(r, _hull_mask(g, gt.shape)).mean()) if len(r) and len(g) >= 3 else nan
+    )
     return out
 
 
 # ----------------------------------------------------------------------------- baselines
 
 
-def baseline_comparison(figures: Iterable[AssignmentFigures], baselines: Iterable[dict]) -> list[dict]:
+def baseline_comparison(
+    figures: Iterable[AssignmentFigures], baselines: Iterable[dict]
+) -> list[dict]:
     """Human vs automated: mean (95% CI) of human first / best / final and of each strategy's IoU.
 
     `baselines` are rows with `strategy` and `iou`.
@@ -328,14 +341,22 @@ def baseline_comparison(figures: Iterable[AssignmentFigures], baselines: Iterabl
         ("human final", [f.final for f in figs]),
     ):
         ci = mean_ci95(values)
-        rows.append({"method": label, "n": ci.n, "mean_iou": ci.mean, "ci_low": ci.low, "ci_high": ci.high})
+        rows.append(
+            {"method": label, "n": ci.n, "mean_iou": ci.mean, "ci_low": ci.low, "ci_high": ci.high}
+        )
     by_strategy: dict[str, list[float]] = defaultdict(list)
     for row in baselines:
         by_strategy[row["strategy"]].append(row["iou"])
     for strategy in sorted(by_strategy):
         ci = mean_ci95(by_strategy[strategy])
         rows.append(
-            {"method": f"auto {strategy}", "n": ci.n, "mean_iou": ci.mean, "ci_low": ci.low, "ci_high": ci.high}
+            {
+                "method": f"auto {strategy}",
+                "n": ci.n,
+                "mean_iou": ci.mean,
+                "ci_low": ci.low,
+                "ci_high": ci.high,
+            }
         )
     return rows
 
@@ -343,7 +364,9 @@ def baseline_comparison(figures: Iterable[AssignmentFigures], baselines: Iterabl
 # ----------------------------------------------------------------------------- loader (ORM)
 
 
-def assignment_log(meta: dict, rows: list[dict], span: tuple[float | None, float | None]) -> AssignmentLog:
+def assignment_log(
+    meta: dict, rows: list[dict], span: tuple[float | None, float | None]
+) -> AssignmentLog:
     """Build one record from plain rows (`meta`: assignment id, participant, dataset, index, stop reason)."""
     steps = tuple(
         TimestepRecord(

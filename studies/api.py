@@ -3,6 +3,7 @@
 Participants authenticate with `Authorization: Bearer <token>` or the session their join link
 opened (then the CSRF token is required, as for any cookie-authenticated write).
 """
+
 from __future__ import annotations
 
 from django.db import InterfaceError, OperationalError
@@ -23,7 +24,10 @@ from .participant_auth import request_participant
 def participant_or_error(request, *, write: bool = False) -> Participant:
     participant = request_participant(request._request if hasattr(request, "_request") else request)
     if participant is None:
-        raise ApiError(401, "not signed in as a participant: open your join link or send Authorization: Bearer <token>")
+        raise ApiError(
+            401,
+            "not signed in as a participant: open your join link or send Authorization: Bearer <token>",
+        )
     bearer = request.META.get("HTTP_AUTHORIZATION", "").startswith("Bearer ")
     if write and not bearer:
         check = CSRFCheck(lambda req: None)
@@ -54,7 +58,12 @@ class ParticipantView(APIView):
         if isinstance(exc, OperationalError | InterfaceError):
             # The database connection dropped mid-request: the transaction rolled back, nothing
             # is stored, and the client's retry with the same client_event_id is safe.
-            return Response({"error": f"the database is unavailable ({type(exc).__name__}); retry with the same client_event_id"}, status=503)
+            return Response(
+                {
+                    "error": f"the database is unavailable ({type(exc).__name__}); retry with the same client_event_id"
+                },
+                status=503,
+            )
         return super().handle_exception(exc)
 
 
@@ -63,12 +72,16 @@ def assignment_summary(request, assignment: Assignment) -> dict:
     image = assignment.image
     gt_url = None
     if study.option("show_ground_truth"):
-        gt_url = request.build_absolute_uri(reverse("api-assignment-ground-truth", args=[assignment.pk]))
+        gt_url = request.build_absolute_uri(
+            reverse("api-assignment-ground-truth", args=[assignment.pk])
+        )
     return {
         "id": assignment.pk,
         "order": assignment.order,
         "status": assignment.status,
-        "image_url": request.build_absolute_uri(reverse("api-assignment-image", args=[assignment.pk])),
+        "image_url": request.build_absolute_uri(
+            reverse("api-assignment-image", args=[assignment.pk])
+        ),
         "ground_truth_url": gt_url,
         "width": image.width,
         "height": image.height,
@@ -78,11 +91,15 @@ def assignment_summary(request, assignment: Assignment) -> dict:
 
 
 class MeView(ParticipantView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The participant, consent and assignments")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, summary="The participant, consent and assignments"
+    )
     def get(self, request):
         participant = participant_or_error(request)
         study = participant.study
-        assignments = participant.assignments.select_related("image", "participant__study").order_by("order")
+        assignments = participant.assignments.select_related(
+            "image", "participant__study"
+        ).order_by("order")
         return Response(
             {
                 "code": participant.code,
@@ -96,19 +113,25 @@ class MeView(ParticipantView):
                     "show_score": bool(study.option("show_score")),
                     "show_ground_truth": bool(study.option("show_ground_truth")),
                 },
-                "completion_code": participant.completion_code if participant.completed_at else None,
+                "completion_code": participant.completion_code
+                if participant.completed_at
+                else None,
                 "assignments": [assignment_summary(request, a) for a in assignments],
             }
         )
 
 
 class ConsentView(ParticipantView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Give consent {version}")
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Give consent {version}"
+    )
     def post(self, request):
         participant = participant_or_error(request, write=True)
         version = request.data.get("version") if isinstance(request.data, dict) else None
         if not isinstance(version, str) or not version:
-            raise ApiError(400, "field version is required (the consent version shown)", field="version")
+            raise ApiError(
+                400, "field version is required (the consent version shown)", field="version"
+            )
         if version != participant.study.consent_version:
             raise ApiError(
                 400,
@@ -119,7 +142,13 @@ class ConsentView(ParticipantView):
             participant.consent_version = version
             participant.consented_at = timezone.now()
             participant.save(update_fields=["consent_version", "consented_at"])
-        return Response({"consented": True, "version": participant.consent_version, "at": participant.consented_at})
+        return Response(
+            {
+                "consented": True,
+                "version": participant.consent_version,
+                "at": participant.consented_at,
+            }
+        )
 
 
 def _owned(participant: Participant, assignment_id: int) -> Assignment:
@@ -145,7 +174,9 @@ class AssignmentView(ParticipantView):
 
 
 class EventsView(ParticipantView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Post one prompt event")
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Post one prompt event"
+    )
     def post(self, request, assignment_id: int):
         participant = participant_or_error(request, write=True)
         require_consent(participant)
@@ -155,17 +186,31 @@ class EventsView(ParticipantView):
 
 
 class SurveyView(ParticipantView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Answer the survey {answers}")
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+        summary="Answer the survey {answers}",
+    )
     def post(self, request, assignment_id: int):
         participant = participant_or_error(request, write=True)
         require_consent(participant)
         assignment = _owned(participant, assignment_id)
         answers = request.data.get("answers") if isinstance(request.data, dict) else None
         if not isinstance(answers, dict) or not answers:
-            raise ApiError(400, "field answers is required (an object, e.g. {\"suboptimal_gt\": \"yes\"})", field="answers")
+            raise ApiError(
+                400,
+                'field answers is required (an object, e.g. {"suboptimal_gt": "yes"})',
+                field="answers",
+            )
         for key, value in answers.items():
-            if not isinstance(value, str | bool | int | float) or isinstance(value, float) and value != value:
-                raise ApiError(400, f"field answers.{key} must be a string, number or boolean", field="answers")
+            if (
+                not isinstance(value, str | bool | int | float)
+                or isinstance(value, float)
+                and value != value
+            ):
+                raise ApiError(
+                    400, f"field answers.{key} must be a string, number or boolean", field="answers"
+                )
         if assignment.status != "finished":
             raise ApiError(409, "finish the image before answering its survey")
         assignment.survey_answers = answers
@@ -175,30 +220,52 @@ class SurveyView(ParticipantView):
 
 
 class FinishView(ParticipantView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Finish the image")
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Finish the image"
+    )
     def post(self, request, assignment_id: int):
         participant = participant_or_error(request, write=True)
         require_consent(participant)
         assignment = _owned(participant, assignment_id)
         if assignment.status == "finished":
-            return Response({"id": assignment.pk, "status": "finished", "stop_reason": assignment.stop_reason})
+            return Response(
+                {"id": assignment.pk, "status": "finished", "stop_reason": assignment.stop_reason}
+            )
         if participant.study.kind == "prompting":
             # finishing is a logged event, so the analysis sees who ended the image and when
             body = request.data if isinstance(request.data, dict) else {}
             cid = body.get("client_event_id") or f"finish-{assignment.pk}-{assignment.next_seq}"
-            submit_event(participant, assignment.pk, {"client_event_id": cid, "seq": assignment.next_seq, "action": "finish", "client_ts": body.get("client_ts")})
+            submit_event(
+                participant,
+                assignment.pk,
+                {
+                    "client_event_id": cid,
+                    "seq": assignment.next_seq,
+                    "action": "finish",
+                    "client_ts": body.get("client_ts"),
+                },
+            )
             assignment.refresh_from_db()
         else:
             now = timezone.now()
-            Assignment.objects.filter(pk=assignment.pk).update(status="finished", finished_at=now, stop_reason="finished")
+            Assignment.objects.filter(pk=assignment.pk).update(
+                status="finished", finished_at=now, stop_reason="finished"
+            )
             assignment.refresh_from_db()
-        return Response({"id": assignment.pk, "status": assignment.status, "stop_reason": assignment.stop_reason})
+        return Response(
+            {
+                "id": assignment.pk,
+                "status": assignment.status,
+                "stop_reason": assignment.stop_reason,
+            }
+        )
 
 
 def _complete_if_done(participant: Participant) -> None:
-    remaining = participant.assignments.exclude(status="finished").exists() or participant.assignments.filter(
-        survey_answers__isnull=True
-    ).exists()
+    remaining = (
+        participant.assignments.exclude(status="finished").exists()
+        or participant.assignments.filter(survey_answers__isnull=True).exists()
+    )
     if not remaining and participant.completed_at is None:
         participant.completed_at = timezone.now()
         participant.save(update_fields=["completed_at"])

@@ -1,4 +1,5 @@
 """Error answers of the API: always JSON `{"error": message, ...}` naming the problem."""
+
 from rest_framework.views import exception_handler as drf_exception_handler
 
 

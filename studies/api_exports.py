@@ -4,6 +4,7 @@ GET /api/v1/exports/<id> -> {status, progress, download_url, error}; GET .../dow
 Researchers authenticate with their Django session (CSRF required on POST); a researcher reaches
 only studies they own or collaborate on (others answer 404). The export runs as a `batch` task.
 """
+
 from __future__ import annotations
 
 from django.db import transaction
@@ -29,7 +30,12 @@ def researcher_or_error(request):
 
 
 def visible_study(user, study_id: int) -> Study:
-    study = Study.objects.filter(Q(owner=user) | Q(collaborators=user)).filter(pk=study_id).distinct().first()
+    study = (
+        Study.objects.filter(Q(owner=user) | Q(collaborators=user))
+        .filter(pk=study_id)
+        .distinct()
+        .first()
+    )
     if study is None:
         raise ApiError(404, f"study {study_id} not found")
     return study
@@ -86,13 +92,19 @@ class ResearcherView(APIView):
 
 
 class StudyExportsView(ResearcherView):
-    @extend_schema(request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Start an export of a study")
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+        summary="Start an export of a study",
+    )
     def post(self, request, study_id: int):
         user = researcher_or_error(request)
         study = visible_study(user, study_id)
         data = request.data if isinstance(request.data, dict) else {}
         if "format" not in data:
-            raise ApiError(400, f"field format is required (one of {', '.join(FORMATS)})", field="format")
+            raise ApiError(
+                400, f"field format is required (one of {', '.join(FORMATS)})", field="format"
+            )
         job = start_export(study, data["format"], user)
         job.refresh_from_db()  # eager Celery may have finished it already
         return Response(job_answer(request, job), status=202)
@@ -105,18 +117,26 @@ class StudyExportsView(ResearcherView):
 
 
 class ExportView(ResearcherView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="An export job: status, progress, download_url, error")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="An export job: status, progress, download_url, error",
+    )
     def get(self, request, export_id: int):
         user = researcher_or_error(request)
         return Response(job_answer(request, visible_job(user, export_id)))
 
 
 class ExportDownloadView(ResearcherView):
-    @extend_schema(responses={(200, "application/zip"): OpenApiTypes.BINARY}, summary="Download a finished export")
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        summary="Download a finished export",
+    )
     def get(self, request, export_id: int):
         user = researcher_or_error(request)
         job = visible_job(user, export_id)
         if job.status != "done" or not job.file:
             raise ApiError(409, f"export {export_id} is {job.status}, not done")
         name = f"study{job.study_id}_{job.format}.zip"
-        return FileResponse(job.file.open("rb"), as_attachment=True, filename=name, content_type="application/zip")
+        return FileResponse(
+            job.file.open("rb"), as_attachment=True, filename=name, content_type="application/zip"
+        )

@@ -1,5 +1,6 @@
 """The participants' API of intervention studies (DESIGN.md "API"): post a trial, resume, the
 unmodified image's top-5, and the overlay the study shows as its experimental condition."""
+
 from __future__ import annotations
 
 from django.conf import settings
@@ -24,7 +25,10 @@ def _intervention_assignment(request, assignment_id: int, *, write: bool = False
 
 
 class TrialsView(ParticipantView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Trials so far (to resume an intervention assignment)")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Trials so far (to resume an intervention assignment)",
+    )
     def get(self, request, assignment_id: int):
         participant, _ = _intervention_assignment(request, assignment_id)
         return Response(trial_state(participant, assignment_id))
@@ -44,7 +48,10 @@ class InterventionInfoView(ParticipantView):
     """The unmodified image's prediction (top-5 when the study shows it), the target class, the
     goal, substrate and overlay condition, and the overlay's URL when one is shown."""
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="Top-5, goal and overlay of an intervention assignment")
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Top-5, goal and overlay of an intervention assignment",
+    )
     def get(self, request, assignment_id: int):
         participant, assignment = _intervention_assignment(request, assignment_id)
         study = participant.study
@@ -53,11 +60,13 @@ class InterventionInfoView(ParticipantView):
         )
 
         try:
-            classes = predict_image_classes.apply_async(args=[study.model_id, assignment.image_id], queue="interactive").get(
-                timeout=settings.INTERACTIVE_TIMEOUT_S
-            )
+            classes = predict_image_classes.apply_async(
+                args=[study.model_id, assignment.image_id], queue="interactive"
+            ).get(timeout=settings.INTERACTIVE_TIMEOUT_S)
         except Exception as exc:
-            raise ApiError(503, f"the classifier is unavailable ({type(exc).__name__}: {exc}); retry") from exc
+            raise ApiError(
+                503, f"the classifier is unavailable ({type(exc).__name__}: {exc}); retry"
+            ) from exc
         overlay = study.option("overlay")
         show_top5 = bool(study.option("show_top5"))
         return Response(
@@ -66,10 +75,14 @@ class InterventionInfoView(ParticipantView):
                 "goal": study.option("goal"),
                 "substrate": study.option("substrate"),
                 # the zero substrate's colour: 0 in normalised space is the normalisation mean
-                "substrate_rgb": [round(255 * m) for m in (study.model.mean or (0.485, 0.456, 0.406))],
+                "substrate_rgb": [
+                    round(255 * m) for m in (study.model.mean or (0.485, 0.456, 0.406))
+                ],
                 "overlay": overlay,
                 "overlay_url": (
-                    request.build_absolute_uri(reverse("api-assignment-overlay", args=[assignment.pk]))
+                    request.build_absolute_uri(
+                        reverse("api-assignment-overlay", args=[assignment.pk])
+                    )
                     if overlay in ("gradcam", "voice")
                     else None
                 ),
@@ -98,7 +111,9 @@ class OverlayView(ParticipantView):
         try:
             values = live_map(assignment.image_id, study.model_id, overlay)
         except Exception as exc:
-            raise ApiError(503, f"the {overlay} map is unavailable ({type(exc).__name__}: {exc}); retry") from exc
+            raise ApiError(
+                503, f"the {overlay} map is unavailable ({type(exc).__name__}: {exc}); retry"
+            ) from exc
         image = assignment.image
         png = overlay_png(values, image.width, image.height, COLOUR_MAPS.get(overlay, "inferno"))
         return HttpResponse(png, content_type="image/png")

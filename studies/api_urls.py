@@ -1,4 +1,5 @@
 """URLs of /api/v1/ (DESIGN.md "API")."""
+
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
@@ -12,17 +13,39 @@ urlpatterns = [
     path("assignments/<int:assignment_id>/events", api.EventsView.as_view(), name="api-events"),
     path("assignments/<int:assignment_id>/survey", api.SurveyView.as_view(), name="api-survey"),
     path("assignments/<int:assignment_id>/finish", api.FinishView.as_view(), name="api-finish"),
-    path("assignments/<int:assignment_id>/image", api.AssignmentImageView.as_view(), name="api-assignment-image"),
+    path(
+        "assignments/<int:assignment_id>/image",
+        api.AssignmentImageView.as_view(),
+        name="api-assignment-image",
+    ),
     path(
         "assignments/<int:assignment_id>/ground_truth",
         api.AssignmentGroundTruthView.as_view(),
         name="api-assignment-ground-truth",
     ),
     # intervention studies (studies/api_trials.py)
-    path("assignments/<int:assignment_id>/trials", api_trials.TrialsView.as_view(), name="api-trials"),
-    path("assignments/<int:assignment_id>/intervention", api_trials.InterventionInfoView.as_view(), name="api-intervention"),
-    path("assignments/<int:assignment_id>/overlay.png", api_trials.OverlayView.as_view(), name="api-assignment-overlay"),
-    path("studies/<int:study_id>/exports", api_exports.StudyExportsView.as_view(), name="api-study-exports"),
+    path(
+        "assignments/<int:assignment_id>/trials", api_trials.TrialsView.as_view(), name="api-trials"
+    ),
+    path(
+        "assignments/<int:assignment_id>/intervention",
+        api_trials.InterventionInfoView.as_view(),
+        name="api-intervention",
+    ),
+    path(
+        "assignments/<int:assignment_id>/overlay.png",
+        api_trials.OverlayView.as_view(),
+        name="api-assignment-overlay",
+    ),
+    path(
+        "studies/<int:study_id>/exports",
+        api_exports.StudyExportsView.as_view(),
+        name="api-study-exports",
+    ),
     path("exports/<int:export_id>", api_exports.ExportView.as_view(), name="api-export"),
-    path("exports/<int:export_id>/download", api_exports.ExportDownloadView.as_view(), name="api-export-download"),
+    path(
+        "exports/<int:export_id>/download",
+        api_exports.ExportDownloadView.as_view(),
+        name="api-export-download",
+    ),
 ]

@@ -7,6 +7,7 @@ green / red counts of that annotator's best timestep on that image; `fixed` give
 of the data set one prompt with the same counts. Results are keyed by
 strategy:seed:source:unit, so a rerun replaces (and, being seeded, reproduces) them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -34,7 +35,9 @@ class BaselineUnit:
 def check_request(strategies: list[str], fixed: tuple[int, int] | None) -> None:
     unknown = [s for s in strategies if s not in STRATEGIES]
     if not strategies or unknown:
-        raise ValueError(f"unknown strategy {', '.join(unknown) or '(none)'}; expected one of {', '.join(STRATEGIES)}")
+        raise ValueError(
+            f"unknown strategy {', '.join(unknown) or '(none)'}; expected one of {', '.join(STRATEGIES)}"
+        )
     if fixed is not None and (len(fixed) != 2 or min(fixed) < 0 or sum(fixed) == 0):
         raise ValueError(f"fixed counts must be (green >= 0, red >= 0), not both 0; got {fixed}")
 
@@ -44,17 +47,29 @@ def baseline_units(study: Study, fixed: tuple[int, int] | None = None) -> list[B
     if fixed is not None:
         return [
             BaselineUnit(pk, None, int(fixed[0]), int(fixed[1]), "fixed")
-            for pk in DatasetImage.objects.filter(dataset=study.dataset).order_by("index").values_list("pk", flat=True)
+            for pk in DatasetImage.objects.filter(dataset=study.dataset)
+            .order_by("index")
+            .values_list("pk", flat=True)
         ]
     image_of = dict(study.participants.values_list("assignments__pk", "assignments__image_id"))
     units = []
     for assignment_id, rows in study_assignment_timesteps(study):
         best = rows[best_position([r["iou"] for r in rows])]
-        units.append(BaselineUnit(image_of[assignment_id], assignment_id, len(best["green"]), len(best["red"]), "human_best"))
+        units.append(
+            BaselineUnit(
+                image_of[assignment_id],
+                assignment_id,
+                len(best["green"]),
+                len(best["red"]),
+                "human_best",
+            )
+        )
     return units
 
 
-def store_result(study: Study, unit: BaselineUnit, strategy: str, seed: int, green, red, prediction: dict) -> BaselineResult:
+def store_result(
+    study: Study, unit: BaselineUnit, strategy: str, seed: int, green, red, prediction: dict
+) -> BaselineResult:
     row, _ = BaselineResult.objects.update_or_create(
         study=study,
         key=unit.key(strategy, seed),
@@ -78,7 +93,9 @@ def store_result(study: Study, unit: BaselineUnit, strategy: str, seed: int, gre
     return row
 
 
-def start_baselines(study: Study, strategies: list[str], seed: int = 0, fixed: tuple[int, int] | None = None) -> BackgroundJob:
+def start_baselines(
+    study: Study, strategies: list[str], seed: int = 0, fixed: tuple[int, int] | None = None
+) -> BackgroundJob:
     """Create a `baseline` BackgroundJob and enqueue it on the batch queue."""
     from workers.export_tasks import run_prompt_baselines
 
@@ -88,7 +105,11 @@ def start_baselines(study: Study, strategies: list[str], seed: int = 0, fixed: t
     job = BackgroundJob.objects.create(
         study=study,
         kind="baseline",
-        params={"strategies": list(strategies), "seed": int(seed), "fixed": list(fixed) if fixed else None},
+        params={
+            "strategies": list(strategies),
+            "seed": int(seed),
+            "fixed": list(fixed) if fixed else None,
+        },
     )
     run_prompt_baselines.apply_async(args=[job.pk], queue="batch")
     return job
@@ -99,5 +120,14 @@ def baseline_rows(study: Study) -> list[dict]:
     return list(
         BaselineResult.objects.filter(study=study)
         .order_by("strategy", "image__index", "assignment_id")
-        .values("strategy", "seed", "count_source", "iou", "n_green", "n_red", "image__index", "assignment_id")
+        .values(
+            "strategy",
+            "seed",
+            "count_source",
+            "iou",
+            "n_green",
+            "n_red",
+            "image__index",
+            "assignment_id",
+        )
     )

@@ -1,4 +1,5 @@
 """Storing data sets: images and ground-truth masks as files, one row per image."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,7 +32,9 @@ def check_pair(image: np.ndarray, mask: np.ndarray, where: str) -> tuple[np.ndar
 
 
 @transaction.atomic
-def create_dataset(name: str, items, *, source: str, seed: int | None = None, description: str = "") -> Dataset:
+def create_dataset(
+    name: str, items, *, source: str, seed: int | None = None, description: str = ""
+) -> Dataset:
     """Create a data set from an iterable of (image uint8 HxWx3, mask bool HxW, label|None, class_name).
 
     All or nothing: an invalid item raises ValueError and no row or file row is kept.
@@ -52,6 +55,8 @@ def create_dataset(name: str, items, *, source: str, seed: int | None = None, de
             sha256=hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest(),
         )
         row.image.save(f"{index}.png", ContentFile(image_png), save=False)
-        row.mask.save(f"{index}_mask.png", ContentFile(png_bytes(mask.astype(np.uint8) * 255)), save=False)
+        row.mask.save(
+            f"{index}_mask.png", ContentFile(png_bytes(mask.astype(np.uint8) * 255)), save=False
+        )
         row.save()
     return dataset

@@ -1,4 +1,5 @@
 """The demo: generated data sets, a researcher, open studies with participants (seed_demo)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -55,11 +56,17 @@ def segmentation_spec() -> tuple[ModelSpec, str]:
         arch = settings.SAM_MODEL_TYPE
         spec, _ = ModelSpec.objects.get_or_create(
             name=f"SAM {arch} ({sha[:12]})",
-            defaults={"kind": "sam", "architecture": arch, "weights_path": str(checkpoint), "weights_sha256": sha},
+            defaults={
+                "kind": "sam",
+                "architecture": arch,
+                "weights_path": str(checkpoint),
+                "weights_sha256": sha,
+            },
         )
         return spec, f"SAM {arch} from {checkpoint}"
     spec, _ = ModelSpec.objects.get_or_create(
-        name="Classical point-seeded segmenter", defaults={"kind": "classical", "architecture": "classical-v1"}
+        name="Classical point-seeded segmenter",
+        defaults={"kind": "classical", "architecture": "classical-v1"},
     )
     return spec, "classical point-seeded segmenter (no SAM_CHECKPOINT set)"
 
@@ -72,7 +79,9 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000") -> dict:
     User = get_user_model()
     researcher = User.objects.filter(username=DEMO_USERNAME).first()
     if researcher is None:
-        researcher = User.objects.create_user(DEMO_USERNAME, password=DEMO_PASSWORD, is_staff=True, is_superuser=True)
+        researcher = User.objects.create_user(
+            DEMO_USERNAME, password=DEMO_PASSWORD, is_staff=True, is_superuser=True
+        )
     spec, backend_note = segmentation_spec()
     studies = []
     for name in DATASETS:
@@ -94,7 +103,10 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000") -> dict:
                 "completion_code": "INTERVENE-DEMO",
             },
         )
-        if study.model_id != spec.pk and not study.participants.filter(assignments__events__isnull=False).exists():
+        if (
+            study.model_id != spec.pk
+            and not study.participants.filter(assignments__events__isnull=False).exists()
+        ):
             study.model = spec
             study.save(update_fields=["model"])
         studies.append(study)
@@ -111,7 +123,11 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000") -> dict:
                 "dataset": study.dataset.name,
                 "model": study.model.name,
                 "participants": [
-                    {"code": p.code, "token": p.token, "join_url": f"{base_url}/s/{study.pk}/join?t={p.token}"}
+                    {
+                        "code": p.code,
+                        "token": p.token,
+                        "join_url": f"{base_url}/s/{study.pk}/join?t={p.token}",
+                    }
                     for p in study.participants.order_by("number")
                 ],
             }
@@ -169,7 +185,8 @@ def extra_demo_studies(researcher) -> list[Study]:
         import logging
 
         logging.getLogger(__name__).warning(
-            "no intervention demo: %s is missing (train it with the science library's command)", DEMO_CLASSIFIER_WEIGHTS
+            "no intervention demo: %s is missing (train it with the science library's command)",
+            DEMO_CLASSIFIER_WEIGHTS,
         )
         return []
     spec = demo_classifier_spec()

@@ -4,6 +4,7 @@ Each image gets `annotators_per_image` participants: a new participant takes the
 fewest annotators so far (all images when `images_per_participant` is empty), in an order
 shuffled per participant from the study's `assignment_seed`, so orders are reproducible.
 """
+
 from __future__ import annotations
 
 import random
@@ -29,13 +30,22 @@ def _pick_images(study: Study, number: int) -> list[int]:
     return [pk for pk, _ in images]
 
 
-def enrol_participant(study: Study, *, prolific_pid: str = "", external_study_id: str = "", external_session_id: str = "") -> Participant:
+def enrol_participant(
+    study: Study,
+    *,
+    prolific_pid: str = "",
+    external_study_id: str = "",
+    external_session_id: str = "",
+) -> Participant:
     """Create the next participant (code st<k>) with their shuffled assignments."""
     for _ in range(5):
         try:
             with transaction.atomic():
                 Study.objects.select_for_update().filter(pk=study.pk).first()
-                last = study.participants.order_by("-number").values_list("number", flat=True).first() or 0
+                last = (
+                    study.participants.order_by("-number").values_list("number", flat=True).first()
+                    or 0
+                )
                 number = last + 1
                 participant = Participant.objects.create(
                     study=study,

@@ -5,6 +5,7 @@ is back, and the event row, the assignment's state and `next_seq` are written in
 transaction, so a failure anywhere leaves nothing half-stored and the client's retry with the
 same `client_event_id` is safe. The same `client_event_id` again returns the stored answer.
 """
+
 from __future__ import annotations
 
 import base64
@@ -41,9 +42,15 @@ def parse_event(data: object, width: int, height: int) -> tuple[str, int, Action
         raise ApiError(400, "the body must be a JSON object")
     cid = data.get("client_event_id")
     if not isinstance(cid, str) or not cid.strip():
-        raise ApiError(400, "field client_event_id is required (a non-empty string)", field="client_event_id")
+        raise ApiError(
+            400, "field client_event_id is required (a non-empty string)", field="client_event_id"
+        )
     if len(cid) > MAX_CLIENT_EVENT_ID:
-        raise ApiError(400, f"field client_event_id is longer than {MAX_CLIENT_EVENT_ID}", field="client_event_id")
+        raise ApiError(
+            400,
+            f"field client_event_id is longer than {MAX_CLIENT_EVENT_ID}",
+            field="client_event_id",
+        )
     seq = data.get("seq")
     if seq is None:
         raise ApiError(400, "field seq is required", field="seq")
@@ -53,7 +60,11 @@ def parse_event(data: object, width: int, height: int) -> tuple[str, int, Action
     if kind is None:
         raise ApiError(400, "field action is required", field="action")
     if kind not in ACTIONS:
-        raise ApiError(400, f"field action: unknown action {kind!r}, expected one of {', '.join(ACTIONS)}", field="action")
+        raise ApiError(
+            400,
+            f"field action: unknown action {kind!r}, expected one of {', '.join(ACTIONS)}",
+            field="action",
+        )
     client_ts = _number(data, "client_ts", required=False)
     mode = data.get("mode") or ""
     if kind in ("add", "remove"):
@@ -75,7 +86,10 @@ def _same_request(event: PromptEvent, seq: int, action: Action) -> bool:
     return (
         event.seq == seq
         and event.action == action.kind
-        and (action.kind not in ("add", "remove") or (event.mode == action.mode and event.x == action.x and event.y == action.y))
+        and (
+            action.kind not in ("add", "remove")
+            or (event.mode == action.mode and event.x == action.x and event.y == action.y)
+        )
     )
 
 
@@ -121,9 +135,18 @@ def request_prediction(assignment: Assignment, green, red, previous_logits: byte
         raise ApiError(400, f"the model cannot use these points: {exc}") from exc
     except Exception as exc:  # broker down, worker lost, timeout: nothing stored, client retries
         name = type(exc).__name__
-        if name in {"TimeoutError", "OperationalError", "ConnectionError", "ConnectionRefusedError"} or "Timeout" in name:
-            raise ApiError(503, f"the prediction service is unavailable ({name}); retry with the same client_event_id") from exc
-        raise ApiError(503, f"the prediction failed ({name}: {exc}); retry with the same client_event_id") from exc
+        if (
+            name
+            in {"TimeoutError", "OperationalError", "ConnectionError", "ConnectionRefusedError"}
+            or "Timeout" in name
+        ):
+            raise ApiError(
+                503,
+                f"the prediction service is unavailable ({name}); retry with the same client_event_id",
+            ) from exc
+        raise ApiError(
+            503, f"the prediction failed ({name}: {exc}); retry with the same client_event_id"
+        ) from exc
 
 
 def submit_event(participant: Participant, assignment_id: int, data: object) -> dict:
@@ -139,7 +162,11 @@ def submit_event(participant: Participant, assignment_id: int, data: object) -> 
     if assignment.status == "finished":
         raise ApiError(409, "the image is already finished", expected_seq=assignment.next_seq)
     if seq != assignment.next_seq:
-        raise ApiError(409, f"seq {seq} is out of order; expected {assignment.next_seq}", expected_seq=assignment.next_seq)
+        raise ApiError(
+            409,
+            f"seq {seq} is out of order; expected {assignment.next_seq}",
+            expected_seq=assignment.next_seq,
+        )
 
     study = participant.study
     protocol = {**study.protocol}
@@ -233,14 +260,25 @@ def submit_event(participant: Participant, assignment_id: int, data: object) -> 
             if finished:
                 locked.finished_at = now
                 locked.stop_reason = new_state.stop_reason
-            locked.save(update_fields=["state", "next_seq", "started_at", "status", "finished_at", "stop_reason"])
+            locked.save(
+                update_fields=[
+                    "state",
+                    "next_seq",
+                    "started_at",
+                    "status",
+                    "finished_at",
+                    "stop_reason",
+                ]
+            )
     except (_Raced, IntegrityError):
         # A concurrent request with the same seq won: answer as it did, or say which seq is next.
         existing = assignment.events.filter(client_event_id=cid).first()
         if existing is not None:
             return _replay(existing, seq, action)
         expected = Assignment.objects.get(pk=assignment.pk).next_seq
-        raise ApiError(409, f"seq {seq} is out of order; expected {expected}", expected_seq=expected) from None
+        raise ApiError(
+            409, f"seq {seq} is out of order; expected {expected}", expected_seq=expected
+        ) from None
     return response
 
 

@@ -5,6 +5,7 @@ the assembled dict with `validate_protocol`, so the web page and the engine agre
 allowed. Once a study has logged events its data set, model and protocol are locked: changing
 them would make the log disagree with the protocol written into every export.
 """
+
 from __future__ import annotations
 
 from django import forms
@@ -23,9 +24,23 @@ from .protocol import (
 
 PROTOCOL_PREFIX = "protocol_"
 # Options that only apply to one kind of study (the page shows them under that heading).
-PROMPTING_OPTIONS = ("show_ground_truth", "show_score", "min_green", "min_red", "mask_choice", "chain_low_res_mask", "stagnation_limit", "max_rounds")
+PROMPTING_OPTIONS = (
+    "show_ground_truth",
+    "show_score",
+    "min_green",
+    "min_red",
+    "mask_choice",
+    "chain_low_res_mask",
+    "stagnation_limit",
+    "max_rounds",
+)
 INTERVENTION_OPTIONS = ("show_top5", "substrate", "goal", "overlay")
-_CHOICES = {"mask_choice": MASK_CHOICES, "substrate": SUBSTRATES, "goal": GOALS, "overlay": OVERLAYS}
+_CHOICES = {
+    "mask_choice": MASK_CHOICES,
+    "substrate": SUBSTRATES,
+    "goal": GOALS,
+    "overlay": OVERLAYS,
+}
 _HELP = {
     "show_ground_truth": "Show the ground-truth panel to annotators (PointPrompt: on).",
     "show_score": "Show the IoU score under the mask (PointPrompt: on).",
@@ -50,7 +65,12 @@ def _protocol_field(name: str, default) -> forms.Field:
     if isinstance(default, int):
         return forms.IntegerField(initial=default, label=label, help_text=help_text)
     if name in _CHOICES:
-        return forms.ChoiceField(choices=[(c, c) for c in _CHOICES[name]], initial=default, label=label, help_text=help_text)
+        return forms.ChoiceField(
+            choices=[(c, c) for c in _CHOICES[name]],
+            initial=default,
+            label=label,
+            help_text=help_text,
+        )
     return forms.CharField(initial=default, label=label, help_text=help_text)
 
 
@@ -58,7 +78,9 @@ class StudyForm(forms.ModelForm):
     """Create or edit a study; `protocol_<option>` fields hold the protocol."""
 
     completion_url = forms.URLField(
-        required=False, assume_scheme="https", help_text="Crowd-platform return URL (the completion page redirects there)."
+        required=False,
+        assume_scheme="https",
+        help_text="Crowd-platform return URL (the completion page redirects there).",
     )
 
     class Meta:
@@ -97,14 +119,26 @@ class StudyForm(forms.ModelForm):
             users = users.exclude(pk=self.owner.pk)
         self.fields["collaborators"].queryset = users
         self.fields["collaborators"].required = False
-        current = {**DEFAULT_PROTOCOL, **(self.instance.protocol or {})} if self.instance.pk else dict(DEFAULT_PROTOCOL)
+        current = (
+            {**DEFAULT_PROTOCOL, **(self.instance.protocol or {})}
+            if self.instance.pk
+            else dict(DEFAULT_PROTOCOL)
+        )
         for name, default in DEFAULT_PROTOCOL.items():
             field = _protocol_field(name, default)
             field.initial = current[name]
             self.fields[PROTOCOL_PREFIX + name] = field
-        self.locked = bool(self.instance.pk) and self.instance.participants.filter(assignments__events__isnull=False).exists()
+        self.locked = (
+            bool(self.instance.pk)
+            and self.instance.participants.filter(assignments__events__isnull=False).exists()
+        )
         if self.locked:
-            for name in ["kind", "dataset", "model", *(PROTOCOL_PREFIX + n for n in DEFAULT_PROTOCOL)]:
+            for name in [
+                "kind",
+                "dataset",
+                "model",
+                *(PROTOCOL_PREFIX + n for n in DEFAULT_PROTOCOL),
+            ]:
                 self.fields[name].disabled = True
 
     def protocol_fields(self, names) -> list:
@@ -132,7 +166,10 @@ class StudyForm(forms.ModelForm):
         if kind and model:
             wanted = ("sam", "classical") if kind == "prompting" else ("classifier",)
             if model.kind not in wanted:
-                self.add_error("model", f"a {kind} study needs a model of kind {' or '.join(wanted)}, not {model.kind}")
+                self.add_error(
+                    "model",
+                    f"a {kind} study needs a model of kind {' or '.join(wanted)}, not {model.kind}",
+                )
         return data
 
     def save(self, commit: bool = True) -> Study:

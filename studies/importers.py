@@ -1,4 +1,5 @@
 """Importing data sets: PointPrompt `samples.npy` / `labels.npy` pairs and image/mask folders."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,7 +32,9 @@ def normalise_image(image: np.ndarray, where: str) -> np.ndarray:
         elif low >= 0.0 and high <= 1.0:
             image = np.round(image * 255.0)
         elif low < 0.0 or high > 255.0:
-            raise ValueError(f"{where}: float image values in [{low}, {high}] are not in [-1, 1], [0, 1] or [0, 255]")
+            raise ValueError(
+                f"{where}: float image values in [{low}, {high}] are not in [-1, 1], [0, 1] or [0, 255]"
+            )
         image = image.astype(np.uint8)
     elif image.dtype != np.uint8:
         if image.min() < 0 or image.max() > 255:
@@ -84,7 +87,9 @@ def import_pointprompt(directory: str | Path, name: str) -> Dataset:
         if not (directory / required).is_file():
             raise ValueError(f"{directory} has no {required}")
     items = pointprompt_items(directory)  # everything is checked before anything is stored
-    return create_dataset(name, items, source="pointprompt", description=f"Imported from {directory}")
+    return create_dataset(
+        name, items, source="pointprompt", description=f"Imported from {directory}"
+    )
 
 
 def import_images(images_dir: str | Path, masks_dir: str | Path, name: str) -> Dataset:
@@ -92,7 +97,11 @@ def import_images(images_dir: str | Path, masks_dir: str | Path, name: str) -> D
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
     if not images_dir.is_dir() or not masks_dir.is_dir():
         raise ValueError(f"{images_dir} and {masks_dir} must be folders")
-    masks = {p.stem.removesuffix("_mask"): p for p in masks_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES}
+    masks = {
+        p.stem.removesuffix("_mask"): p
+        for p in masks_dir.iterdir()
+        if p.suffix.lower() in IMAGE_SUFFIXES
+    }
     images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
         raise ValueError(f"no images in {images_dir}")
@@ -109,6 +118,8 @@ def import_images(images_dir: str | Path, masks_dir: str | Path, name: str) -> D
         except OSError as exc:
             raise ValueError(f"{path.name}: not a readable image ({exc})") from exc
         if label.shape != image.shape[:2]:
-            raise ValueError(f"{mask_path.name} has shape {label.shape}, {path.name} is {image.shape[:2]}")
+            raise ValueError(
+                f"{mask_path.name} has shape {label.shape}, {path.name} is {image.shape[:2]}"
+            )
         items.append((image, label, None, ""))
     return create_dataset(name, items, source="upload", description=f"Imported from {images_dir}")

@@ -1,5 +1,6 @@
 """Start the per-image analyses of an intervention study (explanations, VOICE, causal curves) as
 a `batch` job with progress (a BackgroundJob of kind `precompute`), when the study opens."""
+
 from __future__ import annotations
 
 import logging
@@ -25,7 +26,11 @@ def start_image_analyses(study: Study) -> BackgroundJob:
     job = BackgroundJob.objects.create(
         study=study,
         kind="precompute",
-        params={"model": study.model.model_id, "analyses": list(ANALYSIS_METHODS), "substrate": study.option("substrate")},
+        params={
+            "model": study.model.model_id,
+            "analyses": list(ANALYSIS_METHODS),
+            "substrate": study.option("substrate"),
+        },
         total=study.dataset.images.count(),
     )
 

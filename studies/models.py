@@ -1,4 +1,5 @@
 """The domain model of DESIGN.md: datasets, models, studies, participants, assignments, logs."""
+
 from __future__ import annotations
 
 import secrets
@@ -20,8 +21,12 @@ def mask_upload_path(instance: DatasetImage, filename: str) -> str:
 class Dataset(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
-    source = models.CharField(max_length=50, default="upload", help_text="generated / pointprompt / upload")
-    seed = models.IntegerField(null=True, blank=True, help_text="Generator seed for generated data sets")
+    source = models.CharField(
+        max_length=50, default="upload", help_text="generated / pointprompt / upload"
+    )
+    seed = models.IntegerField(
+        null=True, blank=True, help_text="Generator seed for generated data sets"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
@@ -50,11 +55,17 @@ class DatasetImage(models.Model):
 
 
 class ModelSpec(models.Model):
-    KIND_CHOICES = [("sam", "SAM"), ("classical", "Classical point-seeded"), ("classifier", "Classifier")]
+    KIND_CHOICES = [
+        ("sam", "SAM"),
+        ("classical", "Classical point-seeded"),
+        ("classifier", "Classifier"),
+    ]
     name = models.CharField(max_length=200, unique=True)
     kind = models.CharField(max_length=20, choices=KIND_CHOICES)
     architecture = models.CharField(
-        max_length=100, blank=True, help_text="vit_h / vit_l / vit_b, a torchvision name, torchscript, demo"
+        max_length=100,
+        blank=True,
+        help_text="vit_h / vit_l / vit_b, a torchvision name, torchscript, demo",
     )
     weights_path = models.CharField(max_length=500, blank=True)
     weights_sha256 = models.CharField(max_length=64, blank=True)
@@ -91,9 +102,7 @@ def default_protocol() -> dict:
 class Study(models.Model):
     KIND_CHOICES = [("prompting", "Prompting"), ("intervention", "Intervention")]
     STATUS_CHOICES = [("draft", "Draft"), ("open", "Open"), ("closed", "Closed")]
-    DEFAULT_SURVEY = (
-        "Do you think the ground truth mask was suboptimal, i.e. are SAM's results qualitatively better?"
-    )
+    DEFAULT_SURVEY = "Do you think the ground truth mask was suboptimal, i.e. are SAM's results qualitatively better?"
 
     kind = models.CharField(max_length=20, choices=KIND_CHOICES, default="prompting")
     title = models.CharField(max_length=200)
@@ -105,8 +114,12 @@ class Study(models.Model):
     model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="studies")
     protocol = models.JSONField(default=default_protocol)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="draft")
-    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_studies")
-    collaborators = models.ManyToManyField(settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_studies"
+    )
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies"
+    )
     annotators_per_image = models.PositiveIntegerField(default=1)
     images_per_participant = models.PositiveIntegerField(
         null=True, blank=True, help_text="empty = every image of the dataset"
@@ -165,7 +178,9 @@ class Participant(models.Model):
 
 class Assignment(models.Model):
     STATUS_CHOICES = [("pending", "Pending"), ("active", "Active"), ("finished", "Finished")]
-    participant = models.ForeignKey(Participant, on_delete=models.CASCADE, related_name="assignments")
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="assignments"
+    )
     image = models.ForeignKey(DatasetImage, on_delete=models.PROTECT, related_name="assignments")
     order = models.PositiveIntegerField()
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="pending")
@@ -180,8 +195,12 @@ class Assignment(models.Model):
     class Meta:
         ordering = ["participant", "order"]
         constraints = [
-            models.UniqueConstraint(fields=["participant", "image"], name="unique_assignment_image"),
-            models.UniqueConstraint(fields=["participant", "order"], name="unique_assignment_order"),
+            models.UniqueConstraint(
+                fields=["participant", "image"], name="unique_assignment_image"
+            ),
+            models.UniqueConstraint(
+                fields=["participant", "order"], name="unique_assignment_order"
+            ),
         ]
 
     def __str__(self) -> str:
@@ -189,7 +208,12 @@ class Assignment(models.Model):
 
 
 class PromptEvent(models.Model):
-    ACTION_CHOICES = [("add", "add"), ("remove", "remove"), ("clear", "clear"), ("finish", "finish")]
+    ACTION_CHOICES = [
+        ("add", "add"),
+        ("remove", "remove"),
+        ("clear", "clear"),
+        ("finish", "finish"),
+    ]
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="events")
     seq = models.PositiveIntegerField()
     client_event_id = models.CharField(max_length=100)
@@ -197,7 +221,9 @@ class PromptEvent(models.Model):
     mode = models.CharField(max_length=10, blank=True)
     x = models.FloatField(null=True, blank=True)
     y = models.FloatField(null=True, blank=True)
-    client_ts = models.FloatField(null=True, blank=True, help_text="client clock, ms since the epoch")
+    client_ts = models.FloatField(
+        null=True, blank=True, help_text="client clock, ms since the epoch"
+    )
     server_ts = models.DateTimeField()
     # Set when the event produced a prediction (a timestep).
     timestep = models.PositiveIntegerField(null=True, blank=True)
@@ -214,14 +240,18 @@ class PromptEvent(models.Model):
     round_ended = models.BooleanField(default=False)
     finished = models.BooleanField(default=False)
     stop_reason = models.CharField(max_length=20, blank=True)
-    low_res_logits = models.BinaryField(null=True, blank=True, help_text="npy float16, only when chaining")
+    low_res_logits = models.BinaryField(
+        null=True, blank=True, help_text="npy float16, only when chaining"
+    )
     response = models.JSONField(default=dict, help_text="the answer sent, replayed on retries")
 
     class Meta:
         ordering = ["assignment", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["assignment", "seq"], name="unique_event_seq"),
-            models.UniqueConstraint(fields=["assignment", "client_event_id"], name="unique_event_client_id"),
+            models.UniqueConstraint(
+                fields=["assignment", "client_event_id"], name="unique_event_client_id"
+            ),
         ]
         indexes = [models.Index(fields=["assignment", "timestep"])]
 
@@ -254,7 +284,9 @@ class InterventionTrial(models.Model):
         ordering = ["assignment", "seq"]
         constraints = [
             models.UniqueConstraint(fields=["assignment", "seq"], name="unique_trial_seq"),
-            models.UniqueConstraint(fields=["assignment", "client_event_id"], name="unique_trial_client_id"),
+            models.UniqueConstraint(
+                fields=["assignment", "client_event_id"], name="unique_trial_client_id"
+            ),
         ]
 
 
@@ -270,7 +302,9 @@ class ImageAnalysis(models.Model):
 
     class Meta:
         constraints = [
-            models.UniqueConstraint(fields=["image", "model", "method"], name="unique_image_analysis"),
+            models.UniqueConstraint(
+                fields=["image", "model", "method"], name="unique_image_analysis"
+            ),
         ]
 
 
@@ -307,7 +341,9 @@ class ExportJob(models.Model):
     progress = models.FloatField(default=0.0)
     file = models.FileField(upload_to="exports/", blank=True)
     error = models.TextField(blank=True)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     finished_at = models.DateTimeField(null=True, blank=True)
 
@@ -334,7 +370,9 @@ class BaselineResult(models.Model):
     strategy = models.CharField(max_length=30)
     seed = models.IntegerField(default=0)
     count_source = models.CharField(max_length=20, choices=COUNT_SOURCES)
-    key = models.CharField(max_length=200, help_text="strategy:seed:count_source:unit, unique per study")
+    key = models.CharField(
+        max_length=200, help_text="strategy:seed:count_source:unit, unique per study"
+    )
     n_green = models.PositiveIntegerField()
     n_red = models.PositiveIntegerField()
     green = models.JSONField(default=list)

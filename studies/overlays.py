@@ -5,6 +5,7 @@ A map in [0, 1] at the classifier's input size is resized bilinearly to the imag
 with a perceptual colour map (`inferno` for explanations, `viridis` for uncertainty) and given
 alpha = `max_alpha` * value, so low values leave the image visible.
 """
+
 from __future__ import annotations
 
 import io
@@ -40,7 +41,9 @@ def stored_map(image_id: int, spec_id: int, name: str) -> np.ndarray | None:
     if name not in MAP_SOURCES:
         raise ValueError(f"unknown map {name!r}; choose one of {', '.join(MAP_SOURCES)}")
     method, key = MAP_SOURCES[name]
-    analysis = ImageAnalysis.objects.filter(image_id=image_id, model_id=spec_id, method=method).first()
+    analysis = ImageAnalysis.objects.filter(
+        image_id=image_id, model_id=spec_id, method=method
+    ).first()
     if analysis is None:
         return None
     return load_npz(analysis).get(key)
@@ -61,7 +64,9 @@ def live_map(image_id: int, spec_id: int, name: str) -> np.ndarray:
     return np.asarray(maps["gradcam" if name == "gradcam" else "uncertainty"], dtype=np.float32)
 
 
-def overlay_png(values: np.ndarray, width: int, height: int, colour_map: str = "inferno", max_alpha: float = 0.7) -> bytes:
+def overlay_png(
+    values: np.ndarray, width: int, height: int, colour_map: str = "inferno", max_alpha: float = 0.7
+) -> bytes:
     """RGBA PNG (width x height): colour_map(v) with alpha max_alpha * v for a map v in [0, 1]."""
     from matplotlib import colormaps
 

@@ -1,4 +1,5 @@
 """Who is the participant behind a request: `Authorization: Bearer <token>` or the join session."""
+
 from __future__ import annotations
 
 from django.http import HttpRequest

@@ -6,6 +6,7 @@ was shown. The defaults reproduce the PointPrompt collection tool (DESIGN.md, "P
 protocol"): a prediction once >= 1 green and >= 1 red point exist; a round ends on the 10th
 consecutive non-improving timestep; two rounds; ties do not improve.
 """
+
 from __future__ import annotations
 
 import math
@@ -127,7 +128,11 @@ def apply_action(state: State, action: Action, protocol: dict) -> Transition:
         return Transition(replace(state, green=(), red=(), counter=1), changed=changed)
     if action.mode not in MODES:
         raise ProtocolError(f"mode must be one of {', '.join(MODES)} for {action.kind}")
-    if action.x is None or action.y is None or not (math.isfinite(action.x) and math.isfinite(action.y)):
+    if (
+        action.x is None
+        or action.y is None
+        or not (math.isfinite(action.x) and math.isfinite(action.y))
+    ):
         raise ProtocolError(f"{action.kind} needs finite x and y")
     points = state.green if action.mode == "green" else state.red
     if action.kind == "add":

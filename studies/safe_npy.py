@@ -5,6 +5,7 @@ with pickle. `np.load(allow_pickle=True)` would run any callable a crafted file 
 parse the header ourselves and unpickle with an allow-list: numpy's array reconstruction,
 ndarray, dtype and plain Python containers and scalars. Anything else is refused.
 """
+
 from __future__ import annotations
 
 import io
@@ -45,7 +46,9 @@ class _RestrictedUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str):
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
-        raise UnsafeNpyError(f"refusing to unpickle {module}.{name}: only numpy arrays and plain values are allowed")
+        raise UnsafeNpyError(
+            f"refusing to unpickle {module}.{name}: only numpy arrays and plain values are allowed"
+        )
 
 
 def load_npy(path: str | Path) -> np.ndarray:
@@ -59,7 +62,9 @@ def load_npy(path: str | Path) -> np.ndarray:
             elif version in ((2, 0), (3, 0)):
                 shape, fortran, dtype = npy_format.read_array_header_2_0(handle)
             else:
-                raise UnsafeNpyError(f"{path.name}: not a valid .npy file (unsupported version {version})")
+                raise UnsafeNpyError(
+                    f"{path.name}: not a valid .npy file (unsupported version {version})"
+                )
             if not dtype.hasobject:
                 handle.seek(0)
                 return np.load(handle, allow_pickle=False)
@@ -73,9 +78,13 @@ def load_npy(path: str | Path) -> np.ndarray:
     except UnsafeNpyError as exc:
         raise UnsafeNpyError(f"{path.name}: {exc}") from None
     except Exception as exc:  # truncated or garbled pickle
-        raise UnsafeNpyError(f"{path.name}: corrupt object array ({type(exc).__name__}: {exc})") from exc
+        raise UnsafeNpyError(
+            f"{path.name}: corrupt object array ({type(exc).__name__}: {exc})"
+        ) from exc
     if not isinstance(array, np.ndarray):
-        raise UnsafeNpyError(f"{path.name}: the pickle holds a {type(array).__name__}, not an array")
+        raise UnsafeNpyError(
+            f"{path.name}: the pickle holds a {type(array).__name__}, not an array"
+        )
     if array.shape != tuple(shape):
         raise UnsafeNpyError(f"{path.name}: header says shape {shape}, payload has {array.shape}")
     return array

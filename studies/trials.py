@@ -8,6 +8,7 @@ answer is back; the trial row and the assignment's `next_seq` are written in one
 so a failure leaves nothing half-stored and the client's retry with the same `client_event_id`
 gets the stored answer. Bad input answers 400 naming the field and stores nothing.
 """
+
 from __future__ import annotations
 
 import math
@@ -30,7 +31,15 @@ MAX_RLE_CHARS = 2_000_000
 class TrialRequest:
     """A checked trial payload."""
 
-    def __init__(self, cid: str, seq: int, operation: str, region_rle: dict, substrate: str, client_ts: float | None):
+    def __init__(
+        self,
+        cid: str,
+        seq: int,
+        operation: str,
+        region_rle: dict,
+        substrate: str,
+        client_ts: float | None,
+    ):
         self.cid, self.seq, self.operation = cid, seq, operation
         self.region_rle, self.substrate, self.client_ts = region_rle, substrate, client_ts
 
@@ -40,16 +49,28 @@ def _region(value: object, width: int, height: int) -> tuple[dict, int]:
     from interventions.metrics import rle_decode, rle_encode  # numpy + pycocotools, no torch
 
     if value is None:
-        raise ApiError(400, "field region_rle is required ({size: [h, w], counts})", field="region_rle")
-    if not isinstance(value, dict) or set(value) - {"size", "counts"} or not {"size", "counts"} <= set(value):
-        raise ApiError(400, "field region_rle must be an object with exactly size and counts", field="region_rle")
+        raise ApiError(
+            400, "field region_rle is required ({size: [h, w], counts})", field="region_rle"
+        )
+    if (
+        not isinstance(value, dict)
+        or set(value) - {"size", "counts"}
+        or not {"size", "counts"} <= set(value)
+    ):
+        raise ApiError(
+            400,
+            "field region_rle must be an object with exactly size and counts",
+            field="region_rle",
+        )
     size = value["size"]
     if (
         not isinstance(size, list)
         or len(size) != 2
         or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
     ):
-        raise ApiError(400, "field region_rle.size must be [height, width] (two integers)", field="region_rle")
+        raise ApiError(
+            400, "field region_rle.size must be [height, width] (two integers)", field="region_rle"
+        )
     if size != [height, width]:
         raise ApiError(
             400,
@@ -61,17 +82,33 @@ def _region(value: object, width: int, height: int) -> tuple[dict, int]:
         if len(counts) > MAX_RLE_CHARS:
             raise ApiError(400, "field region_rle.counts is too long", field="region_rle")
     elif isinstance(counts, list):
-        if len(counts) > height * width + 1 or not all(isinstance(c, int) and not isinstance(c, bool) for c in counts):
-            raise ApiError(400, "field region_rle.counts must be a string or a list of integers", field="region_rle")
+        if len(counts) > height * width + 1 or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in counts
+        ):
+            raise ApiError(
+                400,
+                "field region_rle.counts must be a string or a list of integers",
+                field="region_rle",
+            )
     else:
-        raise ApiError(400, "field region_rle.counts must be a string (compressed) or a list of run lengths", field="region_rle")
+        raise ApiError(
+            400,
+            "field region_rle.counts must be a string (compressed) or a list of run lengths",
+            field="region_rle",
+        )
     try:
         mask = rle_decode({"size": size, "counts": counts})
     except Exception as exc:  # pycocotools and our checks: every malformed RLE is the input's fault
-        raise ApiError(400, f"field region_rle is not a valid COCO RLE of this image: {exc}", field="region_rle") from None
+        raise ApiError(
+            400,
+            f"field region_rle is not a valid COCO RLE of this image: {exc}",
+            field="region_rle",
+        ) from None
     area = int(mask.sum())
     if area == 0:
-        raise ApiError(400, "field region_rle is empty: paint a region before applying", field="region_rle")
+        raise ApiError(
+            400, "field region_rle is empty: paint a region before applying", field="region_rle"
+        )
     return rle_encode(mask), area
 
 
@@ -81,9 +118,15 @@ def parse_trial(data: object, width: int, height: int, study_substrate: str) -> 
         raise ApiError(400, "the body must be a JSON object")
     cid = data.get("client_event_id")
     if not isinstance(cid, str) or not cid.strip():
-        raise ApiError(400, "field client_event_id is required (a non-empty string)", field="client_event_id")
+        raise ApiError(
+            400, "field client_event_id is required (a non-empty string)", field="client_event_id"
+        )
     if len(cid) > MAX_CLIENT_EVENT_ID:
-        raise ApiError(400, f"field client_event_id is longer than {MAX_CLIENT_EVENT_ID}", field="client_event_id")
+        raise ApiError(
+            400,
+            f"field client_event_id is longer than {MAX_CLIENT_EVENT_ID}",
+            field="client_event_id",
+        )
     seq = data.get("seq")
     if seq is None:
         raise ApiError(400, "field seq is required", field="seq")
@@ -93,18 +136,32 @@ def parse_trial(data: object, width: int, height: int, study_substrate: str) -> 
     if operation is None:
         raise ApiError(400, "field operation is required (delete or insert)", field="operation")
     if operation not in OPERATIONS:
-        raise ApiError(400, f"field operation: unknown operation {operation!r}, expected delete or insert", field="operation")
+        raise ApiError(
+            400,
+            f"field operation: unknown operation {operation!r}, expected delete or insert",
+            field="operation",
+        )
     substrate = data.get("substrate", study_substrate)
     if substrate not in SUBSTRATES:
-        raise ApiError(400, f"field substrate: unknown substrate {substrate!r}, expected one of {', '.join(SUBSTRATES)}", field="substrate")
+        raise ApiError(
+            400,
+            f"field substrate: unknown substrate {substrate!r}, expected one of {', '.join(SUBSTRATES)}",
+            field="substrate",
+        )
     if substrate != study_substrate:
-        raise ApiError(400, f"field substrate {substrate!r}: this study uses the substrate {study_substrate!r}", field="substrate")
+        raise ApiError(
+            400,
+            f"field substrate {substrate!r}: this study uses the substrate {study_substrate!r}",
+            field="substrate",
+        )
     client_ts = data.get("client_ts")
     if client_ts is not None:
         if isinstance(client_ts, bool) or not isinstance(client_ts, int | float):
             raise ApiError(400, "field client_ts must be a number", field="client_ts")
         if not math.isfinite(client_ts):
-            raise ApiError(400, f"field client_ts must be finite (got {client_ts})", field="client_ts")
+            raise ApiError(
+                400, f"field client_ts must be finite (got {client_ts})", field="client_ts"
+            )
         client_ts = float(client_ts)
     region, _ = _region(data.get("region_rle"), width, height)
     return TrialRequest(cid, seq, operation, region, substrate, client_ts)
@@ -135,7 +192,9 @@ def request_intervention(assignment: Assignment, req: TrialRequest) -> dict:
         raise ApiError(400, f"the model cannot use this trial: {exc}") from exc
     except Exception as exc:  # broker down, worker lost, timeout: nothing stored, client retries
         name = type(exc).__name__
-        raise ApiError(503, f"the prediction failed ({name}: {exc}); retry with the same client_event_id") from exc
+        raise ApiError(
+            503, f"the prediction failed ({name}: {exc}); retry with the same client_event_id"
+        ) from exc
 
 
 def public_response(study, response: dict) -> dict:
@@ -161,7 +220,11 @@ def submit_trial(participant: Participant, assignment_id: int, data: object) -> 
     if assignment.status == "finished":
         raise ApiError(409, "the image is already finished", expected_seq=assignment.next_seq)
     if req.seq != assignment.next_seq:
-        raise ApiError(409, f"seq {req.seq} is out of order; expected {assignment.next_seq}", expected_seq=assignment.next_seq)
+        raise ApiError(
+            409,
+            f"seq {req.seq} is out of order; expected {assignment.next_seq}",
+            expected_seq=assignment.next_seq,
+        )
 
     result = request_intervention(assignment, req)
     overlay = study.option("overlay")
@@ -226,7 +289,9 @@ def submit_trial(participant: Participant, assignment_id: int, data: object) -> 
         if existing is not None:
             return public_response(study, _replay(existing, req))
         expected = Assignment.objects.get(pk=assignment.pk).next_seq
-        raise ApiError(409, f"seq {req.seq} is out of order; expected {expected}", expected_seq=expected) from None
+        raise ApiError(
+            409, f"seq {req.seq} is out of order; expected {expected}", expected_seq=expected
+        ) from None
     return public_response(study, response)
 
 

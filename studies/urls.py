@@ -1,4 +1,5 @@
 """Pages: participants' join flow and the researchers' pages."""
+
 from django.urls import path
 
 from . import views_analysis, views_intervention, views_participant, views_researcher
@@ -16,26 +17,86 @@ urlpatterns = [
     path("studies/<int:study_id>/edit", views_researcher.study_edit, name="study-edit"),
     path("studies/<int:study_id>/status", views_researcher.study_set_status, name="study-status"),
     path("studies/<int:study_id>/links", views_researcher.study_links, name="study-links"),
-    path("studies/<int:study_id>/progress", views_researcher.study_progress_fragment, name="study-progress"),
-    path("studies/<int:study_id>/images/<int:image_id>/<str:what>.png", views_researcher.study_image, name="study-image"),
+    path(
+        "studies/<int:study_id>/progress",
+        views_researcher.study_progress_fragment,
+        name="study-progress",
+    ),
+    path(
+        "studies/<int:study_id>/images/<int:image_id>/<str:what>.png",
+        views_researcher.study_image,
+        name="study-image",
+    ),
     path(
         "studies/<int:study_id>/assignments/<int:assignment_id>/replay",
         views_researcher.assignment_replay,
         name="assignment-replay",
     ),
     path("studies/<int:study_id>/analysis", views_analysis.analysis_page, name="study-analysis"),
-    path("studies/<int:study_id>/analysis/<str:table>.csv", views_analysis.analysis_csv, name="study-analysis-csv"),
-    path("studies/<int:study_id>/analysis/plots/<str:name>.png", views_analysis.analysis_plot, name="study-analysis-plot"),
-    path("studies/<int:study_id>/analysis/export", views_analysis.export_start, name="study-export-start"),
-    path("studies/<int:study_id>/analysis/baselines", views_analysis.baselines_start, name="study-baselines-start"),
+    path(
+        "studies/<int:study_id>/analysis/<str:table>.csv",
+        views_analysis.analysis_csv,
+        name="study-analysis-csv",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/plots/<str:name>.png",
+        views_analysis.analysis_plot,
+        name="study-analysis-plot",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/export",
+        views_analysis.export_start,
+        name="study-export-start",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/baselines",
+        views_analysis.baselines_start,
+        name="study-baselines-start",
+    ),
     # intervention studies (views_intervention)
-    path("studies/<int:study_id>/intervention/", views_intervention.study_page, name="intervention-study"),
-    path("studies/<int:study_id>/intervention/recompute", views_intervention.recompute, name="intervention-recompute"),
-    path("studies/<int:study_id>/intervention/comparison.png", views_intervention.comparison_png, name="intervention-comparison-png"),
-    path("studies/<int:study_id>/intervention/images/<int:image_id>/", views_intervention.image_page, name="intervention-image"),
-    path("studies/<int:study_id>/intervention/images/<int:image_id>/curves.png", views_intervention.curves_png, name="intervention-curves-png"),
-    path("studies/<int:study_id>/intervention/images/<int:image_id>/maps/<str:name>.png", views_intervention.map_png, name="intervention-map-png"),
-    path("studies/<int:study_id>/intervention/participants/<int:participant_id>/", views_intervention.participant_page, name="intervention-participant"),
-    path("studies/<int:study_id>/intervention/participants/<int:participant_id>/probs.png", views_intervention.participant_probs_png, name="intervention-participant-png"),
-    path("studies/<int:study_id>/intervention/trials/<int:trial_id>/region.png", views_intervention.trial_region_png, name="intervention-trial-region-png"),
+    path(
+        "studies/<int:study_id>/intervention/",
+        views_intervention.study_page,
+        name="intervention-study",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/recompute",
+        views_intervention.recompute,
+        name="intervention-recompute",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/comparison.png",
+        views_intervention.comparison_png,
+        name="intervention-comparison-png",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/images/<int:image_id>/",
+        views_intervention.image_page,
+        name="intervention-image",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/images/<int:image_id>/curves.png",
+        views_intervention.curves_png,
+        name="intervention-curves-png",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/images/<int:image_id>/maps/<str:name>.png",
+        views_intervention.map_png,
+        name="intervention-map-png",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/participants/<int:participant_id>/",
+        views_intervention.participant_page,
+        name="intervention-participant",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/participants/<int:participant_id>/probs.png",
+        views_intervention.participant_probs_png,
+        name="intervention-participant-png",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/trials/<int:trial_id>/region.png",
+        views_intervention.trial_region_png,
+        name="intervention-trial-region-png",
+    ),
 ]

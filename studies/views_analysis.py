@@ -1,6 +1,7 @@
 """Researchers' analysis pages (DESIGN.md "Overprompting analysis"): tables, server-side PNG
 plots (matplotlib, Agg) and CSV downloads, plus starting exports and baselines from the page.
 Thin: the figures come from `studies.analysis`; no torch here (jobs go to the batch queue)."""
+
 from __future__ import annotations
 
 import csv
@@ -19,8 +20,23 @@ from .api_exports import start_export
 from .baselines import baseline_rows, start_baselines
 from .views_researcher import researcher_study
 
-TABLES = ("assignments", "participants", "datasets", "study", "iou_by_points", "iou_by_timestep", "baselines", "human_vs_baselines")
-PLOTS = ("iou_by_points", "iou_by_timestep", "best_vs_final", "overprompted_share", "human_vs_baselines")
+TABLES = (
+    "assignments",
+    "participants",
+    "datasets",
+    "study",
+    "iou_by_points",
+    "iou_by_timestep",
+    "baselines",
+    "human_vs_baselines",
+)
+PLOTS = (
+    "iou_by_points",
+    "iou_by_timestep",
+    "best_vs_final",
+    "overprompted_share",
+    "human_vs_baselines",
+)
 
 
 def study_tables(study) -> dict[str, list[dict]]:
@@ -73,7 +89,9 @@ def analysis_csv(request: HttpRequest, study_id: int, table: str) -> HttpRespons
         writer = csv.DictWriter(out, fieldnames=list(rows[0]))
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()})
+            writer.writerow(
+                {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+            )
     response = HttpResponse(out.getvalue(), content_type="text/csv")
     response["Content-Disposition"] = f'attachment; filename="study{study.pk}_{table}.csv"'
     return response
@@ -97,22 +115,36 @@ def render_plot(name: str, tables: dict) -> bytes:
     ax = fig.add_subplot()
     if name == "iou_by_points":
         _errorbars(ax, tables["iou_by_points"], "points", "mean IoU (95% CI)")
-        ax.set(xlabel="number of points", ylabel="IoU", title="IoU vs number of points", ylim=(0, 1.05))
+        ax.set(
+            xlabel="number of points", ylabel="IoU", title="IoU vs number of points", ylim=(0, 1.05)
+        )
     elif name == "iou_by_timestep":
         _errorbars(ax, tables["iou_by_timestep"], "timestep", "mean IoU (95% CI)")
         ax.set(xlabel="timestep", ylabel="IoU", title="IoU vs timestep", ylim=(0, 1.05))
     elif name == "best_vs_final":
-        for reason, colour in (("finished", "tab:blue"), ("stagnation", "tab:orange"), ("", "tab:gray")):
+        for reason, colour in (
+            ("finished", "tab:blue"),
+            ("stagnation", "tab:orange"),
+            ("", "tab:gray"),
+        ):
             rows = [r for r in tables["assignments"] if r["T"] and r["stop_reason"] == reason]
             ax.scatter([r["best"] for r in rows], [r["final"] for r in rows], s=14, c=colour,
                        label={"finished": "annotator ended", "stagnation": "stagnation", "": "not ended"}[reason])  # fmt: skip
         ax.plot([0, 1], [0, 1], "k--", lw=0.8)
-        ax.set(xlabel="best IoU", ylabel="final IoU", title="Best vs final per image", xlim=(0, 1.02), ylim=(0, 1.02))
+        ax.set(
+            xlabel="best IoU",
+            ylabel="final IoU",
+            title="Best vs final per image",
+            xlim=(0, 1.02),
+            ylim=(0, 1.02),
+        )
     elif name == "overprompted_share":
         rows = [(f"P {r['group']}", r["share_overprompted"]) for r in tables["participants"]]
         rows += [(f"D {r['group']}", r["share_overprompted"]) for r in tables["datasets"]]
         ax.bar([k for k, _ in rows], [0 if math.isnan(v) else v for _, v in rows], color="tab:red")
-        ax.set(ylabel="share overprompted", title="Overprompted (annotator-ended images)", ylim=(0, 1))
+        ax.set(
+            ylabel="share overprompted", title="Overprompted (annotator-ended images)", ylim=(0, 1)
+        )
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     elif name == "human_vs_baselines":
         rows = tables["human_vs_baselines"]

@@ -6,6 +6,7 @@ Smallest flipping deletion of a person on an image = the smallest area fraction 
 `delete` trials that flipped the prediction; the model's own = the smallest fraction of
 Grad-CAM-ordered pixels whose deletion (the study's substrate) flips it (precomputed).
 """
+
 from __future__ import annotations
 
 import io
@@ -79,7 +80,11 @@ def smallest_human_flips(trials) -> dict[tuple[int, int], float]:
 def study_comparison(study: Study) -> dict:
     """Per image: the model's stats, the people's smallest flipping deletion (min and median over
     participants), trials and the mean IoU of human regions with Grad-CAM's top region."""
-    trials = list(InterventionTrial.objects.filter(assignment__participant__study=study).select_related("assignment"))
+    trials = list(
+        InterventionTrial.objects.filter(assignment__participant__study=study).select_related(
+            "assignment"
+        )
+    )
     flips = smallest_human_flips(trials)
     per_image_flips: dict[int, list[float]] = defaultdict(list)
     for (image_id, _), value in flips.items():
@@ -115,15 +120,27 @@ def study_comparison(study: Study) -> dict:
                 "gradcam_iou_mean": float(np.mean(ious)) if ious else None,
             }
         )
-    paired = [(r["model_flip"], r["human_flip_min"]) for r in rows if r["model_flip"] is not None and r["human_flip_min"] is not None]
+    paired = [
+        (r["model_flip"], r["human_flip_min"])
+        for r in rows
+        if r["model_flip"] is not None and r["human_flip_min"] is not None
+    ]
     return {
         "rows": rows,
         "n_trials": len(trials),
         "n_flipping_deletions": sum(1 for t in trials if t.operation == "delete" and t.flipped),
         "paired": len(paired),
         "people_smaller": sum(1 for m, h in paired if h < m),
-        "mean_gradcam_iou": float(np.mean([t.gradcam_iou for t in trials if t.gradcam_iou is not None])) if trials else None,
-        "mean_voice_overlap": float(np.mean([t.voice_overlap for t in trials if t.voice_overlap is not None])) if trials else None,
+        "mean_gradcam_iou": float(
+            np.mean([t.gradcam_iou for t in trials if t.gradcam_iou is not None])
+        )
+        if trials
+        else None,
+        "mean_voice_overlap": float(
+            np.mean([t.voice_overlap for t in trials if t.voice_overlap is not None])
+        )
+        if trials
+        else None,
     }
 
 
@@ -137,12 +154,22 @@ def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
         Participant.objects.filter(study=study).order_by("number").prefetch_related("assignments")
     )
     counts = defaultdict(int)
-    for pid in InterventionTrial.objects.filter(assignment__participant__study=study).values_list("assignment__participant_id", flat=True):
+    for pid in InterventionTrial.objects.filter(assignment__participant__study=study).values_list(
+        "assignment__participant_id", flat=True
+    ):
         counts[pid] += 1
     context = {
         "study": study,
         "comparison": study_comparison(study),
-        "participants": [{"participant": p, "trials": counts[p.pk], "finished": sum(a.status == "finished" for a in p.assignments.all()), "assignments": p.assignments.count()} for p in participants],
+        "participants": [
+            {
+                "participant": p,
+                "trials": counts[p.pk],
+                "finished": sum(a.status == "finished" for a in p.assignments.all()),
+                "assignments": p.assignments.count(),
+            }
+            for p in participants
+        ],
         "job": study.jobs.filter(kind="precompute").order_by("-created_at").first(),
     }
     return render(request, "intervention/study.html", context)
@@ -163,7 +190,9 @@ def image_page(request: HttpRequest, study_id: int, image_id: int) -> HttpRespon
     image = get_object_or_404(study.dataset.images, pk=image_id)
     analyses = {a.method: a for a in ImageAnalysis.objects.filter(image=image, model=study.model)}
     trials = (
-        InterventionTrial.objects.filter(assignment__image=image, assignment__participant__study=study)
+        InterventionTrial.objects.filter(
+            assignment__image=image, assignment__participant__study=study
+        )
         .select_related("assignment__participant")
         .order_by("assignment__participant__number", "seq")
     )
@@ -173,9 +202,15 @@ def image_page(request: HttpRequest, study_id: int, image_id: int) -> HttpRespon
         "study": study,
         "image": image,
         "analyses": analyses,
-        "maps": [(name, MAP_TITLES[name]) for name in MAP_TITLES if MAP_SOURCES[name][0] in analyses],
+        "maps": [
+            (name, MAP_TITLES[name]) for name in MAP_TITLES if MAP_SOURCES[name][0] in analyses
+        ],
         "stats": {m: a.stats for m, a in analyses.items()},
-        "contrast_name": names[contrast.params["contrast_idx"]] if contrast and contrast.params.get("contrast_idx") is not None and contrast.params["contrast_idx"] < len(names) else None,
+        "contrast_name": names[contrast.params["contrast_idx"]]
+        if contrast
+        and contrast.params.get("contrast_idx") is not None
+        and contrast.params["contrast_idx"] < len(names)
+        else None,
         "trials": trials,
         "code_version": next(iter(analyses.values())).code_version if analyses else None,
     }
@@ -187,17 +222,28 @@ def participant_page(request: HttpRequest, study_id: int, participant_id: int) -
     study = intervention_study(request, study_id)
     participant = get_object_or_404(Participant, pk=participant_id, study=study)
     assignments = []
-    for a in Assignment.objects.filter(participant=participant).select_related("image").order_by("order"):
+    for a in (
+        Assignment.objects.filter(participant=participant).select_related("image").order_by("order")
+    ):
         trials = list(a.trials.order_by("seq"))
         start = trials[0].server_ts if trials else None
         assignments.append(
             {
                 "assignment": a,
-                "trials": [{"trial": t, "t_s": (t.server_ts - start).total_seconds()} for t in trials],
-                "smallest_flip": min((t.area_fraction for t in trials if t.operation == "delete" and t.flipped), default=None),
+                "trials": [
+                    {"trial": t, "t_s": (t.server_ts - start).total_seconds()} for t in trials
+                ],
+                "smallest_flip": min(
+                    (t.area_fraction for t in trials if t.operation == "delete" and t.flipped),
+                    default=None,
+                ),
             }
         )
-    return render(request, "intervention/participant.html", {"study": study, "participant": participant, "assignments": assignments})
+    return render(
+        request,
+        "intervention/participant.html",
+        {"study": study, "participant": participant, "assignments": assignments},
+    )
 
 
 # ---------------------------------------------------------------- images and plots
@@ -215,7 +261,10 @@ def map_png(request: HttpRequest, study_id: int, image_id: int, name: str) -> Ht
     values = load_npz(analysis).get(key)
     if values is None:
         raise Http404(f"the analysis {method} holds no {key} map")
-    return HttpResponse(overlay_png(values, image.width, image.height, COLOUR_MAPS.get(name, "inferno")), content_type="image/png")
+    return HttpResponse(
+        overlay_png(values, image.width, image.height, COLOUR_MAPS.get(name, "inferno")),
+        content_type="image/png",
+    )
 
 
 @login_required
@@ -223,16 +272,27 @@ def curves_png(request: HttpRequest, study_id: int, image_id: int) -> HttpRespon
     """Deletion and insertion curves of Grad-CAM (probability of the prediction vs fraction moved)."""
     study = intervention_study(request, study_id)
     image = get_object_or_404(study.dataset.images, pk=image_id)
-    analysis = get_object_or_404(ImageAnalysis, image=image, model=study.model, method="causal_gradcam")
+    analysis = get_object_or_404(
+        ImageAnalysis, image=image, model=study.model, method="causal_gradcam"
+    )
     arrays = load_npz(analysis)
     fig, ax = figure()
     for key, colour in (("deletion", "#b00020"), ("insertion", "#1558c0")):
         scores = arrays[key]
         auc = analysis.stats.get(f"{key}_auc")
-        ax.plot(np.linspace(0, 1, len(scores)), scores, color=colour, label=f"{key} (AUC {auc:.3f})")
+        ax.plot(
+            np.linspace(0, 1, len(scores)), scores, color=colour, label=f"{key} (AUC {auc:.3f})"
+        )
     flips = arrays.get("flip_deletion_probs")
     if flips is not None:
-        ax.plot(np.linspace(0, 1, len(flips)), flips, color="#7a5200", ls="--", lw=1, label=f"deletion, {analysis.params.get('flip_substrate')} substrate (image res.)")
+        ax.plot(
+            np.linspace(0, 1, len(flips)),
+            flips,
+            color="#7a5200",
+            ls="--",
+            lw=1,
+            label=f"deletion, {analysis.params.get('flip_substrate')} substrate (image res.)",
+        )
     ax.set_xlabel("fraction of pixels moved (Grad-CAM order)")
     ax.set_ylabel("probability of the prediction")
     ax.set_ylim(0, 1.02)
@@ -246,16 +306,37 @@ def comparison_png(request: HttpRequest, study_id: int) -> HttpResponse:
     study = intervention_study(request, study_id)
     rows = study_comparison(study)["rows"]
     fig, ax = figure(4.6, 4.0)
-    xs = [r["model_flip"] for r in rows if r["model_flip"] is not None and r["human_flip_min"] is not None]
-    ys = [r["human_flip_min"] for r in rows if r["model_flip"] is not None and r["human_flip_min"] is not None]
+    xs = [
+        r["model_flip"]
+        for r in rows
+        if r["model_flip"] is not None and r["human_flip_min"] is not None
+    ]
+    ys = [
+        r["human_flip_min"]
+        for r in rows
+        if r["model_flip"] is not None and r["human_flip_min"] is not None
+    ]
     ax.plot([0, 1], [0, 1], color="#999", lw=1, ls=":")
     if xs:
         ax.scatter(xs, ys, color="#1558c0", zorder=3)
         for r in rows:
             if r["model_flip"] is not None and r["human_flip_min"] is not None:
-                ax.annotate(str(r["image"].index), (r["model_flip"], r["human_flip_min"]), fontsize=7, xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    str(r["image"].index),
+                    (r["model_flip"], r["human_flip_min"]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
     else:
-        ax.text(0.5, 0.5, "no image has both a flipping human\ndeletion and a Grad-CAM flip yet", ha="center", va="center", fontsize=9)
+        ax.text(
+            0.5,
+            0.5,
+            "no image has both a flipping human\ndeletion and a Grad-CAM flip yet",
+            ha="center",
+            va="center",
+            fontsize=9,
+        )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_xlabel("smallest flipping deletion, Grad-CAM order")
@@ -273,9 +354,21 @@ def participant_probs_png(request: HttpRequest, study_id: int, participant_id: i
         trials = list(a.trials.order_by("seq"))
         if not trials:
             continue
-        line = ax.plot([t.seq for t in trials], [t.prob_after for t in trials], marker="o", ms=4, label=f"image {a.image.index}")[0]
+        line = ax.plot(
+            [t.seq for t in trials],
+            [t.prob_after for t in trials],
+            marker="o",
+            ms=4,
+            label=f"image {a.image.index}",
+        )[0]
         flipped = [t for t in trials if t.flipped]
-        ax.scatter([t.seq for t in flipped], [t.prob_after for t in flipped], s=60, facecolors="none", edgecolors=line.get_color())
+        ax.scatter(
+            [t.seq for t in flipped],
+            [t.prob_after for t in flipped],
+            s=60,
+            facecolors="none",
+            edgecolors=line.get_color(),
+        )
     ax.set_xlabel("trial (seq)")
     ax.set_ylabel("target probability after")
     ax.set_ylim(0, 1.02)
@@ -293,7 +386,11 @@ def trial_region_png(request: HttpRequest, study_id: int, trial_id: int) -> Http
     from interventions.metrics import rle_decode
 
     study = intervention_study(request, study_id)
-    trial = get_object_or_404(InterventionTrial.objects.select_related("assignment__image"), pk=trial_id, assignment__participant__study=study)
+    trial = get_object_or_404(
+        InterventionTrial.objects.select_related("assignment__image"),
+        pk=trial_id,
+        assignment__participant__study=study,
+    )
     with trial.assignment.image.image.open("rb") as f:
         rgb = np.asarray(Image.open(f).convert("RGB")).astype(np.float32)
     region = rle_decode(trial.region_rle)

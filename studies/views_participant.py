@@ -1,6 +1,7 @@
 """Participants' pages: join (participant link, Prolific parameters or public link), consent,
 instructions, the annotation page and the completion page. Re-opening the join link resumes:
 it leads to the first step not yet done (consent, instructions, the next image, completion)."""
+
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
@@ -31,7 +32,12 @@ def join(request: HttpRequest, study_id: int) -> HttpResponse:
     if token:
         participant = Participant.objects.filter(study=study, token=token).first()
         if participant is None:
-            return render(request, "participant/closed.html", {"study": study, "reason": "This link is not valid."}, status=404)
+            return render(
+                request,
+                "participant/closed.html",
+                {"study": study, "reason": "This link is not valid."},
+                status=404,
+            )
     elif pid:
         participant = Participant.objects.filter(study=study, prolific_pid=pid).first()
         if participant is None:
@@ -45,7 +51,12 @@ def join(request: HttpRequest, study_id: int) -> HttpResponse:
         participant = _study_participant(request, study)
         if participant is None:
             if not study.allow_public_join:
-                return render(request, "participant/closed.html", {"study": study, "reason": "This study needs a personal link."}, status=403)
+                return render(
+                    request,
+                    "participant/closed.html",
+                    {"study": study, "reason": "This study needs a personal link."},
+                    status=403,
+                )
             participant = enrol_participant(study)
     login_participant(request, participant)
     return redirect(next_step(participant))
@@ -70,14 +81,26 @@ def consent(request: HttpRequest, study_id: int) -> HttpResponse:
     if participant is None:
         return redirect("join", study_id=study.pk)
     if request.method == "POST":
-        if request.POST.get("agree") == "yes" and request.POST.get("version") == study.consent_version:
+        if (
+            request.POST.get("agree") == "yes"
+            and request.POST.get("version") == study.consent_version
+        ):
             if not participant.consented:
                 participant.consent_version = study.consent_version
                 participant.consented_at = timezone.now()
                 participant.save(update_fields=["consent_version", "consented_at"])
             return redirect("instructions", study_id=study.pk)
-        error = "Please tick the box to agree." if request.POST.get("agree") != "yes" else "The consent text has changed: please read it again."
-        return render(request, "participant/consent.html", {"study": study, "participant": participant, "error": error}, status=400)
+        error = (
+            "Please tick the box to agree."
+            if request.POST.get("agree") != "yes"
+            else "The consent text has changed: please read it again."
+        )
+        return render(
+            request,
+            "participant/consent.html",
+            {"study": study, "participant": participant, "error": error},
+            status=400,
+        )
     if participant.consented:
         return redirect(next_step(participant))
     return render(request, "participant/consent.html", {"study": study, "participant": participant})
@@ -112,7 +135,9 @@ def annotate(request: HttpRequest, study_id: int) -> HttpResponse:
     if participant.completed_at:
         return redirect("done", study_id=study.pk)
     if study.kind != "prompting":
-        return render(request, "participant/intervene.html", {"study": study, "participant": participant})
+        return render(
+            request, "participant/intervene.html", {"study": study, "participant": participant}
+        )
     config = {
         "studyId": study.pk,
         "code": participant.code,
@@ -124,7 +149,11 @@ def annotate(request: HttpRequest, study_id: int) -> HttpResponse:
         "surveyQuestion": study.survey_question,
         "doneUrl": reverse("done", args=[study.pk]),
     }
-    return render(request, "participant/annotate.html", {"study": study, "participant": participant, "config": config})
+    return render(
+        request,
+        "participant/annotate.html",
+        {"study": study, "participant": participant, "config": config},
+    )
 
 
 def done(request: HttpRequest, study_id: int) -> HttpResponse:

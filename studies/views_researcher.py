@@ -5,6 +5,7 @@ Login required everywhere; a researcher reaches only studies they own or collabo
 other study id answers 404, so ids do not leak). Views stay thin: the batch work (embeddings)
 is enqueued on Celery, never run with torch in the web process.
 """
+
 from __future__ import annotations
 
 import logging
@@ -33,7 +34,9 @@ def visible_studies(user):
 
 def researcher_study(request: HttpRequest, study_id: int) -> Study:
     """The study if the signed-in researcher may see it, else 404."""
-    return get_object_or_404(visible_studies(request.user).select_related("dataset", "model", "owner"), pk=study_id)
+    return get_object_or_404(
+        visible_studies(request.user).select_related("dataset", "model", "owner"), pk=study_id
+    )
 
 
 def join_url(request: HttpRequest, study: Study, token: str | None = None) -> str:
@@ -57,7 +60,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
     form = StudyForm(request.POST or None, owner=request.user)
     if request.method == "POST" and form.is_valid():
         study = form.save()
-        messages.success(request, f"Study “{study.title}” created (draft). Open it to let participants in.")
+        messages.success(
+            request, f"Study “{study.title}” created (draft). Open it to let participants in."
+        )
         return redirect("study-detail", study_id=study.pk)
     return render(request, "researcher/study_form.html", {"form": form, "creating": True})
 
@@ -70,14 +75,18 @@ def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
         form.save()
         messages.success(request, "Study saved.")
         return redirect("study-detail", study_id=study.pk)
-    return render(request, "researcher/study_form.html", {"form": form, "study": study, "creating": False})
+    return render(
+        request, "researcher/study_form.html", {"form": form, "study": study, "creating": False}
+    )
 
 
 def start_precompute(study: Study) -> BackgroundJob:
     """Queue the embedding precompute of the study's images (batch queue), with a progress row."""
     from workers.tasks import precompute_embeddings  # light module: no torch at import
 
-    job = BackgroundJob.objects.create(study=study, kind="precompute", params={"model": study.model_id})
+    job = BackgroundJob.objects.create(
+        study=study, kind="precompute", params={"model": study.model_id}
+    )
 
     def enqueue() -> None:
         try:
@@ -129,7 +138,9 @@ def study_links(request: HttpRequest, study_id: int) -> HttpResponse:
         messages.error(request, f"the data set {study.dataset.name} has no images to assign")
         return redirect("study-detail", study_id=study.pk)
     created = [enrol_participant(study) for _ in range(form.cleaned_data["count"])]
-    messages.success(request, f"{len(created)} participant links created ({created[0].code}–{created[-1].code}).")
+    messages.success(
+        request, f"{len(created)} participant links created ({created[0].code}–{created[-1].code})."
+    )
     return redirect(reverse("study-detail", args=[study.pk]) + "#participants")
 
 
@@ -138,7 +149,9 @@ def study_progress(study: Study) -> dict:
     assignments = (
         Assignment.objects.filter(participant__study=study)
         .select_related("participant", "image")
-        .annotate(best=Max("events__iou"), n_events=Count("events"), last_ts=Max("events__server_ts"))
+        .annotate(
+            best=Max("events__iou"), n_events=Count("events"), last_ts=Max("events__server_ts")
+        )
         .order_by("participant__number", "order")
     )
     participants: dict[int, dict] = {}
@@ -146,7 +159,14 @@ def study_progress(study: Study) -> dict:
     for a in assignments:
         p = participants.setdefault(
             a.participant_id,
-            {"participant": a.participant, "assignments": [], "finished": 0, "bests": [], "last": None, "events": 0},
+            {
+                "participant": a.participant,
+                "assignments": [],
+                "finished": 0,
+                "bests": [],
+                "last": None,
+                "events": 0,
+            },
         )
         p["assignments"].append(a)
         p["events"] += a.n_events
@@ -155,7 +175,9 @@ def study_progress(study: Study) -> dict:
             p["bests"].append(a.best)
         if a.last_ts and (p["last"] is None or a.last_ts > p["last"]):
             p["last"] = a.last_ts
-        im = images.setdefault(a.image_id, {"image": a.image, "assigned": 0, "finished": 0, "bests": []})
+        im = images.setdefault(
+            a.image_id, {"image": a.image, "assigned": 0, "finished": 0, "bests": []}
+        )
         im["assigned"] += 1
         im["finished"] += a.status == "finished"
         if a.best is not None:
@@ -163,7 +185,13 @@ def study_progress(study: Study) -> dict:
     for p in participants.values():
         participant = p["participant"]
         p["status"] = (
-            "completed" if participant.completed_at else "in progress" if p["events"] else "consented" if participant.consented else "not started"
+            "completed"
+            if participant.completed_at
+            else "in progress"
+            if p["events"]
+            else "consented"
+            if participant.consented
+            else "not started"
         )
         p["best_mean"] = sum(p["bests"]) / len(p["bests"]) if p["bests"] else None
     for im in images.values():
@@ -172,7 +200,16 @@ def study_progress(study: Study) -> dict:
     participant_rows = sorted(participants.values(), key=lambda p: p["participant"].number)
     # participants enrolled without assignments (an empty data set) still show up
     for participant in study.participants.exclude(pk__in=participants.keys()):
-        participant_rows.append({"participant": participant, "assignments": [], "finished": 0, "best_mean": None, "last": None, "status": "no images"})
+        participant_rows.append(
+            {
+                "participant": participant,
+                "assignments": [],
+                "finished": 0,
+                "best_mean": None,
+                "last": None,
+                "status": "no images",
+            }
+        )
     total = sum(len(p["assignments"]) for p in participant_rows)
     return {
         "participants": participant_rows,
@@ -201,7 +238,9 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_progress_fragment(request: HttpRequest, study_id: int) -> HttpResponse:
     """The live progress tables alone (the detail page polls this)."""
     study = researcher_study(request, study_id)
-    return render(request, "researcher/_progress.html", {"study": study, "progress": study_progress(study)})
+    return render(
+        request, "researcher/_progress.html", {"study": study, "progress": study_progress(study)}
+    )
 
 
 @login_required
@@ -211,14 +250,32 @@ def study_image(request: HttpRequest, study_id: int, image_id: int, what: str) -
     image = get_object_or_404(study.dataset.images, pk=image_id)
     if what not in ("image", "mask"):
         raise Http404(f"unknown file {what!r}: expected image or mask")
-    return FileResponse((image.image if what == "image" else image.mask).open("rb"), content_type="image/png")
+    return FileResponse(
+        (image.image if what == "image" else image.mask).open("rb"), content_type="image/png"
+    )
 
 
 def replay_data(assignment: Assignment) -> dict:
     """Every logged event of an assignment, in seq order, as the replay page draws it."""
     events = assignment.events.order_by("seq").values(
-        "seq", "action", "mode", "x", "y", "green", "red", "timestep", "round", "iou", "predicted_iou",
-        "mask_rle", "round_ended", "finished", "stop_reason", "server_ts", "latency_ms", "stagnation",
+        "seq",
+        "action",
+        "mode",
+        "x",
+        "y",
+        "green",
+        "red",
+        "timestep",
+        "round",
+        "iou",
+        "predicted_iou",
+        "mask_rle",
+        "round_ended",
+        "finished",
+        "stop_reason",
+        "server_ts",
+        "latency_ms",
+        "stagnation",
     )
     start = None
     rows = []
@@ -226,14 +283,20 @@ def replay_data(assignment: Assignment) -> dict:
         start = start or e["server_ts"]
         e["t_s"] = round((e.pop("server_ts") - start).total_seconds(), 3)
         rows.append(e)
-    return {"events": rows, "stop_reason": assignment.stop_reason or None, "status": assignment.status}
+    return {
+        "events": rows,
+        "stop_reason": assignment.stop_reason or None,
+        "status": assignment.status,
+    }
 
 
 @login_required
 def assignment_replay(request: HttpRequest, study_id: int, assignment_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     assignment = get_object_or_404(
-        Assignment.objects.select_related("participant", "image"), pk=assignment_id, participant__study=study
+        Assignment.objects.select_related("participant", "image"),
+        pk=assignment_id,
+        participant__study=study,
     )
     data = replay_data(assignment)
     data.update(

@@ -3,6 +3,7 @@
 `CHROMIUM` may point to another Chromium binary; without one the browser tests fail loudly
 (`.ci/run` installs Debian's chromium), they are not skipped.
 """
+
 from __future__ import annotations
 
 import os
@@ -53,9 +54,11 @@ def new_page(chromium):
         page.on("pageerror", lambda exc: page.errors.append(str(exc)))
         page.on(
             "console",
-            lambda msg: page.errors.append(msg.text)
-            if msg.type == "error" and not msg.text.startswith("Failed to load resource")
-            else None,
+            lambda msg: (
+                page.errors.append(msg.text)
+                if msg.type == "error" and not msg.text.startswith("Failed to load resource")
+                else None
+            ),
         )
         return page
 

@@ -1,4 +1,5 @@
 """Shared fixtures. Browser fixtures (headless Chromium) live in tests/browser_support.py."""
+
 import pytest
 
 from tests.browser_support import chromium, new_page  # noqa: F401

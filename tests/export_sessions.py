@@ -1,4 +1,5 @@
 """Scripted prompting sessions through the real event service (eager Celery, classical backend)."""
+
 from __future__ import annotations
 
 import uuid
@@ -26,9 +27,21 @@ class Script:
             participant.save(update_fields=["consent_version", "consented_at"])
         self.participant = participant
 
-    def send(self, assignment: Assignment, action: str, mode: str = "", x: float | None = None, y: float | None = None) -> dict:
+    def send(
+        self,
+        assignment: Assignment,
+        action: str,
+        mode: str = "",
+        x: float | None = None,
+        y: float | None = None,
+    ) -> dict:
         assignment.refresh_from_db(fields=["next_seq"])
-        body = {"client_event_id": str(uuid.uuid4()), "seq": assignment.next_seq, "action": action, "client_ts": 1.7e12}
+        body = {
+            "client_event_id": str(uuid.uuid4()),
+            "seq": assignment.next_seq,
+            "action": action,
+            "client_ts": 1.7e12,
+        }
         if mode:
             body["mode"] = mode
         if x is not None:
@@ -59,7 +72,12 @@ def run_sessions(study: Study, seed: int = 0, stagnate: bool = True) -> None:
                 script.send(assignment, "add", "green", *pixel(rng, gt, jitter))
                 script.send(assignment, "add", "red", *pixel(rng, ~gt, jitter))
                 for _ in range(3):
-                    script.send(assignment, "add", str(rng.choice(["green", "red"])), *pixel(rng, gt if rng.random() < 0.5 else ~gt, jitter))
+                    script.send(
+                        assignment,
+                        "add",
+                        str(rng.choice(["green", "red"])),
+                        *pixel(rng, gt if rng.random() < 0.5 else ~gt, jitter),
+                    )
                 x, y = pixel(rng, ~gt, jitter)
                 script.send(assignment, "add", "red", x, y)
                 script.send(assignment, "remove", "red", x, y)

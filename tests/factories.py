@@ -1,4 +1,5 @@
 """Building blocks for tests: a small generated data set, a study, participants, API clients."""
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,12 @@ def small_dataset(name: str = "Clean shapes", n: int = 3, seed: int = 0) -> Data
     if existing:
         return existing
     scenes = [generate_scene(name, i, seed=seed) for i in range(n)]
-    return create_dataset(name, [(s.image, s.mask, s.label, s.class_name) for s in scenes], source="generated", seed=seed)
+    return create_dataset(
+        name,
+        [(s.image, s.mask, s.label, s.class_name) for s in scenes],
+        source="generated",
+        seed=seed,
+    )
 
 
 def classical_spec() -> ModelSpec:
@@ -33,7 +39,9 @@ def researcher(username: str = "alice"):
     return user or User.objects.create_user(username, password="pw-" + username)
 
 
-def prompting_study(n_images: int = 3, participants: int = 2, status: str = "open", **protocol) -> Study:
+def prompting_study(
+    n_images: int = 3, participants: int = 2, status: str = "open", **protocol
+) -> Study:
     study = Study.objects.create(
         kind="prompting",
         title="test study",
@@ -61,7 +69,9 @@ class ParticipantClient:
 
     def post(self, path, body):
         data = body if isinstance(body, str | bytes) else json.dumps(body)
-        return self.client.post(f"/api/v1/{path}", data=data, content_type="application/json", **self.headers)
+        return self.client.post(
+            f"/api/v1/{path}", data=data, content_type="application/json", **self.headers
+        )
 
     def consent(self):
         version = self.participant.study.consent_version

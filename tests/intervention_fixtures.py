@@ -1,4 +1,5 @@
 """Building blocks for the intervention tests: classifier specs and an intervention study."""
+
 from __future__ import annotations
 
 import hashlib
@@ -53,7 +54,9 @@ def classifier_spec(weights: Path, name: str = "demo cnn") -> ModelSpec:
     return spec
 
 
-def intervention_study(spec: ModelSpec, n_images: int = 2, participants: int = 1, **protocol) -> Study:
+def intervention_study(
+    spec: ModelSpec, n_images: int = 2, participants: int = 1, **protocol
+) -> Study:
     study = Study.objects.create(
         kind="intervention",
         title="intervention test study",

@@ -1,4 +1,5 @@
 """The overprompting figures on hand-made event logs with known answers."""
+
 import math
 
 import numpy as np
@@ -25,7 +26,9 @@ def step(t, rnd, iou, n_green=1, n_red=1, time_s=None):
     )  # fmt: skip
 
 
-def log(steps, stop="finished", participant="st1", dataset="D", index=0, aid=1, start=99.0, end=None):
+def log(
+    steps, stop="finished", participant="st1", dataset="D", index=0, aid=1, start=99.0, end=None
+):
     end = end if end is not None else (steps[-1].time_s + 1 if steps else None)
     return AssignmentLog(aid, participant, dataset, index, stop, start, end, tuple(steps))
 
@@ -38,7 +41,9 @@ def test_overprompted_annotator_ended_image():
     assert (f.best_timestep, f.best_round, f.excess_after_best) == (1, 1, 2)
     assert f.loss == pytest.approx(0.2) and f.overprompted and not f.stagnation_ended
     assert (f.points_at_best, f.green_at_best, f.red_at_best, f.points_at_final) == (3, 2, 1, 5)
-    assert f.time_to_best_s == pytest.approx(101.0 - 99.0) and f.total_time_s == pytest.approx(104.0 - 99.0)
+    assert f.time_to_best_s == pytest.approx(101.0 - 99.0) and f.total_time_s == pytest.approx(
+        104.0 - 99.0
+    )
 
 
 def test_ties_keep_the_first_best_and_excess_counts_only_its_round():
@@ -47,7 +52,9 @@ def test_ties_keep_the_first_best_and_excess_counts_only_its_round():
     assert f.best_timestep == 4 and f.excess_after_best == 0 and not f.overprompted and f.loss == 0
     steps = [step(0, 1, 0.9), step(1, 1, 0.9), step(2, 1, 0.4), step(3, 2, 0.3), step(4, 2, 0.5)]
     f = assignment_figures(log(steps))
-    assert f.best_timestep == 0 and f.best_round == 1 and f.excess_after_best == 2  # t=1, 2 in round 1
+    assert (
+        f.best_timestep == 0 and f.best_round == 1 and f.excess_after_best == 2
+    )  # t=1, 2 in round 1
     assert f.overprompted and f.loss == pytest.approx(0.4)
 
 
@@ -56,24 +63,41 @@ def test_stagnation_ended_is_not_overprompting_and_empty_logs():
     f = assignment_figures(log(steps, stop="stagnation"))
     assert f.final_below_best and f.stagnation_ended and not f.overprompted
     empty = assignment_figures(log([], stop="", start=None))
-    assert empty.T == 0 and empty.best is None and not empty.overprompted and empty.total_time_s is None
+    assert (
+        empty.T == 0
+        and empty.best is None
+        and not empty.overprompted
+        and empty.total_time_s is None
+    )
 
 
 def test_summaries_per_participant_dataset_study():
     figs = [
-        assignment_figures(log([step(0, 1, 0.8), step(1, 1, 0.6)], participant="st1", aid=1)),  # over, loss .2
-        assignment_figures(log([step(0, 1, 0.5), step(1, 1, 0.7)], participant="st1", aid=2)),  # fine
-        assignment_figures(log([step(0, 1, 0.9), step(1, 1, 0.3)], stop="stagnation", participant="st2", aid=3)),
+        assignment_figures(
+            log([step(0, 1, 0.8), step(1, 1, 0.6)], participant="st1", aid=1)
+        ),  # over, loss .2
+        assignment_figures(
+            log([step(0, 1, 0.5), step(1, 1, 0.7)], participant="st1", aid=2)
+        ),  # fine
+        assignment_figures(
+            log([step(0, 1, 0.9), step(1, 1, 0.3)], stop="stagnation", participant="st2", aid=3)
+        ),
         assignment_figures(log([], stop="", participant="st2", aid=4)),
     ]
     by = {row["group"]: row for row in summarise(figs, "participant")}
     assert by["st1"]["annotator_ended"] == 2 and by["st1"]["share_overprompted"] == 0.5
     assert by["st1"]["mean_loss"] == pytest.approx(0.1) and by["st1"]["mean_excess"] == 0.5
     assert by["st2"]["annotator_ended"] == 0 and math.isnan(by["st2"]["share_overprompted"])
-    assert by["st2"]["stagnation_ended"] == 1 and by["st2"]["stagnation_share_final_below_best"] == 1.0
+    assert (
+        by["st2"]["stagnation_ended"] == 1 and by["st2"]["stagnation_share_final_below_best"] == 1.0
+    )
     assert by["st2"]["stagnation_mean_loss"] == pytest.approx(0.6) and by["st2"]["assignments"] == 2
     study = summaries(figs)["study"][0]
-    assert study["overprompted"] == 1 and study["scored"] == 3 and study["mean_best"] == pytest.approx((0.8 + 0.7 + 0.9) / 3)
+    assert (
+        study["overprompted"] == 1
+        and study["scored"] == 3
+        and study["mean_best"] == pytest.approx((0.8 + 0.7 + 0.9) / 3)
+    )
 
 
 def test_mean_ci95_matches_student_t():
@@ -87,9 +111,16 @@ def test_mean_ci95_matches_student_t():
 
 
 def test_iou_curves_by_points_and_timestep():
-    logs = [log([step(0, 1, 0.2), step(1, 1, 0.6, 2, 1)]), log([step(0, 1, 0.4), step(1, 1, 0.8, 1, 2)], aid=2)]
+    logs = [
+        log([step(0, 1, 0.2), step(1, 1, 0.6, 2, 1)]),
+        log([step(0, 1, 0.4), step(1, 1, 0.8, 1, 2)], aid=2),
+    ]
     by_points = {row["points"]: row for row in iou_curve(logs, "points")}
-    assert by_points[2]["mean_iou"] == pytest.approx(0.3) and by_points[3]["n"] == 2 and by_points[3]["mean_iou"] == pytest.approx(0.7)
+    assert (
+        by_points[2]["mean_iou"] == pytest.approx(0.3)
+        and by_points[3]["n"] == 2
+        and by_points[3]["mean_iou"] == pytest.approx(0.7)
+    )
     by_t = iou_curve(logs, "timestep")
     assert [r["timestep"] for r in by_t] == [0, 1] and by_t[1]["mean_iou"] == pytest.approx(0.7)
     with pytest.raises(ValueError, match="by must be"):
@@ -104,14 +135,22 @@ def test_prompt_features_known_answers():
     red = [(0, 0), (99, 0), (99, 99), (0, 99)]  # image corners: they encase the green points
     f = prompt_features(green, red, gt)
     assert f["prompt_coverage"] == pytest.approx(1.0)
-    assert f["inclusion_efficiency"] == 1.0 and f["inclusion_encasing"] == 1.0 and f["exclusion_encasing"] == 0.0
+    assert (
+        f["inclusion_efficiency"] == 1.0
+        and f["inclusion_encasing"] == 1.0
+        and f["exclusion_encasing"] == 0.0
+    )
     assert f["max_spread"] == pytest.approx(math.hypot(99, 99) / diag)
     assert f["exclusion_spread"] == pytest.approx(math.hypot(99, 99) / diag)
     # each image corner is nearest to its square corner (distance 20*sqrt2 or 40*sqrt2-ish)
     g, r = np.asarray(green, float), np.asarray(red, float)
     d = np.sqrt(((g[:, None] - r[None]) ** 2).sum(2))
-    assert f["chamfer_inclusion_exclusion"] == pytest.approx((d.min(1).mean() + d.min(0).mean()) / 2 / diag)
-    half = prompt_features([(20, 20), (59, 20), (20, 59), (5, 5)], [(90, 10)], gt)  # hull: about half the square
+    assert f["chamfer_inclusion_exclusion"] == pytest.approx(
+        (d.min(1).mean() + d.min(0).mean()) / 2 / diag
+    )
+    half = prompt_features(
+        [(20, 20), (59, 20), (20, 59), (5, 5)], [(90, 10)], gt
+    )  # hull: about half the square
     assert half["inclusion_efficiency"] == 0.75 and 0.45 < half["prompt_coverage"] < 0.6
     assert math.isnan(half["exclusion_spread"]) and math.isnan(half["inclusion_encasing"])
     one = prompt_features([(30, 30)], [], gt)
@@ -120,6 +159,12 @@ def test_prompt_features_known_answers():
 
 def test_baseline_comparison_rows():
     figs = [assignment_figures(log([step(0, 1, 0.4), step(1, 1, 0.6)]))]
-    rows = baseline_comparison(figs, [{"strategy": "random", "iou": 0.3}, {"strategy": "random", "iou": 0.5}])
+    rows = baseline_comparison(
+        figs, [{"strategy": "random", "iou": 0.3}, {"strategy": "random", "iou": 0.5}]
+    )
     by = {r["method"]: r for r in rows}
-    assert by["human best"]["mean_iou"] == 0.6 and by["auto random"]["mean_iou"] == pytest.approx(0.4) and by["auto random"]["n"] == 2
+    assert (
+        by["human best"]["mean_iou"] == 0.6
+        and by["auto random"]["mean_iou"] == pytest.approx(0.4)
+        and by["auto random"]["n"] == 2
+    )

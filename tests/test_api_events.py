@@ -1,4 +1,5 @@
 """The participant API end to end (eager Celery, classical backend, SQLite)."""
+
 import uuid
 
 import numpy as np
@@ -36,7 +37,12 @@ class Session:
         self.seq = 0
 
     def event(self, assignment_id, action, mode="", x=None, y=None, expect=200):
-        body = {"client_event_id": str(uuid.uuid4()), "seq": self.seq, "action": action, "client_ts": 1.7e12}
+        body = {
+            "client_event_id": str(uuid.uuid4()),
+            "seq": self.seq,
+            "action": action,
+            "client_ts": 1.7e12,
+        }
         if mode:
             body["mode"] = mode
         if x is not None:
@@ -55,7 +61,10 @@ def test_before_consent_every_task_call_is_403(client):
     me = api.get("participants/me").json()
     assert me["code"] == "st1" and me["consented"] is False
     assignment_id = me["assignments"][0]["id"]
-    response = api.post(f"assignments/{assignment_id}/events", {"client_event_id": "a", "seq": 0, "action": "add", "mode": "green", "x": 1, "y": 1})
+    response = api.post(
+        f"assignments/{assignment_id}/events",
+        {"client_event_id": "a", "seq": 0, "action": "add", "mode": "green", "x": 1, "y": 1},
+    )
     assert response.status_code == 403 and "consent" in response.json()["error"]
     assert api.get(f"assignments/{assignment_id}").status_code == 403
     assert api.post("participants/me/consent", {"version": "nope"}).status_code == 400
@@ -71,8 +80,18 @@ def test_me_lists_assignments_with_the_contract_fields(client):
     assert len(me["assignments"]) == 3
     first = me["assignments"][0]
     assert {"id", "status", "image_url", "ground_truth_url", "width", "height"} <= set(first)
-    assert client.get(first["image_url"], HTTP_AUTHORIZATION=f"Bearer {api.participant.token}").status_code == 200
-    assert client.get(first["ground_truth_url"], HTTP_AUTHORIZATION=f"Bearer {api.participant.token}").status_code == 200
+    assert (
+        client.get(
+            first["image_url"], HTTP_AUTHORIZATION=f"Bearer {api.participant.token}"
+        ).status_code
+        == 200
+    )
+    assert (
+        client.get(
+            first["ground_truth_url"], HTTP_AUTHORIZATION=f"Bearer {api.participant.token}"
+        ).status_code
+        == 200
+    )
 
 
 def test_full_flow_clicks_stagnation_round_two_and_automatic_end(client):
@@ -132,17 +151,31 @@ def test_full_flow_clicks_stagnation_round_two_and_automatic_end(client):
     assert len({e.client_event_id for e in stored}) == len(stored)
     ts = [e for e in stored if e.timestep is not None]
     assert [e.iou for e in ts] == [r["iou"] for r in timesteps]
-    assert all(e.model_id == "classical-v1" == study.model.model_id and e.mask_rle and e.predicted_iou is not None for e in ts)
+    assert all(
+        e.model_id == "classical-v1" == study.model.model_id
+        and e.mask_rle
+        and e.predicted_iou is not None
+        for e in ts
+    )
     assert all(e.server_ts and e.client_ts == 1.7e12 and e.latency_ms > 0 for e in stored)
     assert {e.round for e in ts} == {1, 2}
     assignment.refresh_from_db()
     assert assignment.status == "finished" and assignment.stop_reason == "stagnation"
 
     # After the end nothing more is accepted.
-    body = {"client_event_id": "late", "seq": session.seq, "action": "add", "mode": "green", "x": ix, "y": iy}
+    body = {
+        "client_event_id": "late",
+        "seq": session.seq,
+        "action": "add",
+        "mode": "green",
+        "x": ix,
+        "y": iy,
+    }
     assert session.api.post(f"assignments/{assignment.pk}/events", body).status_code == 409
     # The survey is answered after the image.
-    answer = session.api.post(f"assignments/{assignment.pk}/survey", {"answers": {"suboptimal_gt": "no"}})
+    answer = session.api.post(
+        f"assignments/{assignment.pk}/survey", {"answers": {"suboptimal_gt": "no"}}
+    )
     assert answer.status_code == 200
     assignment.refresh_from_db()
     assert assignment.survey_answers == {"suboptimal_gt": "no"}
@@ -197,7 +230,14 @@ def test_seq_must_be_contiguous(client):
     assignment = participant.assignments.order_by("order").first()
     session.event(assignment.pk, "add", "green", 5, 5)
     for wrong in (0, 2, 7):
-        body = {"client_event_id": f"s{wrong}", "seq": wrong, "action": "add", "mode": "red", "x": 1, "y": 1}
+        body = {
+            "client_event_id": f"s{wrong}",
+            "seq": wrong,
+            "action": "add",
+            "mode": "red",
+            "x": 1,
+            "y": 1,
+        }
         response = session.api.post(f"assignments/{assignment.pk}/events", body)
         assert response.status_code == 409
         assert response.json()["expected_seq"] == 1
@@ -209,14 +249,34 @@ BAD_EVENTS = [
     ({"client_event_id": "b", "action": "add", "mode": "green", "x": 1, "y": 1}, "seq"),
     ({"client_event_id": "b", "seq": "0", "action": "add", "mode": "green", "x": 1, "y": 1}, "seq"),
     ({"client_event_id": "b", "seq": 0, "mode": "green", "x": 1, "y": 1}, "action"),
-    ({"client_event_id": "b", "seq": 0, "action": "paint", "mode": "green", "x": 1, "y": 1}, "action"),
+    (
+        {"client_event_id": "b", "seq": 0, "action": "paint", "mode": "green", "x": 1, "y": 1},
+        "action",
+    ),
     ({"client_event_id": "b", "seq": 0, "action": "add", "mode": "blue", "x": 1, "y": 1}, "mode"),
     ({"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "y": 1}, "x"),
     ({"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "x": "12", "y": 1}, "x"),
     ({"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "x": 1, "y": True}, "y"),
-    ({"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "x": -1, "y": 1}, "outside"),
-    ({"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "x": 1, "y": 100000}, "outside"),
-    ({"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "x": 1, "y": 1, "client_ts": "now"}, "client_ts"),
+    (
+        {"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "x": -1, "y": 1},
+        "outside",
+    ),
+    (
+        {"client_event_id": "b", "seq": 0, "action": "add", "mode": "green", "x": 1, "y": 100000},
+        "outside",
+    ),
+    (
+        {
+            "client_event_id": "b",
+            "seq": 0,
+            "action": "add",
+            "mode": "green",
+            "x": 1,
+            "y": 1,
+            "client_ts": "now",
+        },
+        "client_ts",
+    ),
     ([1, 2, 3], "object"),
 ]
 
@@ -235,7 +295,13 @@ def test_bad_input_is_a_400_naming_the_problem_and_stores_nothing(client, body, 
     assert PromptEvent.objects.count() == 0 and assignment.next_seq == 0 and assignment.state == {}
 
 
-@pytest.mark.parametrize("raw", ['{"client_event_id": "n", "seq": 0, "action": "add", "mode": "green", "x": NaN, "y": 1}', "{not json"])
+@pytest.mark.parametrize(
+    "raw",
+    [
+        '{"client_event_id": "n", "seq": 0, "action": "add", "mode": "green", "x": NaN, "y": 1}',
+        "{not json",
+    ],
+)
 def test_nan_and_garbage_bodies_are_400(client, raw):
     study = prompting_study(n_images=1, participants=1)
     participant = study.participants.first()
@@ -261,7 +327,9 @@ def test_someone_elses_assignment_is_not_found(client):
     assert api.post(f"assignments/{theirs.pk}/finish", {}).status_code == 404
     assert PromptEvent.objects.count() == 0
     assert client.get("/api/v1/participants/me").status_code == 401
-    assert client.get("/api/v1/participants/me", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    assert (
+        client.get("/api/v1/participants/me", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+    )
 
 
 def test_hidden_ground_truth_and_score_are_never_sent(client):
@@ -286,7 +354,9 @@ def test_closed_study_refuses_events(client):
     study = prompting_study(n_images=1, participants=1, status="closed")
     participant = study.participants.first()
     api = ParticipantClient(client, participant)
-    assert api.post("participants/me/consent", {"version": study.consent_version}).status_code == 409
+    assert (
+        api.post("participants/me/consent", {"version": study.consent_version}).status_code == 409
+    )
 
 
 def test_openapi_schema_is_served(client):

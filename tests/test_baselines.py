@@ -1,4 +1,5 @@
 """Automated prompting strategies (pure) and the baseline job on a scripted study."""
+
 import csv
 import io
 import zipfile
@@ -52,7 +53,9 @@ def test_entropy_of_flat_and_noisy_patches():
     grey = np.zeros((20, 20), np.uint8)
     grey[:, 10:] = np.random.default_rng(0).integers(0, 255, (20, 10))
     entropy = local_entropy(grey)
-    assert entropy[10, 2] == pytest.approx(0.0, abs=1e-9) and entropy[10, 16] > 2.5  # flat: 0 bits; noise: near log2(16) = 4
+    assert (
+        entropy[10, 2] == pytest.approx(0.0, abs=1e-9) and entropy[10, 16] > 2.5
+    )  # flat: 0 bits; noise: near log2(16) = 4
 
 
 def test_bad_requests_name_the_problem():
@@ -85,16 +88,44 @@ def test_baseline_job_stores_seeded_results_shown_in_exports(media, tmp_path):
     assert job.status == "done" and job.done == 2 and job.progress == 1.0
     first = {r.key: (r.green, r.red, r.iou) for r in BaselineResult.objects.all()}
     assert all(0.0 <= r.iou <= 1.0 and r.mask_rle for r in BaselineResult.objects.all())
-    call_command("prompt_baselines", str(study.pk), "--strategy", "random", "--strategy", "max_distance", "--seed", "5", "--no-progress")
-    assert {r.key: (r.green, r.red, r.iou) for r in BaselineResult.objects.all()} == first  # rerun: identical
-    call_command("prompt_baselines", str(study.pk), "--strategy", "kmedoids", "--fixed", "2", "1", "--no-progress")
+    call_command(
+        "prompt_baselines",
+        str(study.pk),
+        "--strategy",
+        "random",
+        "--strategy",
+        "max_distance",
+        "--seed",
+        "5",
+        "--no-progress",
+    )
+    assert {
+        r.key: (r.green, r.red, r.iou) for r in BaselineResult.objects.all()
+    } == first  # rerun: identical
+    call_command(
+        "prompt_baselines",
+        str(study.pk),
+        "--strategy",
+        "kmedoids",
+        "--fixed",
+        "2",
+        "1",
+        "--no-progress",
+    )
     assert BaselineResult.objects.filter(count_source="fixed", n_green=2, n_red=1).count() == 3
     with pytest.raises(CommandError, match="not both 0"):
         call_command("prompt_baselines", str(study.pk), "--fixed", "0", "0", "--no-progress")
     assert BackgroundJob.objects.filter(kind="baseline", status="done").count() == 3
 
     run_export(study, "tidy", tmp_path / "t.zip")
-    rows = list(csv.DictReader(io.StringIO(zipfile.ZipFile(tmp_path / "t.zip").read("baselines.csv").decode())))
+    rows = list(
+        csv.DictReader(
+            io.StringIO(zipfile.ZipFile(tmp_path / "t.zip").read("baselines.csv").decode())
+        )
+    )
     assert len(rows) == BaselineResult.objects.count() == 5
     run_export(study, "pointprompt", tmp_path / "p.zip")
-    assert f"Automated baselines/{study.dataset.name}/baselines.csv" in zipfile.ZipFile(tmp_path / "p.zip").namelist()
+    assert (
+        f"Automated baselines/{study.dataset.name}/baselines.csv"
+        in zipfile.ZipFile(tmp_path / "p.zip").namelist()
+    )

@@ -2,6 +2,7 @@
 participant paints a region with every tool, deletes it, sees the prediction change, undoes,
 inserts, finishes and answers the survey; the researcher's pages show the result.
 Screenshots go to tests/artifacts/."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -63,8 +64,12 @@ class Page:
         )
 
 
-def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new_page, tmp_path, django_capture_on_commit_callbacks):
-    study = intervention_study(classifier_spec(weights(tmp_path)), n_images=1, overlay="gradcam", show_ground_truth=True)
+def test_participant_paints_deletes_undoes_inserts_and_finishes(
+    live_server, new_page, tmp_path, django_capture_on_commit_callbacks
+):
+    study = intervention_study(
+        classifier_spec(weights(tmp_path)), n_images=1, overlay="gradcam", show_ground_truth=True
+    )
     participant = study.participants.first()
     assignment = participant.assignments.select_related("image").first()
     gt = np.asarray(Image.open(assignment.image.mask.path)) > 127
@@ -79,7 +84,11 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new
     page.click("#start")
     page.wait_for_selector("#app[data-phase=annotate]")
     p = Page(page)
-    assert page.locator("#goal").inner_text().startswith("Goal: find the smallest region whose deletion")
+    assert (
+        page.locator("#goal")
+        .inner_text()
+        .startswith("Goal: find the smallest region whose deletion")
+    )
     assert page.locator("#top5 tbody tr").count() == 5
     assert page.locator("#panel-overlay").is_visible()
     screenshot(page, "intervention_annotate_start")
@@ -110,7 +119,9 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new
     p.wait_trials(1)
     prob_before, prob_after = float(p.data("prob-before")), float(p.data("prob-after"))
     assert prob_after != prob_before
-    assert page.locator("#prob-change").inner_text() == f"{prob_after - prob_before:+.3f}".replace("+-", "-")
+    assert page.locator("#prob-change").inner_text() == f"{prob_after - prob_before:+.3f}".replace(
+        "+-", "-"
+    )
     assert page.locator("#flip").is_visible()
     assert page.locator("#prob-after").inner_text() == f"{prob_after:.3f}"
     screenshot(page, "intervention_after_delete")
@@ -137,7 +148,9 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new
     assert [t.operation for t in trials] == ["delete", "insert"]
     assert trials[0].region_rle == trials[1].region_rle
     region = rle_decode(trials[0].region_rle)
-    assert int(region.sum()) == painted and region[y0 : y1 - 5, x0 : x1 + 1].all()  # the eraser took the rows near y1 + 4
+    assert (
+        int(region.sum()) == painted and region[y0 : y1 - 5, x0 : x1 + 1].all()
+    )  # the eraser took the rows near y1 + 4
     assert trials[0].prob_after == pytest.approx(prob_after, abs=1e-6)
     assert all(t.overlay == "gradcam" for t in trials)
     a = Assignment.objects.get(pk=assignment.pk)
@@ -162,7 +175,9 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(live_server, new
     screenshot(r, "intervention_researcher_study")
     r.click(f"#intervention-images a >> text='{assignment.image.index}'")
     r.wait_for_selector("#maps")
-    assert r.locator("#maps figure").count() == 5 and r.locator("#image-trials tbody tr").count() == 2
+    assert (
+        r.locator("#maps figure").count() == 5 and r.locator("#image-trials tbody tr").count() == 2
+    )
     r.wait_for_function(loaded)
     screenshot(r, "intervention_researcher_image")
     r.click(f"#image-trials a >> text='{participant.code}'")

@@ -1,6 +1,7 @@
 """The prompting study in headless Chromium against a live server (eager Celery, classical
 backend, SQLite): an annotator's whole session, and a researcher's set-up, monitoring and replay.
 Screenshots of every page go to tests/artifacts/."""
+
 from __future__ import annotations
 
 import json
@@ -36,7 +37,11 @@ def landmarks(assignment: Assignment) -> dict:
     h, w = gt.shape
     corners = [(2, 2), (w - 3, 2), (2, h - 3), (w - 3, h - 3)]
     corners = [c for c in corners if not gt[c[1], c[0]]]
-    return {"inside": (int(inside[1]), int(inside[0])), "outside": (int(outside[1]), int(outside[0])), "corners": corners}
+    return {
+        "inside": (int(inside[1]), int(inside[0])),
+        "outside": (int(outside[1]), int(outside[0])),
+        "corners": corners,
+    }
 
 
 class Annotator:
@@ -59,10 +64,17 @@ class Annotator:
         )
 
     def scale(self) -> float:
-        return self.page.evaluate("() => { const c = document.getElementById('canvas-image'); return c.getBoundingClientRect().width; }") / self.width
+        return (
+            self.page.evaluate(
+                "() => { const c = document.getElementById('canvas-image'); return c.getBoundingClientRect().width; }"
+            )
+            / self.width
+        )
 
     def open(self) -> Assignment:
-        self.page.wait_for_function("() => document.getElementById('app').dataset.phase === 'annotate'")
+        self.page.wait_for_function(
+            "() => document.getElementById('app').dataset.phase === 'annotate'"
+        )
         assignment = Assignment.objects.select_related("image").get(pk=int(self.data("assignment")))
         self.width = assignment.image.width
         return assignment
@@ -70,7 +82,10 @@ class Annotator:
     def click(self, xy, *, right: bool = False, expect_seq: int | None = None) -> None:
         s = self.scale()
         seq = int(self.data("seq"))
-        self.page.locator("#canvas-image").click(position={"x": (xy[0] + 0.5) * s, "y": (xy[1] + 0.5) * s}, button="right" if right else "left")
+        self.page.locator("#canvas-image").click(
+            position={"x": (xy[0] + 0.5) * s, "y": (xy[1] + 0.5) * s},
+            button="right" if right else "left",
+        )
         self.wait_idle(seq + 1 if expect_seq is None else expect_seq)
 
     def key(self, key: str) -> None:
@@ -99,7 +114,9 @@ def assert_overlay_matches_mask(annotator: Annotator, event: PromptEvent) -> Non
     points = [*event.green, *event.red]
     inside, outside = far_from(points, mask, True), far_from(points, mask, False)
     assert annotator.pixel("canvas-mask", inside)[:3] != annotator.pixel("canvas-image", inside)[:3]
-    assert annotator.pixel("canvas-mask", outside)[:3] == annotator.pixel("canvas-image", outside)[:3]
+    assert (
+        annotator.pixel("canvas-mask", outside)[:3] == annotator.pixel("canvas-image", outside)[:3]
+    )
 
 
 def test_annotator_session_from_join_link_to_completion(live_server, new_page):
@@ -118,14 +135,19 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     assert "tick the box" in page.inner_text("#consent-error")
     page.check("#agree")
     page.click("#consent-submit")
-    assert "/instructions" in page.url and "Put green points" in page.inner_text("#instructions-text")
+    assert "/instructions" in page.url and "Put green points" in page.inner_text(
+        "#instructions-text"
+    )
     screenshot(page, "participant_2_instructions")
     page.click("#start")
 
     ui = Annotator(page)
     first = ui.open()
     spots = landmarks(first)
-    assert page.inner_text("#progress") == "Image 1 of 2" and page.inner_text("#round") == "Round 1 of 2"
+    assert (
+        page.inner_text("#progress") == "Image 1 of 2"
+        and page.inner_text("#round") == "Round 1 of 2"
+    )
     assert "GREEN" in page.inner_text("#mode")
     ui.click(spots["inside"])
     assert ui.data("green") == "1" and ui.data("timesteps") == "0"
@@ -140,20 +162,30 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     # the ground-truth panel tints the ground truth
     gt = np.asarray(Image.open(first.image.mask.path)) > 127
     g_in = far_from([*t0.green, *t0.red], gt, True)
-    assert ui.pixel("canvas-gt", g_in)[:3] != ui.pixel("canvas-gt", far_from([*t0.green, *t0.red], gt, False))[:3]
+    assert (
+        ui.pixel("canvas-gt", g_in)[:3]
+        != ui.pixel("canvas-gt", far_from([*t0.green, *t0.red], gt, False))[:3]
+    )
     screenshot(page, "participant_3_annotate")
 
     # re-opening the page resumes: points, round and the last mask come from the server
     page.reload()
     assert ui.open().pk == first.pk
-    assert (ui.data("seq"), ui.data("green"), ui.data("red"), ui.data("timesteps")) == ("2", "1", "1", "1")
+    assert (ui.data("seq"), ui.data("green"), ui.data("red"), ui.data("timesteps")) == (
+        "2",
+        "1",
+        "1",
+        "1",
+    )
     assert page.inner_text("#score") == f"{t0.iou:.3f}"
     assert_overlay_matches_mask(ui, t0)
     ui.key("r")
 
     # right click removes the nearest red point (the server picks it); no prediction is due
     ui.click((spots["outside"][0] + 2, spots["outside"][1] + 1), right=True)
-    assert ui.data("red") == "0" and ui.data("timesteps") == "1" and page.inner_text("#score") == "–"
+    assert (
+        ui.data("red") == "0" and ui.data("timesteps") == "1" and page.inner_text("#score") == "–"
+    )
 
     # a failed request is retried with the same client_event_id and seq, and stored once
     sent = []
@@ -169,7 +201,12 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     ui.click(spots["outside"])
     page.unroute("**/api/v1/assignments/*/events")
     assert len(sent) == 2 and sent[0] == sent[1]
-    assert PromptEvent.objects.filter(assignment=first, client_event_id=sent[0]["client_event_id"]).count() == 1
+    assert (
+        PromptEvent.objects.filter(
+            assignment=first, client_event_id=sent[0]["client_event_id"]
+        ).count()
+        == 1
+    )
     assert ui.data("timesteps") == "2" and ui.data("red") == "1"
 
     # a request that keeps failing is reported after the retries, the action is kept as
@@ -186,15 +223,19 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     page.wait_for_selector("#error", state="visible", timeout=20_000)
     assert "prediction service is unavailable" in page.inner_text("#error-text")
     assert "Not saved yet" in page.inner_text("#pending") and ui.data("queue") == "1"
-    assert len(attempts) == 5 and all(a == attempts[0] for a in attempts) and attempts[0]["seq"] == seq
+    assert (
+        len(attempts) == 5 and all(a == attempts[0] for a in attempts) and attempts[0]["seq"] == seq
+    )
     screenshot(page, "participant_3b_error")
     page.unroute("**/api/v1/assignments/*/events")
     page.click("#retry")
     ui.wait_idle(seq + 1)
     assert not page.is_visible("#error") and attempts[0]["action"] == "clear"
     assert (ui.data("green"), ui.data("red"), ui.data("round")) == ("0", "0", "1")
-    assert PromptEvent.objects.get(assignment=first, seq=seq).client_event_id == attempts[0]["client_event_id"]
-
+    assert (
+        PromptEvent.objects.get(assignment=first, seq=seq).client_event_id
+        == attempts[0]["client_event_id"]
+    )
 
     # g / r switch the mode; red points in empty corners do not improve: the round resets
     ui.key("g")
@@ -206,7 +247,10 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
             break
     assert page.is_visible("#banner.reset"), "the round never reset"
     assert "round 2 of 2 starts" in page.inner_text("#banner")
-    assert page.inner_text("#round") == "Round 2 of 2" and (ui.data("green"), ui.data("red")) == ("0", "0")
+    assert page.inner_text("#round") == "Round 2 of 2" and (ui.data("green"), ui.data("red")) == (
+        "0",
+        "0",
+    )
     screenshot(page, "participant_4_round_reset")
     ended = PromptEvent.objects.filter(assignment=first, round_ended=True).get()
     assert ended.round == 1 and ended.stagnation == 1
@@ -223,7 +267,9 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     page.click("#survey-yes")
 
     # the second image: automatic end through stagnation in both rounds
-    page.wait_for_function("() => document.getElementById('progress').textContent === 'Image 2 of 2'")
+    page.wait_for_function(
+        "() => document.getElementById('progress').textContent === 'Image 2 of 2'"
+    )
     second = ui.open()
     assert second.pk != first.pk and second.order == 1
     spots = landmarks(second)
@@ -249,8 +295,16 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
 
     first.refresh_from_db()
     second.refresh_from_db()
-    assert (first.status, first.stop_reason, first.survey_answers["answer"]) == ("finished", "finished", "yes")
-    assert (second.status, second.stop_reason, second.survey_answers["answer"]) == ("finished", "stagnation", "no")
+    assert (first.status, first.stop_reason, first.survey_answers["answer"]) == (
+        "finished",
+        "finished",
+        "yes",
+    )
+    assert (second.status, second.stop_reason, second.survey_answers["answer"]) == (
+        "finished",
+        "stagnation",
+        "no",
+    )
     for a in (first, second):
         events = list(a.events.order_by("seq"))
         assert [e.seq for e in events] == list(range(len(events)))
@@ -287,10 +341,17 @@ def test_researcher_creates_study_links_progress_and_replay(live_server, new_pag
     screenshot(r, "researcher_2_create")
     r.click("#save-study")
     study = Study.objects.get(title="Hidden score study")
-    assert study.owner == owner and study.protocol["show_score"] is False and study.protocol["stagnation_limit"] == 3
+    assert (
+        study.owner == owner
+        and study.protocol["show_score"] is False
+        and study.protocol["stagnation_limit"] == 3
+    )
     r.click("#open-study")
     assert r.inner_text("#study-status") == "Open"
-    assert r.inner_text("#precompute-status") == "Done" and r.inner_text("#precompute-count") == "3 / 3"
+    assert (
+        r.inner_text("#precompute-status") == "Done"
+        and r.inner_text("#precompute-count") == "3 / 3"
+    )
     r.fill("#id_count", "2")
     r.click("#generate-links")
     links = r.locator(".participant-link").all_inner_texts()
@@ -316,17 +377,24 @@ def test_researcher_creates_study_links_progress_and_replay(live_server, new_pag
     screenshot(p, "participant_hidden_score")
 
     # the researcher's page updates by itself (polling), with the best IoU
-    best = max(PromptEvent.objects.filter(assignment=assignment).exclude(iou=None).values_list("iou", flat=True))
+    best = max(
+        PromptEvent.objects.filter(assignment=assignment)
+        .exclude(iou=None)
+        .values_list("iou", flat=True)
+    )
     row = r.locator('#participant-table tr[data-code="st1"]')
     row.get_by_text("in progress").wait_for(timeout=10_000)
     assert f"{best:.3f}" in row.inner_text()
-    assert r.locator('#image-table tr').filter(has_text=f"{best:.3f}").count() == 1
+    assert r.locator("#image-table tr").filter(has_text=f"{best:.3f}").count() == 1
     screenshot(r, "researcher_4_progress")
 
     row.locator("a.replay-link").first.click()
     r.wait_for_selector("#replay[data-ready='1']")
     assert r.inner_text("#ev-seq") == "3 of 3" and r.inner_text("#ev-timestep") == "1"
-    assert r.inner_text("#ev-iou") == f"{PromptEvent.objects.get(assignment=assignment, timestep=1).iou:.3f}"
+    assert (
+        r.inner_text("#ev-iou")
+        == f"{PromptEvent.objects.get(assignment=assignment, timestep=1).iou:.3f}"
+    )
     r.focus("#scrub")
     r.keyboard.press("Home")
     assert r.inner_text("#ev-seq") == "1 of 3" and "no prediction" in r.inner_text("#ev-timestep")

@@ -1,4 +1,5 @@
 """Assignment of images: annotators_per_image coverage, reproducible per-participant order."""
+
 import pytest
 
 from studies.enrolment import enrol_participant
@@ -15,7 +16,12 @@ def media(settings, tmp_path):
 
 def make_study(**fields):
     return Study.objects.create(
-        title="alloc", dataset=small_dataset(n=6), model=classical_spec(), owner=researcher(), status="open", **fields
+        title="alloc",
+        dataset=small_dataset(n=6),
+        model=classical_spec(),
+        owner=researcher(),
+        status="open",
+        **fields,
     )
 
 

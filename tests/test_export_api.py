@@ -1,4 +1,5 @@
 """The researchers' export API and the analysis pages: session auth, ownership, jobs, downloads."""
+
 import io
 import zipfile
 
@@ -27,9 +28,14 @@ def study():
     return study
 
 
-def test_export_api_runs_a_job_and_serves_the_zip(client, study, django_capture_on_commit_callbacks):
+def test_export_api_runs_a_job_and_serves_the_zip(
+    client, study, django_capture_on_commit_callbacks
+):
     url = f"/api/v1/studies/{study.pk}/exports"
-    assert client.post(url, {"format": "tidy"}, content_type="application/json").status_code in (401, 403)
+    assert client.post(url, {"format": "tidy"}, content_type="application/json").status_code in (
+        401,
+        403,
+    )
     client.force_login(study.owner)
     bad = client.post(url, {"format": "xlsx"}, content_type="application/json")
     assert bad.status_code == 400 and "format" in bad.json()["error"]
@@ -44,14 +50,23 @@ def test_export_api_runs_a_job_and_serves_the_zip(client, study, django_capture_
     assert download.status_code == 200 and download["Content-Type"] == "application/zip"
     archive = zipfile.ZipFile(io.BytesIO(b"".join(download.streaming_content)))
     assert archive.namelist()[-1] == "manifest.json"
-    assert any(n.startswith(f"Prompting results/{study.dataset.name}/st1/") for n in archive.namelist())
+    assert any(
+        n.startswith(f"Prompting results/{study.dataset.name}/st1/") for n in archive.namelist()
+    )
     assert [e["id"] for e in client.get(url).json()["exports"]] == [job_id]
 
 
 def test_other_researchers_get_404_and_collaborators_get_in(client, study):
     job = ExportJob.objects.create(study=study, format="coco")
     client.force_login(researcher("mallory"))
-    assert client.post(f"/api/v1/studies/{study.pk}/exports", {"format": "coco"}, content_type="application/json").status_code == 404
+    assert (
+        client.post(
+            f"/api/v1/studies/{study.pk}/exports",
+            {"format": "coco"},
+            content_type="application/json",
+        ).status_code
+        == 404
+    )
     assert client.get(f"/api/v1/exports/{job.pk}").status_code == 404
     assert client.get(f"/api/v1/exports/{job.pk}/download").status_code == 404
     assert client.get(f"/studies/{study.pk}/analysis").status_code == 404
@@ -59,7 +74,11 @@ def test_other_researchers_get_404_and_collaborators_get_in(client, study):
     study.collaborators.add(colleague)
     client.force_login(colleague)
     answer = client.get(f"/api/v1/exports/{job.pk}")
-    assert answer.status_code == 200 and answer.json()["status"] == "queued" and answer.json()["download_url"] is None
+    assert (
+        answer.status_code == 200
+        and answer.json()["status"] == "queued"
+        and answer.json()["download_url"] is None
+    )
     assert client.get(f"/api/v1/exports/{job.pk}/download").status_code == 409
 
 
@@ -69,7 +88,13 @@ def test_analysis_page_plots_and_csv(client, study):
     assert page.status_code == 200
     html = page.content.decode()
     assert "Overprompting analysis" in html and "st1" in html and "human best" in html
-    for name in ("iou_by_points", "iou_by_timestep", "best_vs_final", "overprompted_share", "human_vs_baselines"):
+    for name in (
+        "iou_by_points",
+        "iou_by_timestep",
+        "best_vs_final",
+        "overprompted_share",
+        "human_vs_baselines",
+    ):
         plot = client.get(f"/studies/{study.pk}/analysis/plots/{name}.png")
         assert plot.status_code == 200 and plot.content[:8] == b"\x89PNG\r\n\x1a\n", name
     csv_text = client.get(f"/studies/{study.pk}/analysis/assignments.csv").content.decode()
@@ -77,7 +102,11 @@ def test_analysis_page_plots_and_csv(client, study):
     assert {"overprompted", "best", "final", "excess_after_best"} <= set(header)
     assert len(csv_text.splitlines()) == 1 + study.participants.count() * 3
     assert client.get(f"/studies/{study.pk}/analysis/nope.csv").status_code == 404
-    response = client.post(f"/studies/{study.pk}/analysis/baselines", {"strategy": ["random"], "seed": "1"})
+    response = client.post(
+        f"/studies/{study.pk}/analysis/baselines", {"strategy": ["random"], "seed": "1"}
+    )
     assert response.status_code == 302
-    assert study.baselines.filter(strategy="random", seed=1).count() == study.participants.count() * 2
+    assert (
+        study.baselines.filter(strategy="random", seed=1).count() == study.participants.count() * 2
+    )
     assert "auto random" in client.get(f"/studies/{study.pk}/analysis").content.decode()

@@ -1,4 +1,5 @@
 """Exports of a seeded study with scripted sessions: every file's name, dtype and shape."""
+
 import csv
 import hashlib
 import io
@@ -51,7 +52,9 @@ def timesteps(assignment: Assignment) -> list[PromptEvent]:
 def test_pointprompt_layout_dtypes_and_values(study, tmp_path):
     out = tmp_path / "pp.zip"
     seen = []
-    head = run_export(study, "pointprompt", out, progress=lambda done, total: seen.append((done, total)))
+    head = run_export(
+        study, "pointprompt", out, progress=lambda done, total: seen.append((done, total))
+    )
     name = study.dataset.name
     zf = zipfile.ZipFile(out)
     names = set(zf.namelist())
@@ -60,7 +63,12 @@ def test_pointprompt_layout_dtypes_and_values(study, tmp_path):
 
     samples = npy(zf, f"Image datasets/{name}/samples.npy")
     labels = npy(zf, f"Image datasets/{name}/labels.npy")
-    assert samples.dtype == object and samples.shape == (n,) and labels.dtype == object and labels.shape == (n,)
+    assert (
+        samples.dtype == object
+        and samples.shape == (n,)
+        and labels.dtype == object
+        and labels.shape == (n,)
+    )
     for image in study.dataset.images.order_by("index"):
         i = image.index
         assert samples[i].dtype == np.uint8 and samples[i].shape == (image.height, image.width, 3)
@@ -87,28 +95,41 @@ def test_pointprompt_layout_dtypes_and_values(study, tmp_path):
             rounds = npy(zf, f"{base}/eachround/{i}_.npy")
             assert green.dtype == object and green.shape == (T,) and red.shape == (T,)
             assert scores.dtype == np.float64 and scores.shape == (T,)
-            assert sorts.dtype == np.int64 and rounds.dtype == np.int64 and sorts.shape == rounds.shape == (T,)
+            assert (
+                sorts.dtype == np.int64
+                and rounds.dtype == np.int64
+                and sorts.shape == rounds.shape == (T,)
+            )
             assert np.array_equal(sorts, np.argsort(-scores, kind="stable"))
             for t, event in enumerate(steps):
                 assert green[t].dtype == np.int64 and green[t].shape == (len(event.green), 2)
                 assert red[t].shape == (len(event.red), 2)
-                assert np.array_equal(green[t], np.floor(np.asarray(event.green, float).reshape(-1, 2)))
+                assert np.array_equal(
+                    green[t], np.floor(np.asarray(event.green, float).reshape(-1, 2))
+                )
                 assert np.array_equal(red[t], np.floor(np.asarray(event.red, float).reshape(-1, 2)))
                 assert scores[t] == event.iou and rounds[t] == event.round - 1
-                png = cv2.imdecode(np.frombuffer(zf.read(f"{base}/masks/{i}_{t}_mask.png"), np.uint8), cv2.IMREAD_UNCHANGED)
+                png = cv2.imdecode(
+                    np.frombuffer(zf.read(f"{base}/masks/{i}_{t}_mask.png"), np.uint8),
+                    cv2.IMREAD_UNCHANGED,
+                )
                 assert png.dtype == np.uint8 and set(np.unique(png).tolist()) <= {0, 255}
                 assert np.array_equal(png > 0, rle_decode(event.mask_rle))
             assert f"{base}/masks/{i}_{T}_mask.png" not in names
             if T:
                 best = steps[int(np.argsort(-scores, kind="stable")[0])]
                 human = npy(zf, f"finetune/human/{name}/{participant.code}_{i}_green.npy")
-                assert human.dtype == np.int64 and np.array_equal(human, np.floor(np.asarray(best.green, float)))
+                assert human.dtype == np.int64 and np.array_equal(
+                    human, np.floor(np.asarray(best.green, float))
+                )
                 assert f"finetune/human/{name}/{participant.code}_{i}_red.npy" in names
             else:
                 assert f"finetune/human/{name}/{participant.code}_{i}_green.npy" not in names
     assert total_timesteps == head["counts"]["timesteps"] > 20
     assert any(r == 1 for r in PromptEvent.objects.values_list("round", flat=True))
-    assert PromptEvent.objects.filter(round=2, timestep__isnull=False).exists()  # stagnation reached round 2
+    assert PromptEvent.objects.filter(
+        round=2, timestep__isnull=False
+    ).exists()  # stagnation reached round 2
 
     # the safe loader reads every object array too
     zf.extractall(tmp_path / "x")
@@ -127,7 +148,9 @@ def check_manifest(zf: zipfile.ZipFile, study, fmt: str) -> dict:
     assert set(files) == set(zf.namelist()) - {"manifest.json"}
     for name, entry in files.items():
         data = zf.read(name)
-        assert hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"], name
+        assert (
+            hashlib.sha256(data).hexdigest() == entry["sha256"] and len(data) == entry["bytes"]
+        ), name
     assert manifest["counts"]["files"] == len(files)
     return manifest
 
@@ -147,10 +170,14 @@ def test_tidy_tables(study, tmp_path):
     steps = read_csv(zf, "timesteps.csv")
     assert len(steps) == PromptEvent.objects.filter(timestep__isnull=False).count()
     assert {"prompt_coverage", "inclusion_efficiency", "max_spread"} <= set(steps[0])
-    assert all(0 <= float(row["inclusion_efficiency"]) <= 1 for row in steps if row["inclusion_efficiency"])
+    assert all(
+        0 <= float(row["inclusion_efficiency"]) <= 1 for row in steps if row["inclusion_efficiency"]
+    )
     masks = [json.loads(line) for line in zf.read("masks.jsonl").decode().splitlines()]
     assert len(masks) == len(steps)
-    event = PromptEvent.objects.get(assignment_id=masks[3]["assignment_id"], timestep=masks[3]["timestep"])
+    event = PromptEvent.objects.get(
+        assignment_id=masks[3]["assignment_id"], timestep=masks[3]["timestep"]
+    )
     assert np.array_equal(rle_decode(masks[3]["rle"]), rle_decode(event.mask_rle))
     assignments = read_csv(zf, "assignments.csv")
     assert len(assignments) == Assignment.objects.count()
@@ -178,7 +205,10 @@ def test_coco_final_and_best(study, tmp_path):
         steps = timesteps(assignment)
         mine = {a["kind"]: a for a in anns if a["assignment_id"] == assignment.pk}
         best = max(steps, key=lambda e: (e.iou, -e.timestep))
-        assert mine["final"]["timestep"] == steps[-1].timestep and mine["best"]["timestep"] == best.timestep
+        assert (
+            mine["final"]["timestep"] == steps[-1].timestep
+            and mine["best"]["timestep"] == best.timestep
+        )
         assert np.array_equal(coco.annToMask(mine["best"]).astype(bool), rle_decode(best.mask_rle))
         assert mine["best"]["image_id"] == assignment.image.index
     check_manifest(zf, study, "coco")
@@ -196,7 +226,15 @@ def test_export_job_task_progress_and_errors(study, tmp_path):
         run_export(study, "xlsx", tmp_path / "bad.zip")
     with pytest.raises(CommandError, match="no study with id 999"):
         call_command("export_study", "999", "--format", "tidy", "--out", str(tmp_path / "x.zip"))
-    call_command("export_study", str(study.pk), "--format", "tidy", "--out", str(tmp_path / "cli.zip"), "--no-progress")
+    call_command(
+        "export_study",
+        str(study.pk),
+        "--format",
+        "tidy",
+        "--out",
+        str(tmp_path / "cli.zip"),
+        "--no-progress",
+    )
     assert zipfile.ZipFile(tmp_path / "cli.zip").testzip() is None
 
 
@@ -210,4 +248,6 @@ def test_archive_with_more_entries_than_zip32_allows(tmp_path):
     assert sum(1 for _ in archive.files()) == 66_000
     archive.close()
     zf = zipfile.ZipFile(tmp_path / "many.zip")
-    assert len(zf.namelist()) == 66_000 and zf.read("d/65999.txt") == b"65999" and zf.testzip() is None
+    assert (
+        len(zf.namelist()) == 66_000 and zf.read("d/65999.txt") == b"65999" and zf.testzip() is None
+    )

@@ -54,7 +54,11 @@ def test_import_pointprompt_normalises_every_kind(tmp_path):
     assert np.array_equal(mask > 0, label_255 > 0)
     image, mask = stored(dataset, 1)
     grey = np.round((seismic + 1) * 127.5).astype(np.uint8)
-    assert image.shape == (12, 10, 3) and np.array_equal(image[:, :, 0], grey) and np.array_equal(image[:, :, 2], grey)
+    assert (
+        image.shape == (12, 10, 3)
+        and np.array_equal(image[:, :, 0], grey)
+        and np.array_equal(image[:, :, 2], grey)
+    )
     assert np.array_equal(mask > 0, label_rgb.any(axis=2))
     image, _ = stored(dataset, 2)
     assert np.array_equal(image, np.round(unit * 255).astype(np.uint8))

@@ -1,4 +1,5 @@
 """seed_demo's intervention study: the demo classifier, open, ground truth shown, analyses queued."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,8 +19,12 @@ def media(settings, tmp_path):
     settings.SAM_CHECKPOINT = ""
 
 
-def test_seed_demo_creates_an_open_intervention_study(client, tmp_path, monkeypatch, django_capture_on_commit_callbacks):
-    if not DEMO_WEIGHTS.is_file():  # the plumbing is the same with any weights of the demo architecture
+def test_seed_demo_creates_an_open_intervention_study(
+    client, tmp_path, monkeypatch, django_capture_on_commit_callbacks
+):
+    if (
+        not DEMO_WEIGHTS.is_file()
+    ):  # the plumbing is the same with any weights of the demo architecture
         monkeypatch.setattr(demo, "DEMO_CLASSIFIER_WEIGHTS", str(random_demo_weights(tmp_path)))
     small = demo.demo_dataset
     monkeypatch.setattr(demo, "demo_dataset", lambda name: small(name, n=2))
@@ -27,7 +32,11 @@ def test_seed_demo_creates_an_open_intervention_study(client, tmp_path, monkeypa
         data = demo.seed_demo()
     (entry,) = [s for s in data["studies"] if s["kind"] == "intervention"]
     study = Study.objects.get(pk=entry["id"])
-    assert study.status == "open" and study.model.kind == "classifier" and study.model.architecture == "demo"
+    assert (
+        study.status == "open"
+        and study.model.kind == "classifier"
+        and study.model.architecture == "demo"
+    )
     assert study.model.weights_sha256 and study.option("show_ground_truth") is True
     assert len(entry["participants"]) == demo.PARTICIPANTS_PER_STUDY
     assert analyses_complete(study)

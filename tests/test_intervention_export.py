@@ -1,5 +1,6 @@
 """The tidy export of an intervention study: trials, regions as COCO RLE, maps as .npy, VOICE and
 curve stats as CSV, every file in the manifest with its sha256."""
+
 from __future__ import annotations
 
 import csv
@@ -26,7 +27,9 @@ def media(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
-def test_tidy_export_holds_trials_regions_maps_and_stats(client, tmp_path, django_capture_on_commit_callbacks):
+def test_tidy_export_holds_trials_regions_maps_and_stats(
+    client, tmp_path, django_capture_on_commit_callbacks
+):
     study = intervention_study(classifier_spec(random_demo_weights(tmp_path)), n_images=1)
     with django_capture_on_commit_callbacks(execute=True):
         start_image_analyses(study)
@@ -38,7 +41,15 @@ def test_tidy_export_holds_trials_regions_maps_and_stats(client, tmp_path, djang
         m = np.zeros((a.image.height, a.image.width), bool)
         m[box[1] : box[3], box[0] : box[2]] = True
         regions.append(m)
-        r = pc.post(f"assignments/{a.pk}/trials", {"client_event_id": f"c{seq}", "seq": seq, "operation": op, "region_rle": rle_encode(m)})
+        r = pc.post(
+            f"assignments/{a.pk}/trials",
+            {
+                "client_event_id": f"c{seq}",
+                "seq": seq,
+                "operation": op,
+                "region_rle": rle_encode(m),
+            },
+        )
         assert r.status_code == 200, r.content
 
     out = tmp_path / "tidy.zip"
@@ -58,9 +69,13 @@ def test_tidy_export_holds_trials_regions_maps_and_stats(client, tmp_path, djang
         assert np.array_equal(u, load_npz(voice)["uncertainty"].astype(np.float32))
         assert f"interventions/maps/{a.image.index}_gradcam_map.npy" in names
         assert f"interventions/maps/{a.image.index}_contrast_cam_map.npy" in names
-        stats = list(csv.DictReader(io.TextIOWrapper(z.open("interventions/image_stats.csv"), "utf-8")))
+        stats = list(
+            csv.DictReader(io.TextIOWrapper(z.open("interventions/image_stats.csv"), "utf-8"))
+        )
         assert len(stats) == 1 and float(stats[0]["voice_iou"]) == pytest.approx(voice.stats["iou"])
-        causal = ImageAnalysis.objects.get(image=a.image, model=study.model, method="causal_gradcam")
+        causal = ImageAnalysis.objects.get(
+            image=a.image, model=study.model, method="causal_gradcam"
+        )
         assert float(stats[0]["deletion_auc"]) == pytest.approx(causal.stats["deletion_auc"])
         curves = list(csv.DictReader(io.TextIOWrapper(z.open("interventions/curves.csv"), "utf-8")))
         assert sum(1 for c in curves if c["curve"] == "deletion") == causal.stats["n_scores"]

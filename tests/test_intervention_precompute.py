@@ -1,5 +1,6 @@
 """precompute_image_analyses: every ImageAnalysis with its stats, progress, safe to run twice; and
 the demo classifier flips more often when the object itself is deleted than the background."""
+
 from __future__ import annotations
 
 import io
@@ -34,7 +35,9 @@ def npz(row: ImageAnalysis) -> dict:
 
 
 @pytest.mark.django_db
-def test_precompute_stores_maps_and_stats_and_is_safe_to_rerun(tmp_path, django_capture_on_commit_callbacks):
+def test_precompute_stores_maps_and_stats_and_is_safe_to_rerun(
+    tmp_path, django_capture_on_commit_callbacks
+):
     spec = classifier_spec(random_demo_weights(tmp_path))
     study = intervention_study(spec, n_images=2)
     with django_capture_on_commit_callbacks(execute=True):
@@ -49,14 +52,26 @@ def test_precompute_stores_maps_and_stats_and_is_safe_to_rerun(tmp_path, django_
         for row in rows.values():
             assert row.code_version and row.maps.name.endswith(".npz")
         v = rows["voice"].stats
-        assert {"iou", "snr", "logit_pred", "log_prob_pred", "prediction", "contrast_class", "trust_grad_trust"} <= set(v)
+        assert {
+            "iou",
+            "snr",
+            "logit_pred",
+            "log_prob_pred",
+            "prediction",
+            "contrast_class",
+            "trust_grad_trust",
+        } <= set(v)
         # VOICE: the stored map and stats are those of a direct call
         from workers.intervention_tasks import _image
 
         rgb, _, _ = _image(image.pk)
         direct = voice(clf.module, clf.preprocess(rgb), clf.target_layer)
-        assert np.allclose(npz(rows["voice"])["uncertainty"], direct.uncertainty[0].numpy(), atol=1e-5)
-        assert v["iou"] == pytest.approx(direct.stats[0]["iou"]) and v["snr"] == pytest.approx(direct.stats[0]["snr"], rel=1e-4)
+        assert np.allclose(
+            npz(rows["voice"])["uncertainty"], direct.uncertainty[0].numpy(), atol=1e-5
+        )
+        assert v["iou"] == pytest.approx(direct.stats[0]["iou"]) and v["snr"] == pytest.approx(
+            direct.stats[0]["snr"], rel=1e-4
+        )
         # causal curves: AUC of the stored scores, 64 steps + 1 on the 64 x 64 input
         c = rows["causal_gradcam"]
         maps = npz(c)
@@ -64,7 +79,9 @@ def test_precompute_stores_maps_and_stats_and_is_safe_to_rerun(tmp_path, django_
         assert c.stats["deletion_auc"] == pytest.approx(float(causal_auc(maps["deletion"])))
         assert c.stats["insertion_auc"] == pytest.approx(float(causal_auc(maps["insertion"])))
         assert maps["deletion"][0] == pytest.approx(c.stats["prob_pred"], abs=1e-4)
-        assert rows["contrast_cam"].params["contrast_idx"] != rows["contrast_cam"].params["prediction"]
+        assert (
+            rows["contrast_cam"].params["contrast_idx"] != rows["contrast_cam"].params["prediction"]
+        )
         gradcam = npz(rows["gradcam"])["map"]
         assert gradcam.shape == (64, 64) and 0.0 <= gradcam.min() and gradcam.max() <= 1.0
     n_files = len(list((tmp_path / "media" / "analyses").iterdir()))
@@ -73,7 +90,9 @@ def test_precompute_stores_maps_and_stats_and_is_safe_to_rerun(tmp_path, django_
     with django_capture_on_commit_callbacks(execute=True):
         start_image_analyses(study)
     assert ImageAnalysis.objects.filter(model=spec).count() == 2 * len(ANALYSIS_METHODS)
-    assert len(list((tmp_path / "media" / "analyses").iterdir())) == n_files  # replaced, not piled up
+    assert (
+        len(list((tmp_path / "media" / "analyses").iterdir())) == n_files
+    )  # replaced, not piled up
     for row in ImageAnalysis.objects.filter(model=spec):
         assert row.maps.storage.exists(row.maps.name)
     assert BackgroundJob.objects.filter(study=study, status="done").count() == 2
@@ -111,6 +130,8 @@ def test_deleting_the_object_flips_the_demo_classifier_more_than_equal_backgroun
             flips["object"] += preds[1] != preds[0]
             flips["background"] += preds[2] != preds[0]
             n += 1
-    print(f"flip rate over {n} held-out scenes: object {flips['object'] / n:.2f}, background {flips['background'] / n:.2f}")
+    print(
+        f"flip rate over {n} held-out scenes: object {flips['object'] / n:.2f}, background {flips['background'] / n:.2f}"
+    )
     assert flips["object"] > flips["background"]
     assert flips["object"] / n >= 0.5

@@ -1,4 +1,5 @@
 """interventions.substrates and interventions.regions against plain, obviously-correct loops."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -33,7 +34,9 @@ def scene():
 
 
 def test_normalise_then_resize_is_the_classifier_preprocess(scene):
-    clf = Classifier(build_demo_cnn().eval(), "demo", tuple("abcdef"), (64, 64), MEAN, STD, "features.conv4")
+    clf = Classifier(
+        build_demo_cnn().eval(), "demo", tuple("abcdef"), (64, 64), MEAN, STD, "features.conv4"
+    )
     ours = to_input_size(normalise_image(scene.image, MEAN, STD), (64, 64))
     assert torch.allclose(ours, clf.preprocess(scene.image), atol=1e-5)
     with pytest.raises(ValueError, match="uint8"):
@@ -48,10 +51,17 @@ def test_delete_and_insert_per_pixel(scene):
         deleted = intervene(x, region, "delete", name)
         inserted = intervene(x, region, "insert", name)
         h, w = region.shape
-        for y, xx in [(0, 0), (h // 2, w // 2), (h - 1, w - 1), *zip(*np.nonzero(region)[:2], strict=True)][:40]:
+        for y, xx in [
+            (0, 0),
+            (h // 2, w // 2),
+            (h - 1, w - 1),
+            *zip(*np.nonzero(region)[:2], strict=True),
+        ][:40]:
             inside = bool(region[y, xx])
             assert torch.equal(deleted[0, :, y, xx], sub[0, :, y, xx] if inside else x[0, :, y, xx])
-            assert torch.equal(inserted[0, :, y, xx], x[0, :, y, xx] if inside else sub[0, :, y, xx])
+            assert torch.equal(
+                inserted[0, :, y, xx], x[0, :, y, xx] if inside else sub[0, :, y, xx]
+            )
     assert torch.count_nonzero(substrate(x, "zero")) == 0
     assert torch.equal(substrate(x, "blur"), rise_blur(x))
     means = substrate(x, "mean")[0, :, 5, 7]
@@ -74,7 +84,10 @@ def test_saliency_order_regions_take_the_most_salient_pixels_stably():
     sal = np.array([[0.1, 0.9, 0.5], [0.9, 0.0, 0.5]])
     regions = saliency_order_regions(sal, np.array([0, 1 / 6, 2 / 6, 3 / 6, 1.0]))
     assert regions.sum(axis=(1, 2)).tolist() == [0, 1, 2, 3, 6]
-    assert regions[1].tolist() == [[False, True, False], [False, False, False]]  # first 0.9 (stable)
+    assert regions[1].tolist() == [
+        [False, True, False],
+        [False, False, False],
+    ]  # first 0.9 (stable)
     assert regions[3].tolist() == [[False, True, True], [True, False, False]]
 
 
@@ -86,7 +99,9 @@ def test_region_statistics_against_loops():
     region[3:9, 4:15] = True
     n = int(region.sum())
     # oracle: sort pixels by saliency descending with a plain loop
-    pixels = sorted(((sal[y, x], -(y * 30 + x), y, x) for y in range(20) for x in range(30)), reverse=True)
+    pixels = sorted(
+        ((sal[y, x], -(y * 30 + x), y, x) for y in range(20) for x in range(30)), reverse=True
+    )
     top = np.zeros_like(region)
     for _, _, y, x in pixels[:n]:
         top[y, x] = True
@@ -121,7 +136,9 @@ def test_smallest_flip_by_saliency_matches_a_loop(scene):
     for k in range(11):
         region = saliency_order_regions(sal, np.array([k / 10]))[0]
         with torch.no_grad():
-            pred = int(predict(to_input_size(intervene(x, region, "delete", "zero"), (64, 64))).argmax())
+            pred = int(
+                predict(to_input_size(intervene(x, region, "delete", "zero"), (64, 64))).argmax()
+            )
         assert pred == result["prediction"][k]
         if expected is None and pred != base:
             expected = k / 10

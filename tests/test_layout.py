@@ -1,4 +1,5 @@
 """The layout rules of DESIGN.md: `interventions` never imports Django; the web never imports torch."""
+
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,9 @@ ROOT = Path(__file__).resolve().parent.parent
 def loaded_after(code: str) -> set[str]:
     """Top-level modules loaded after running `code` in a fresh interpreter."""
     script = code + "\nimport sys\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))"
-    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 0, out.stderr
     return set(out.stdout.split())
 

@@ -1,4 +1,5 @@
 """The protocol engine's rules, one by one (DESIGN.md "Prompting protocol")."""
+
 import pytest
 
 from studies.protocol import (

@@ -1,5 +1,6 @@
 """Round trip: scripted sessions -> pointprompt export -> import_pointprompt + results importer
 reproduces every point set and score exactly, and re-exporting gives byte-identical files."""
+
 import json
 import zipfile
 
@@ -60,7 +61,11 @@ def test_pointprompt_round_trip_is_exact(tmp_path):
     original = log_of(study)
     assert original and log_of(imported) == original  # every point set, score and round, exactly
     for (code, index), steps in original.items():
-        events = imported.participants.get(code=code).assignments.get(image__index=index).events.order_by("seq")
+        events = (
+            imported.participants.get(code=code)
+            .assignments.get(image__index=index)
+            .events.order_by("seq")
+        )
         assert [e.iou for e in events] == [s[2] for s in steps]
         assert all(e.mask_rle is not None for e in events)
 
@@ -69,7 +74,9 @@ def test_pointprompt_round_trip_is_exact(tmp_path):
     a = json.loads(zipfile.ZipFile(first).read("manifest.json"))["files"]
     b = json.loads(zipfile.ZipFile(second).read("manifest.json"))["files"]
     renamed = {k.replace(name, "Round trip"): v["sha256"] for k, v in a.items()}
-    assert renamed == {k: v["sha256"] for k, v in b.items()}  # byte-identical files, images included
+    assert renamed == {
+        k: v["sha256"] for k, v in b.items()
+    }  # byte-identical files, images included
 
 
 def test_results_importer_names_the_problem(tmp_path):
@@ -84,4 +91,13 @@ def test_results_importer_names_the_problem(tmp_path):
         import_pointprompt_results(folder, dataset, study.model, researcher())
     assert not Study.objects.filter(dataset=dataset).exists()  # all or nothing
     with pytest.raises(CommandError, match="no data set named"):
-        call_command("import_pointprompt_results", str(folder), "--dataset", "nope", "--model", str(study.model.pk), "--owner", "alice")
+        call_command(
+            "import_pointprompt_results",
+            str(folder),
+            "--dataset",
+            "nope",
+            "--model",
+            str(study.model.pk),
+            "--owner",
+            "alice",
+        )

@@ -1,4 +1,5 @@
 """seed_demo: generated data sets, a researcher, open studies with participants, the JSON contract."""
+
 import io
 import json
 
@@ -36,9 +37,19 @@ def test_seed_demo_prints_the_contract_and_is_idempotent(client):
     datasets = Dataset.objects.filter(source="generated")
     assert datasets.count() >= 3 and all(d.images.count() >= 20 for d in datasets)
     assert all(s.status == "open" for s in Study.objects.all())
-    counts = (Dataset.objects.count(), Study.objects.count(), Participant.objects.count(), Assignment.objects.count())
+    counts = (
+        Dataset.objects.count(),
+        Study.objects.count(),
+        Participant.objects.count(),
+        Assignment.objects.count(),
+    )
     again = seed()
-    assert (Dataset.objects.count(), Study.objects.count(), Participant.objects.count(), Assignment.objects.count()) == counts
+    assert (
+        Dataset.objects.count(),
+        Study.objects.count(),
+        Participant.objects.count(),
+        Assignment.objects.count(),
+    ) == counts
     assert [s["id"] for s in again["studies"]] == [s["id"] for s in data["studies"]]
 
     # following a join link leads to consent, then to the annotation page

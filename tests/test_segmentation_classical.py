@@ -137,7 +137,10 @@ def test_bad_input_is_named(backend):
     with pytest.raises(ValueError, match="NaN"):
         backend.predict(emb, np.array([[np.nan, 1.0], [2.0, 2.0]]), good_labels)
     # no green point, or green and red on the same pixel: no object seed, empty masks
-    for pts, lab in ((good_pts[1:], good_labels[1:]), (np.array([[5.2, 5.0], [5.7, 5.9]]), np.array([1, 0]))):
+    for pts, lab in (
+        (good_pts[1:], good_labels[1:]),
+        (np.array([[5.2, 5.0], [5.7, 5.9]]), np.array([1, 0])),
+    ):
         pred = backend.predict(emb, pts, lab)
         assert pred.masks.shape[0] == 3 and not pred.masks.any() and not pred.predicted_iou.any()
     with pytest.raises(ValueError, match="mask_input"):

@@ -1,4 +1,5 @@
 """POST /api/v1/assignments/<id>/trials: the flow, idempotency, seq, every bad input, access."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -48,7 +49,14 @@ def box(assignment, x0=10, y0=20, x1=50, y1=60) -> np.ndarray:
 
 
 def trial(seq, region, operation="delete", cid=None, **extra):
-    return {"client_event_id": cid or f"t{seq}", "seq": seq, "operation": operation, "region_rle": region, "substrate": "zero", **extra}
+    return {
+        "client_event_id": cid or f"t{seq}",
+        "seq": seq,
+        "operation": operation,
+        "region_rle": region,
+        "substrate": "zero",
+        **extra,
+    }
 
 
 def expected_probs(spec, assignment, region, operation):
@@ -61,10 +69,19 @@ def expected_probs(spec, assignment, region, operation):
     x = torch.from_numpy(rgb.astype(np.float32) / 255.0).permute(2, 0, 1)[None]
     x = (x - torch.tensor(clf.mean).view(1, 3, 1, 1)) / torch.tensor(clf.std).view(1, 3, 1, 1)
     r = torch.from_numpy(region)[None, None]
-    x2 = torch.where(r, torch.zeros_like(x), x) if operation == "delete" else torch.where(r, x, torch.zeros_like(x))
-    resize = lambda t: torch.nn.functional.interpolate(t, size=clf.input_size, mode="bilinear", align_corners=False, antialias=True)  # noqa: E731
+    x2 = (
+        torch.where(r, torch.zeros_like(x), x)
+        if operation == "delete"
+        else torch.where(r, x, torch.zeros_like(x))
+    )
+    def resize(t):
+        return torch.nn.functional.interpolate(
+            t, size=clf.input_size, mode="bilinear", align_corners=False, antialias=True
+        )  # noqa: E731
     with torch.no_grad():
-        return torch.softmax(clf.module(resize(x)), 1)[0], torch.softmax(clf.module(resize(x2)), 1)[0]
+        return torch.softmax(clf.module(resize(x)), 1)[0], torch.softmax(clf.module(resize(x2)), 1)[
+            0
+        ]
 
 
 def test_trial_flow_stores_every_trial_and_answers_the_contract(pc, study):
@@ -78,10 +95,22 @@ def test_trial_flow_stores_every_trial_and_answers_the_contract(pc, study):
     assert probs == sorted(probs, reverse=True)
 
     region = box(assignment)
-    r = pc.post(f"assignments/{assignment.pk}/trials", trial(0, rle_encode(region), client_ts=1.5e12))
+    r = pc.post(
+        f"assignments/{assignment.pk}/trials", trial(0, rle_encode(region), client_ts=1.5e12)
+    )
     assert r.status_code == 200, r.content
     body = r.json()
-    for key in ("seq", "target_class", "prob_before", "prob_after", "top5_before", "top5_after", "flipped", "area_fraction", "latency_ms"):
+    for key in (
+        "seq",
+        "target_class",
+        "prob_before",
+        "prob_after",
+        "top5_before",
+        "top5_after",
+        "flipped",
+        "area_fraction",
+        "latency_ms",
+    ):
         assert key in body
     before, after = expected_probs(study.model, assignment, region, "delete")
     target = body["target_class"]
@@ -102,7 +131,10 @@ def test_trial_flow_stores_every_trial_and_answers_the_contract(pc, study):
             value, run = v, 0
         run += 1
     runs.append(run)
-    r = pc.post(f"assignments/{assignment.pk}/trials", trial(1, {"size": list(region2.shape), "counts": runs}, "insert"))
+    r = pc.post(
+        f"assignments/{assignment.pk}/trials",
+        trial(1, {"size": list(region2.shape), "counts": runs}, "insert"),
+    )
     assert r.status_code == 200, r.content
     _, after2 = expected_probs(study.model, assignment, region2, "insert")
     assert r.json()["prob_after"] == pytest.approx(float(after2[target]), abs=1e-5)
@@ -119,7 +151,12 @@ def test_trial_flow_stores_every_trial_and_answers_the_contract(pc, study):
     assert state["next_seq"] == 2 and len(state["trials"]) == 2
 
     assert pc.post(f"assignments/{assignment.pk}/finish", {}).status_code == 200
-    assert pc.post(f"assignments/{assignment.pk}/survey", {"answers": {"looked_at_object": "yes"}}).status_code == 200
+    assert (
+        pc.post(
+            f"assignments/{assignment.pk}/survey", {"answers": {"looked_at_object": "yes"}}
+        ).status_code
+        == 200
+    )
     late = pc.post(f"assignments/{assignment.pk}/trials", trial(2, rle_encode(region)))
     assert late.status_code == 409
     assert InterventionTrial.objects.filter(assignment=assignment).count() == 2
@@ -134,7 +171,10 @@ def test_trials_are_idempotent_and_in_seq_order(pc):
     assert first.json() == again.json()
     assert InterventionTrial.objects.filter(assignment=assignment).count() == 1
 
-    other = pc.post(f"assignments/{assignment.pk}/trials", trial(0, rle_encode(box(assignment, 0, 0, 5, 5)), cid="same"))
+    other = pc.post(
+        f"assignments/{assignment.pk}/trials",
+        trial(0, rle_encode(box(assignment, 0, 0, 5, 5)), cid="same"),
+    )
     assert other.status_code == 409
 
     skipped = pc.post(f"assignments/{assignment.pk}/trials", trial(5, rle))
@@ -166,7 +206,10 @@ def _bad_payloads(h, w):
         ("region_rle", trial(0, rle_encode(np.ones((w, h + 3), bool)))),  # wrong size
         ("region_rle", trial(0, {"size": [h, w], "counts": "!!!!"})),  # invalid characters
         ("region_rle", trial(0, {"size": [h, w], "counts": "0"})),  # covers 0 of h*w pixels
-        ("region_rle", trial(0, {"size": [h, w], "counts": [0, h * w + 10]})),  # runs past the image
+        (
+            "region_rle",
+            trial(0, {"size": [h, w], "counts": [0, h * w + 10]}),
+        ),  # runs past the image
         ("region_rle", trial(0, {"size": [h, w], "counts": [0, -5, h * w + 5]})),
         ("region_rle", trial(0, {"size": [h, w], "counts": [0, 1.5]})),
         ("region_rle", trial(0, {"size": [float(h), w], "counts": rle_encode(full)["counts"]})),
@@ -194,10 +237,19 @@ def test_access_rules(client, pc, study, weights):
     assignment = first_assignment(pc)
     rle = rle_encode(box(assignment))
     # no credentials, another study's participant, no consent
-    assert client.post(f"/api/v1/assignments/{assignment.pk}/trials", data=trial(0, rle), content_type="application/json").status_code == 401
+    assert (
+        client.post(
+            f"/api/v1/assignments/{assignment.pk}/trials",
+            data=trial(0, rle),
+            content_type="application/json",
+        ).status_code
+        == 401
+    )
     other = intervention_study(classifier_spec(weights), n_images=2)
     stranger = ParticipantClient(client, other.participants.first())
-    assert stranger.post(f"assignments/{assignment.pk}/trials", trial(0, rle)).status_code == 403  # not consented
+    assert (
+        stranger.post(f"assignments/{assignment.pk}/trials", trial(0, rle)).status_code == 403
+    )  # not consented
     stranger.consent()
     assert stranger.post(f"assignments/{assignment.pk}/trials", trial(0, rle)).status_code == 404
     # a prompting study takes events, not trials
@@ -211,7 +263,9 @@ def test_access_rules(client, pc, study, weights):
 
 
 def test_top5_and_overlay_follow_the_study_options(client, weights):
-    hidden = intervention_study(classifier_spec(weights), n_images=1, show_top5=False, overlay="none")
+    hidden = intervention_study(
+        classifier_spec(weights), n_images=1, show_top5=False, overlay="none"
+    )
     pc = ParticipantClient(client, hidden.participants.first())
     pc.consent()
     a = first_assignment(pc)
@@ -228,7 +282,9 @@ def test_top5_and_overlay_follow_the_study_options(client, weights):
     pc2.consent()
     a2 = first_assignment(pc2)
     info = pc2.get(f"assignments/{a2.pk}/intervention").json()
-    assert info["overlay"] == "voice" and info["overlay_url"].endswith(f"/assignments/{a2.pk}/overlay.png")
+    assert info["overlay"] == "voice" and info["overlay_url"].endswith(
+        f"/assignments/{a2.pk}/overlay.png"
+    )
     png = pc2.get(f"assignments/{a2.pk}/overlay.png")
     assert png.status_code == 200 and png["Content-Type"] == "image/png"
     import io

@@ -1,4 +1,5 @@
 """The participants' pages and what they may reach (Django test client, eager Celery)."""
+
 import uuid
 
 import numpy as np
@@ -28,7 +29,15 @@ def inside_and_outside(assignment: Assignment) -> tuple[tuple[int, int], tuple[i
     return (int(inside[1]), int(inside[0])), (int(outside[1]), int(outside[0]))
 
 
-def post_event(api: ParticipantClient, assignment_id: int, seq: int, action: str, mode: str = "", x=None, y=None):
+def post_event(
+    api: ParticipantClient,
+    assignment_id: int,
+    seq: int,
+    action: str,
+    mode: str = "",
+    x=None,
+    y=None,
+):
     body = {"client_event_id": str(uuid.uuid4()), "seq": seq, "action": action}
     if mode:
         body.update(mode=mode, x=x, y=y)
@@ -37,8 +46,13 @@ def post_event(api: ParticipantClient, assignment_id: int, seq: int, action: str
 
 def join_and_consent(client, participant: Participant):
     response = client.get(f"/s/{participant.study_id}/join?t={participant.token}")
-    assert response.status_code == 302 and response["Location"].endswith(f"/s/{participant.study_id}/consent")
-    response = client.post(f"/s/{participant.study_id}/consent", {"agree": "yes", "version": participant.study.consent_version})
+    assert response.status_code == 302 and response["Location"].endswith(
+        f"/s/{participant.study_id}/consent"
+    )
+    response = client.post(
+        f"/s/{participant.study_id}/consent",
+        {"agree": "yes", "version": participant.study.consent_version},
+    )
     assert response.status_code == 302 and response["Location"].endswith("/instructions")
 
 
@@ -60,14 +74,29 @@ def test_join_consent_instructions_annotate_flow(client):
     ok = client.post(f"/s/{study.pk}/consent", {"agree": "yes", "version": study.consent_version})
     assert ok.status_code == 302 and ok["Location"].endswith("/instructions")
     participant.refresh_from_db()
-    assert participant.consent_version == study.consent_version and participant.consented_at is not None
+    assert (
+        participant.consent_version == study.consent_version
+        and participant.consented_at is not None
+    )
     instructions = client.get(f"/s/{study.pk}/instructions")
-    assert b"Outline the single shape." in instructions.content and b"3 images" in instructions.content
+    assert (
+        b"Outline the single shape." in instructions.content and b"3 images" in instructions.content
+    )
     annotate = client.get(f"/s/{study.pk}/annotate")
     assert annotate.status_code == 200
-    for element in (b'id="canvas-image"', b'id="canvas-gt"', b'id="canvas-mask"', b'id="score"', b'id="finish"', b'id="survey"'):
+    for element in (
+        b'id="canvas-image"',
+        b'id="canvas-gt"',
+        b'id="canvas-mask"',
+        b'id="score"',
+        b'id="finish"',
+        b'id="survey"',
+    ):
         assert element in annotate.content
-    assert b"annotate-config" in annotate.content and study.survey_question.encode() in annotate.content
+    assert (
+        b"annotate-config" in annotate.content
+        and study.survey_question.encode() in annotate.content
+    )
 
 
 def test_reopening_the_link_resumes_where_the_participant_was(client):
@@ -75,7 +104,9 @@ def test_reopening_the_link_resumes_where_the_participant_was(client):
     participant = study.participants.get()
     join_and_consent(client, participant)
     # consented but nothing done yet: the instructions again
-    assert client.get(f"/s/{study.pk}/join?t={participant.token}")["Location"].endswith("/instructions")
+    assert client.get(f"/s/{study.pk}/join?t={participant.token}")["Location"].endswith(
+        "/instructions"
+    )
     api = ParticipantClient(client, participant)
     assignment = participant.assignments.order_by("order").first()
     (ix, iy), _ = inside_and_outside(assignment)
@@ -86,7 +117,9 @@ def test_reopening_the_link_resumes_where_the_participant_was(client):
     # everything finished and answered: the completion page
     for a in participant.assignments.all():
         assert api.post(f"assignments/{a.pk}/finish", {}).status_code == 200
-        assert api.post(f"assignments/{a.pk}/survey", {"answers": {"answer": "no"}}).status_code == 200
+        assert (
+            api.post(f"assignments/{a.pk}/survey", {"answers": {"answer": "no"}}).status_code == 200
+        )
     assert client.get(f"/s/{study.pk}/join?t={participant.token}")["Location"].endswith("/done")
     assert client.get(f"/s/{study.pk}/annotate")["Location"].endswith("/done")
 
@@ -98,7 +131,11 @@ def test_prolific_parameters_enrol_once_and_resume(client):
     other = client.__class__()
     assert other.get(url).status_code == 302  # same PID from another browser: same participant
     participant = study.participants.get()
-    assert (participant.prolific_pid, participant.external_study_id, participant.external_session_id) == ("abc123", "s9", "x1")
+    assert (
+        participant.prolific_pid,
+        participant.external_study_id,
+        participant.external_session_id,
+    ) == ("abc123", "s9", "x1")
     assert participant.assignments.count() == 3
 
 
@@ -128,9 +165,15 @@ def test_ground_truth_hidden_everywhere_when_show_ground_truth_is_off(client):
     assert all(a["ground_truth_url"] is None for a in me["assignments"])
     assignment = participant.assignments.first()
     assert api.get(f"assignments/{assignment.pk}/ground_truth").status_code == 404
-    assert client.get(f"/api/v1/assignments/{assignment.pk}/ground_truth").status_code == 404  # session too
+    assert (
+        client.get(f"/api/v1/assignments/{assignment.pk}/ground_truth").status_code == 404
+    )  # session too
     page = client.get(f"/s/{study.pk}/annotate").content
-    assert b'id="canvas-gt"' not in page and b"Ground truth" not in page and b"ground_truth" not in page
+    assert (
+        b'id="canvas-gt"' not in page
+        and b"Ground truth" not in page
+        and b"ground_truth" not in page
+    )
     # and with the option on, the same calls do reach it
     shown = prompting_study(participants=1)
     p2 = shown.participants.get()
@@ -167,12 +210,19 @@ def test_a_participant_reaches_only_their_own_assignments(client):
     join_and_consent(client, me)
     api = ParticipantClient(client, me)
     theirs = other.assignments.first()
-    for path in (f"assignments/{theirs.pk}", f"assignments/{theirs.pk}/image", f"assignments/{theirs.pk}/ground_truth"):
+    for path in (
+        f"assignments/{theirs.pk}",
+        f"assignments/{theirs.pk}/image",
+        f"assignments/{theirs.pk}/ground_truth",
+    ):
         assert api.get(path).status_code == 404, path
         assert client.get(f"/api/v1/{path}").status_code == 404, path  # with the join session
     assert post_event(api, theirs.pk, 0, "add", "green", 3, 3).status_code == 404
     assert api.post(f"assignments/{theirs.pk}/finish", {}).status_code == 404
-    assert api.post(f"assignments/{theirs.pk}/survey", {"answers": {"answer": "yes"}}).status_code == 404
+    assert (
+        api.post(f"assignments/{theirs.pk}/survey", {"answers": {"answer": "yes"}}).status_code
+        == 404
+    )
     assert not PromptEvent.objects.filter(assignment=theirs).exists()
     theirs.refresh_from_db()
     assert theirs.status == "pending"
@@ -194,7 +244,9 @@ def test_a_participant_cannot_open_researcher_pages(client):
         f"/studies/{study.pk}/images/{assignment.image_id}/mask.png",
     ):
         response = client.get(url)
-        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/"), url
+        assert response.status_code == 302 and response["Location"].startswith(
+            "/accounts/login/"
+        ), url
     response = client.post(f"/studies/{study.pk}/links", {"count": 3})
     assert response.status_code == 302 and response["Location"].startswith("/accounts/login/")
     assert study.participants.count() == 1

@@ -1,4 +1,5 @@
 """Researchers' pages: access, creating studies with protocol options, links, progress, replay."""
+
 import uuid
 
 import pytest
@@ -60,7 +61,9 @@ def test_researcher_pages_need_a_login(client):
     study = prompting_study()
     for url in ("/studies/", "/studies/new", f"/studies/{study.pk}/", f"/studies/{study.pk}/edit"):
         response = client.get(url)
-        assert response.status_code == 302 and response["Location"].startswith("/accounts/login/?next="), url
+        assert response.status_code == 302 and response["Location"].startswith(
+            "/accounts/login/?next="
+        ), url
     assert client.get("/accounts/login/").status_code == 200
 
 
@@ -68,12 +71,22 @@ def test_a_researcher_sees_only_studies_they_own_or_share(client):
     mine = prompting_study()  # owned by alice
     bob = researcher("bob")
     carol = researcher("carol")
-    shared = Study.objects.create(kind="prompting", title="shared with alice", dataset=mine.dataset, model=mine.model, owner=bob)
+    shared = Study.objects.create(
+        kind="prompting",
+        title="shared with alice",
+        dataset=mine.dataset,
+        model=mine.model,
+        owner=bob,
+    )
     shared.collaborators.add(mine.owner)
-    hidden = Study.objects.create(kind="prompting", title="carol only", dataset=mine.dataset, model=mine.model, owner=carol)
+    hidden = Study.objects.create(
+        kind="prompting", title="carol only", dataset=mine.dataset, model=mine.model, owner=carol
+    )
     client.force_login(mine.owner)
     listing = client.get("/studies/").content.decode()
-    assert "test study" in listing and "shared with alice" in listing and "carol only" not in listing
+    assert (
+        "test study" in listing and "shared with alice" in listing and "carol only" not in listing
+    )
     assert client.get(f"/studies/{shared.pk}/").status_code == 200
     assignment = mine.participants.first().assignments.first()
     for url in (
@@ -101,9 +114,16 @@ def test_create_study_with_protocol_options(client):
     assert response["Location"] == f"/studies/{study.pk}/"
     assert study.owner == owner and study.status == "draft"
     assert study.protocol["show_score"] is False and study.protocol["show_ground_truth"] is True
-    assert study.protocol["stagnation_limit"] == 3 and study.protocol["mask_choice"] == "best_predicted"
+    assert (
+        study.protocol["stagnation_limit"] == 3
+        and study.protocol["mask_choice"] == "best_predicted"
+    )
     assert study.protocol["substrate"] == "blur" and study.protocol["chain_low_res_mask"] is False
-    assert (study.annotators_per_image, study.images_per_participant, study.assignment_seed) == (2, 2, 7)
+    assert (study.annotators_per_image, study.images_per_participant, study.assignment_seed) == (
+        2,
+        2,
+        7,
+    )
     assert study.consent_version == "2" and study.completion_code == "DONE-1"
 
 
@@ -117,7 +137,9 @@ def test_create_study_with_protocol_options(client):
 )
 def test_invalid_protocol_is_refused_with_a_message(client, override, message):
     client.force_login(researcher())
-    response = client.post("/studies/new", study_post(small_dataset(), classical_spec(), **override))
+    response = client.post(
+        "/studies/new", study_post(small_dataset(), classical_spec(), **override)
+    )
     assert response.status_code == 200 and message in response.content.decode()
     assert not Study.objects.filter(title="Bird prompts").exists()
 
@@ -128,7 +150,10 @@ def test_model_kind_must_fit_the_study_kind(client):
 
     classifier = ModelSpec.objects.create(name="cnn", kind="classifier", architecture="demo")
     response = client.post("/studies/new", study_post(small_dataset(), classifier))
-    assert response.status_code == 200 and "needs a model of kind sam or classical" in response.content.decode()
+    assert (
+        response.status_code == 200
+        and "needs a model of kind sam or classical" in response.content.decode()
+    )
 
 
 def test_open_precomputes_embeddings_links_and_close(client, django_capture_on_commit_callbacks):
@@ -148,9 +173,13 @@ def test_open_precomputes_embeddings_links_and_close(client, django_capture_on_c
     page = client.get(f"/studies/{study.pk}/").content.decode()
     for p in study.participants.all():
         assert f"/s/{study.pk}/join?t={p.token}" in page
-    assert f"http://testserver/s/{study.pk}/join" in page and "PROLIFIC_PID={{%PROLIFIC_PID%}}" in page
+    assert (
+        f"http://testserver/s/{study.pk}/join" in page and "PROLIFIC_PID={{%PROLIFIC_PID%}}" in page
+    )
     refused = client.post(f"/studies/{study.pk}/links", {"count": 0}, follow=True)
-    assert "greater than or equal to 1" in refused.content.decode() and study.participants.count() == 4
+    assert (
+        "greater than or equal to 1" in refused.content.decode() and study.participants.count() == 4
+    )
     assert client.post(f"/studies/{study.pk}/status", {"action": "close"}).status_code == 302
     study.refresh_from_db()
     assert study.status == "closed" and study.closed_at is not None
@@ -169,9 +198,16 @@ def test_progress_and_replay_follow_the_participants_clicks(client):
         {"action": "clear"},
     ]
     for seq, body in enumerate(bodies):
-        response = api.post(f"assignments/{assignment.pk}/events", {"client_event_id": str(uuid.uuid4()), "seq": seq, **body})
+        response = api.post(
+            f"assignments/{assignment.pk}/events",
+            {"client_event_id": str(uuid.uuid4()), "seq": seq, **body},
+        )
         assert response.status_code == 200
-    best = max(PromptEvent.objects.filter(assignment=assignment).exclude(iou=None).values_list("iou", flat=True))
+    best = max(
+        PromptEvent.objects.filter(assignment=assignment)
+        .exclude(iou=None)
+        .values_list("iou", flat=True)
+    )
     client.force_login(study.owner)
     fragment = client.get(f"/studies/{study.pk}/progress").content.decode()
     assert 'data-code="st1"' in fragment and "in progress" in fragment and f"{best:.3f}" in fragment
@@ -181,7 +217,10 @@ def test_progress_and_replay_follow_the_participants_clicks(client):
     data = replay.context["replay"]
     assert [e["action"] for e in data["events"]] == ["add", "add", "add", "clear"]
     assert [e["timestep"] for e in data["events"]] == [None, 0, 1, None]
-    assert data["events"][1]["mask_rle"]["size"] == [assignment.image.height, assignment.image.width]
+    assert data["events"][1]["mask_rle"]["size"] == [
+        assignment.image.height,
+        assignment.image.width,
+    ]
     assert data["events"][3]["green"] == [] and replay.context["best"]["iou"] == pytest.approx(best)
     image = client.get(data["image_url"])
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
@@ -194,12 +233,21 @@ def test_protocol_is_locked_once_events_exist(client):
     api = ParticipantClient(client, participant)
     api.consent()
     a = participant.assignments.first()
-    api.post(f"assignments/{a.pk}/events", {"client_event_id": "e0", "seq": 0, "action": "add", "mode": "green", "x": 5, "y": 5})
+    api.post(
+        f"assignments/{a.pk}/events",
+        {"client_event_id": "e0", "seq": 0, "action": "add", "mode": "green", "x": 5, "y": 5},
+    )
     client.force_login(study.owner)
     other = small_dataset(name="Low contrast", n=2)
     response = client.post(
         f"/studies/{study.pk}/edit",
-        study_post(other, classical_spec(), title="renamed", protocol_stagnation_limit=9, protocol_show_score=""),
+        study_post(
+            other,
+            classical_spec(),
+            title="renamed",
+            protocol_stagnation_limit=9,
+            protocol_show_score="",
+        ),
     )
     assert response.status_code == 302
     study.refresh_from_db()

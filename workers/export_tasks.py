@@ -1,5 +1,6 @@
 """Batch tasks of issue 4: exports (progress on ExportJob) and automated prompting baselines
 (progress on a BackgroundJob). Light at import: the science is imported inside the tasks."""
+
 from __future__ import annotations
 
 from celery import shared_task
@@ -37,16 +38,30 @@ def run_baseline_job(job_id: int) -> dict:
             for unit in units:
                 image_path, mask_path, _ = _image_files(unit.image_id)
                 green, red = select_points(
-                    strategy, load_rgb(image_path), ground_truth(mask_path), unit.n_green, unit.n_red, seed
+                    strategy,
+                    load_rgb(image_path),
+                    ground_truth(mask_path),
+                    unit.n_green,
+                    unit.n_red,
+                    seed,
                 )
                 prediction = predict_mask(
-                    study.model_id, unit.image_id, green.tolist(), red.tolist(), study.option("mask_choice")
+                    study.model_id,
+                    unit.image_id,
+                    green.tolist(),
+                    red.tolist(),
+                    study.option("mask_choice"),
                 )
                 store_result(study, unit, strategy, seed, green, red, prediction)
                 done += 1
                 update_job(job_id, done=done, progress=done / max(total, 1))
     except Exception as exc:
-        update_job(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now())
+        update_job(
+            job_id,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
         raise
     update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
     return {"results": done}

@@ -11,6 +11,7 @@
 
 Light at import (the web imports this module to enqueue): torch is imported inside the tasks.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -99,7 +100,11 @@ def top_classes(probs, class_names, k: int = TOP_K) -> list[dict]:
     """[{class, name, prob}] of the k most probable classes, most probable first."""
     values, indices = probs.topk(min(k, probs.shape[-1]))
     return [
-        {"class": int(i), "name": class_names[int(i)] if int(i) < len(class_names) else str(int(i)), "prob": float(v)}
+        {
+            "class": int(i),
+            "name": class_names[int(i)] if int(i) < len(class_names) else str(int(i)),
+            "prob": float(v),
+        }
         for v, i in zip(values.tolist(), indices.tolist(), strict=True)
     ]
 
@@ -120,7 +125,9 @@ def analysis_maps(spec_id: int, image_id: int) -> dict[str, np.ndarray]:
 
     rows = {
         a.method: a
-        for a in ImageAnalysis.objects.filter(image_id=image_id, model_id=spec_id, method__in=("gradcam", "voice"))
+        for a in ImageAnalysis.objects.filter(
+            image_id=image_id, model_id=spec_id, method__in=("gradcam", "voice")
+        )
     }
     if "gradcam" in rows and "voice" in rows and rows["gradcam"].maps and rows["voice"].maps:
         with rows["gradcam"].maps.open("rb") as f:
@@ -160,7 +167,10 @@ def _explain_now(spec, rgb: np.ndarray) -> dict[str, np.ndarray]:
     x = classifier.preprocess(rgb)
     gradcam, _ = grad_cam(classifier.module, x, classifier.target_layer)
     result = voice(classifier.module, x, classifier.target_layer)
-    return {"gradcam": gradcam[0].detach().cpu().numpy(), "uncertainty": result.uncertainty[0].detach().cpu().numpy()}
+    return {
+        "gradcam": gradcam[0].detach().cpu().numpy(),
+        "uncertainty": result.uncertainty[0].detach().cpu().numpy(),
+    }
 
 
 # ------------------------------------------------------------------ interactive tasks
@@ -187,7 +197,12 @@ def predict_intervention(
     if region.shape != rgb.shape[:2]:
         raise ValueError(f"region size {region.shape} differs from the image size {rgb.shape[:2]}")
     x = _normalised(classifier, rgb)
-    batch = torch.cat([to_input_size(x, classifier.input_size), to_input_size(intervene(x, region, operation, substrate), classifier.input_size)])
+    batch = torch.cat(
+        [
+            to_input_size(x, classifier.input_size),
+            to_input_size(intervene(x, region, operation, substrate), classifier.input_size),
+        ]
+    )
     probs = classifier.predict_proba(batch).double().cpu()
     before, after = probs[0], probs[1]
     pred_before, pred_after = int(before.argmax()), int(after.argmax())
@@ -222,7 +237,13 @@ def predict_image_classes(self, spec_id: int, image_id: int) -> dict:
 
     classifier = classifier_for(_spec(spec_id))
     rgb, label, _ = _image(image_id)
-    probs = classifier.predict_proba(to_input_size(_normalised(classifier, rgb), classifier.input_size))[0].double().cpu()
+    probs = (
+        classifier.predict_proba(
+            to_input_size(_normalised(classifier, rgb), classifier.input_size)
+        )[0]
+        .double()
+        .cpu()
+    )
     prediction = int(probs.argmax())
     target = target_of(label, probs.shape[0], prediction)
     return {
@@ -245,7 +266,15 @@ def code_version() -> str:
 
     root = Path(interventions.__file__).parent
     digest = hashlib.sha256()
-    for name in ("explain.py", "voice.py", "causal.py", "substrates.py", "regions.py", "models.py", "trust.py"):
+    for name in (
+        "explain.py",
+        "voice.py",
+        "causal.py",
+        "substrates.py",
+        "regions.py",
+        "models.py",
+        "trust.py",
+    ):
         path = root / name
         if path.exists():
             digest.update(path.read_bytes())
@@ -258,7 +287,9 @@ def _npz(**arrays: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def image_analyses(classifier, rgb: np.ndarray, substrate: str, label: int | None = None) -> dict[str, dict]:
+def image_analyses(
+    classifier, rgb: np.ndarray, substrate: str, label: int | None = None
+) -> dict[str, dict]:
     """Every analysis of one image: {method: {"maps": {name: array}, "stats": {...}, "params": {...}}}."""
     import torch
 
@@ -281,24 +312,49 @@ def image_analyses(classifier, rgb: np.ndarray, substrate: str, label: int | Non
     step = int(classifier.input_size[1])
     deletion = causal_curve(model, x, gradcam, "deletion", step=step)
     insertion = causal_curve(model, x, gradcam, "insertion", step=step)
-    trust = {k: float(np.asarray(val)[0]) for k, val in trust_scores(model, x).items() if k != "prediction"}
+    trust = {
+        k: float(np.asarray(val)[0])
+        for k, val in trust_scores(model, x).items()
+        if k != "prediction"
+    }
     gradcam_np = gradcam[0].detach().cpu().numpy()
 
     full = _normalised(classifier, rgb)
     saliency_full = resize_map(gradcam_np, rgb.shape[:2])
     target = target_of(label, probs.shape[0], pred)
     flip_delete = smallest_flip_by_saliency(
-        classifier.predict_proba, full, saliency_full, classifier.input_size, "delete", substrate, FLIP_STEPS
+        classifier.predict_proba,
+        full,
+        saliency_full,
+        classifier.input_size,
+        "delete",
+        substrate,
+        FLIP_STEPS,
     )
     flip_insert = smallest_flip_by_saliency(
-        classifier.predict_proba, full, saliency_full, classifier.input_size, "insert", substrate, FLIP_STEPS, target=target
+        classifier.predict_proba,
+        full,
+        saliency_full,
+        classifier.input_size,
+        "insert",
+        substrate,
+        FLIP_STEPS,
+        target=target,
     )
-    common = {"prediction": pred, "prediction_name": classifier.class_names[pred], "prob_pred": float(probs[pred])}
+    common = {
+        "prediction": pred,
+        "prediction_name": classifier.class_names[pred],
+        "prob_pred": float(probs[pred]),
+    }
     names = classifier.class_names
     return {
         "gradcam": {
             "maps": {"map": gradcam_np},
-            "stats": {**common, "logit_pred": float(logits[0, pred]), "top5": top_classes(probs, names)},
+            "stats": {
+                **common,
+                "logit_pred": float(logits[0, pred]),
+                "top5": top_classes(probs, names),
+            },
             "params": {"class_idx": pred, "layer": layer},
         },
         "counterfactual_cam": {
@@ -317,8 +373,19 @@ def image_analyses(classifier, rgb: np.ndarray, substrate: str, label: int | Non
                 "explanation": v.explanation[0].detach().cpu().numpy(),
                 "contrast": v.contrast[0].detach().cpu().numpy(),
             },
-            "stats": {**{k: (float(val) if isinstance(val, float) else val) for k, val in v.stats[0].items()}, **{f"trust_{k}": val for k, val in trust.items()}},
-            "params": {"method": "gradcam", "contrast_classes": "all", "layer": layer, "threshold": 0.1},
+            "stats": {
+                **{
+                    k: (float(val) if isinstance(val, float) else val)
+                    for k, val in v.stats[0].items()
+                },
+                **{f"trust_{k}": val for k, val in trust.items()},
+            },
+            "params": {
+                "method": "gradcam",
+                "contrast_classes": "all",
+                "layer": layer,
+                "threshold": 0.1,
+            },
         },
         "causal_gradcam": {
             "maps": {
@@ -336,8 +403,14 @@ def image_analyses(classifier, rgb: np.ndarray, substrate: str, label: int | Non
                 "smallest_restore_insertion": flip_insert["fraction"],
                 "target_class": target,
             },
-            "params": {"saliency": "gradcam", "step": step, "deletion_substrate": "zero", "insertion_substrate": "blur",
-                       "flip_substrate": substrate, "flip_steps": FLIP_STEPS},
+            "params": {
+                "saliency": "gradcam",
+                "step": step,
+                "deletion_substrate": "zero",
+                "insertion_substrate": "blur",
+                "flip_substrate": substrate,
+                "flip_steps": FLIP_STEPS,
+            },
         },
     }
 
@@ -349,10 +422,16 @@ def store_analyses(image, spec, analyses: dict[str, dict]) -> None:
     version = code_version()
     with transaction.atomic():
         for method, result in analyses.items():
-            row, _ = ImageAnalysis.objects.select_for_update().get_or_create(image=image, model=spec, method=method)
+            row, _ = ImageAnalysis.objects.select_for_update().get_or_create(
+                image=image, model=spec, method=method
+            )
             old = row.maps.name if row.maps else None
             row.stats, row.params, row.code_version = result["stats"], result["params"], version
-            row.maps.save(f"{spec.pk}_{image.sha256[:16]}_{method}.npz", ContentFile(_npz(**result["maps"])), save=False)
+            row.maps.save(
+                f"{spec.pk}_{image.sha256[:16]}_{method}.npz",
+                ContentFile(_npz(**result["maps"])),
+                save=False,
+            )
             row.save()
             if old and old != row.maps.name:
                 row.maps.storage.delete(old)
@@ -382,7 +461,12 @@ def precompute_image_analyses(self, job_id: int) -> dict:
             store_analyses(image, spec, image_analyses(classifier, rgb, substrate, label))
             update_job(job_id, done=done, progress=done / max(len(images), 1))
     except Exception as exc:
-        update_job(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now())
+        update_job(
+            job_id,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
         raise
     update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
     return {"images": len(images), "methods": list(ANALYSIS_METHODS)}

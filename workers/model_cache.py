@@ -4,6 +4,7 @@ A worker process loads each model once and keeps it; image embeddings live in th
 cache (`EMBEDDING_CACHE_DIR`, keyed by image sha256 + model id + weights sha256) with a small
 in-memory LRU in front of it.
 """
+
 from __future__ import annotations
 
 import threading
@@ -28,7 +29,11 @@ def backend_for(spec) -> object:
         backend = _backends.get(key)
         if backend is None:
             backend = get_backend(
-                BackendSpec(kind=spec.kind, architecture=spec.architecture, weights_path=spec.weights_path or None)
+                BackendSpec(
+                    kind=spec.kind,
+                    architecture=spec.architecture,
+                    weights_path=spec.weights_path or None,
+                )
             )
             _backends[key] = backend
         return backend
@@ -39,7 +44,9 @@ def embedding_cache():
 
     global _embedding_cache
     with _lock:
-        if _embedding_cache is None or Path(_embedding_cache.root) != Path(settings.EMBEDDING_CACHE_DIR):
+        if _embedding_cache is None or Path(_embedding_cache.root) != Path(
+            settings.EMBEDDING_CACHE_DIR
+        ):
             _embedding_cache = EmbeddingCache(Path(settings.EMBEDDING_CACHE_DIR))
         return _embedding_cache
 

@@ -4,6 +4,7 @@ library are imported inside the tasks, in the worker process.
 Queues (config.settings.CELERY_TASK_ROUTES): `predict_mask` and `predict_intervention` run on
 `interactive`, everything else on `batch`.
 """
+
 from __future__ import annotations
 
 import base64
@@ -134,7 +135,12 @@ def precompute_embeddings(self, job_id: int) -> dict:
             image_embedding(study.model, image_id)
             update_job(job_id, done=done, progress=done / max(len(image_ids), 1))
     except Exception as exc:
-        update_job(job_id, status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now())
+        update_job(
+            job_id,
+            status="failed",
+            error=f"{type(exc).__name__}: {exc}",
+            finished_at=timezone.now(),
+        )
         raise
     with transaction.atomic():
         update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())

@@ -4,6 +4,7 @@
 returns the manifest head. `run_export_job(job_id)` does the same for an ExportJob row, with
 progress on the row (the Celery task in workers/export_tasks.py calls it).
 """
+
 from __future__ import annotations
 
 import time
@@ -65,7 +66,11 @@ class ThrottledProgress:
         from ..models import ExportJob
 
         now = time.monotonic()
-        if done == total or done - self.last_done >= self.every_n or now - self.last_time >= self.every_s:
+        if (
+            done == total
+            or done - self.last_done >= self.every_n
+            or now - self.last_time >= self.every_s
+        ):
             fraction = done / total if total else 1.0
             ExportJob.objects.filter(pk=self.job_id).update(progress=min(0.99, fraction))
             self.last_time, self.last_done = now, done
@@ -84,7 +89,9 @@ def run_export_job(job_id: int) -> dict:
     ExportJob.objects.filter(pk=job_id).update(status="running", progress=0.0, error="")
     relative = f"exports/study{job.study_id}_{job.format}_{job.pk}.zip"
     try:
-        head = run_export(job.study, job.format, Path(settings.MEDIA_ROOT) / relative, ThrottledProgress(job_id))
+        head = run_export(
+            job.study, job.format, Path(settings.MEDIA_ROOT) / relative, ThrottledProgress(job_id)
+        )
     except Exception as exc:
         ExportJob.objects.filter(pk=job_id).update(
             status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()

@@ -5,6 +5,7 @@ whole in memory; the list of (name, sha256, bytes) goes to a spool file on disk,
 is read back once to write the manifest; zipfile's own per-entry list (the central directory,
 written at close) is spooled to disk as well, so memory does not grow with the entry count.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,7 +91,9 @@ class ExportArchive:
 
     def __init__(self, path: str | Path, *, compresslevel: int = 6):
         self.path = Path(path)
-        self.zip = StreamingZipFile(self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel)
+        self.zip = StreamingZipFile(
+            self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
+        )
         self._spool = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
         self.count = 0
         self.total_bytes = 0
@@ -121,7 +124,9 @@ class ExportArchive:
     @contextmanager
     def open_text(self, name: str) -> Iterator[io.TextIOWrapper]:
         with self.open(name, large=True) as out:
-            text = io.TextIOWrapper(io.BufferedWriter(out, buffer_size=1 << 16), encoding="utf-8", newline="")
+            text = io.TextIOWrapper(
+                io.BufferedWriter(out, buffer_size=1 << 16), encoding="utf-8", newline=""
+            )
             try:
                 yield text
             finally:

@@ -6,6 +6,7 @@ say whose mask it is: participant, assignment, kind (`final` / `best` / `baselin
 round, iou. Automated baseline masks are included with kind `baseline` and their strategy.
 Streamed: the annotation list is written one annotation at a time.
 """
+
 from __future__ import annotations
 
 import json
@@ -45,19 +46,36 @@ def export_coco(study: Study, archive: ExportArchive, progress: Progress | None 
     dataset_indices(study)
     meta = {
         a["pk"]: a
-        for a in Assignment.objects.filter(participant__study=study).values("pk", "participant__code", "image__index")
+        for a in Assignment.objects.filter(participant__study=study).values(
+            "pk", "participant__code", "image__index"
+        )
     }
     total = len(meta)
     images = [
-        {"id": im["index"], "file_name": f"{im['index']}.png", "width": im["width"], "height": im["height"]}
-        for im in DatasetImage.objects.filter(dataset=dataset).order_by("index").values("index", "width", "height")
+        {
+            "id": im["index"],
+            "file_name": f"{im['index']}.png",
+            "width": im["width"],
+            "height": im["height"],
+        }
+        for im in DatasetImage.objects.filter(dataset=dataset)
+        .order_by("index")
+        .values("index", "width", "height")
     ]
     head = {
-        "info": {"description": f"{study.title}: final and best masks per assignment", "study_id": study.pk},
+        "info": {
+            "description": f"{study.title}: final and best masks per assignment",
+            "study_id": study.pk,
+        },
         "images": images,
         "categories": [{"id": 1, "name": dataset.name, "supercategory": "object"}],
     }
-    counts = {"images": len(images), "annotations": 0, "assignments_with_masks": 0, "baseline_annotations": 0}
+    counts = {
+        "images": len(images),
+        "annotations": 0,
+        "assignments_with_masks": 0,
+        "baseline_annotations": 0,
+    }
     with archive.open_text("annotations.json") as out:
         out.write(json.dumps(head)[:-1] + ', "annotations": [')
         ann_id = 0
@@ -86,7 +104,15 @@ def export_coco(study: Study, archive: ExportArchive, progress: Progress | None 
         for row in (
             BaselineResult.objects.filter(study=study, mask_rle__isnull=False)
             .order_by("strategy", "seed", "image__index", "assignment_id")
-            .values("image__index", "mask_rle", "strategy", "seed", "count_source", "assignment_id", "iou")
+            .values(
+                "image__index",
+                "mask_rle",
+                "strategy",
+                "seed",
+                "count_source",
+                "assignment_id",
+                "iou",
+            )
             .iterator(chunk_size=CHUNK)
         ):
             emit(

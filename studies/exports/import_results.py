@@ -8,6 +8,7 @@ Actions are derived from the point-set difference (one point added -> add, one r
 remove, anything else -> add without coordinates). Indices with T = 0 get no assignment (the
 layout cannot tell "assigned but untouched" from "not assigned").
 """
+
 from __future__ import annotations
 
 import re
@@ -34,7 +35,9 @@ def _points(array, where: str) -> list[np.ndarray]:
         if pts.size == 0:
             pts = pts.reshape(0, 2)
         if pts.ndim != 2 or pts.shape[1] != 2:
-            raise ValueError(f"{where}[{t}]: expected an (n x 2) point array, got shape {pts.shape}")
+            raise ValueError(
+                f"{where}[{t}]: expected an (n x 2) point array, got shape {pts.shape}"
+            )
         if not np.issubdtype(pts.dtype, np.number) or not np.isfinite(pts.astype(np.float64)).all():
             raise ValueError(f"{where}[{t}]: points must be finite numbers")
         out.append(pts)
@@ -47,7 +50,9 @@ def _as_list(points: np.ndarray) -> list[list]:
     return [[float(x), float(y)] for x, y in points]
 
 
-def _derive_action(before: list, after: list, before_r: list, after_r: list) -> tuple[str, str, float | None, float | None]:
+def _derive_action(
+    before: list, after: list, before_r: list, after_r: list
+) -> tuple[str, str, float | None, float | None]:
     for mode, b, a in (("green", before, after), ("red", before_r, after_r)):
         other_same = (before_r == after_r) if mode == "green" else (before == after)
         if not other_same:
@@ -64,36 +69,63 @@ def _derive_action(before: list, after: list, before_r: list, after_r: list) -> 
 def read_image_results(folder: Path, index: int, image) -> list[dict]:
     """The timesteps of one participant x image as dicts (validated)."""
     where = f"{folder.name} image {index}"
-    green_file, red_file = folder / "points" / f"{index}_green.npy", folder / "points" / f"{index}_red.npy"
-    score_file, round_file = folder / "scores" / f"{index}score.npy", folder / "eachround" / f"{index}_.npy"
+    green_file, red_file = (
+        folder / "points" / f"{index}_green.npy",
+        folder / "points" / f"{index}_red.npy",
+    )
+    score_file, round_file = (
+        folder / "scores" / f"{index}score.npy",
+        folder / "eachround" / f"{index}_.npy",
+    )
     if not score_file.is_file():
         return []
     scores = load_npy(score_file)
     if scores.ndim != 1 or not np.issubdtype(scores.dtype, np.floating):
-        raise ValueError(f"{score_file.name}: scores must be a 1-D float array, got {scores.dtype} {scores.shape}")
+        raise ValueError(
+            f"{score_file.name}: scores must be a 1-D float array, got {scores.dtype} {scores.shape}"
+        )
     T = len(scores)
     green = _points(load_npy(green_file), green_file.name)
     red = _points(load_npy(red_file), red_file.name)
     rounds = load_npy(round_file) if round_file.is_file() else np.zeros(T, dtype=np.int64)
     if not (len(green) == len(red) == len(rounds) == T):
-        raise ValueError(f"{where}: points ({len(green)}, {len(red)}), rounds ({len(rounds)}) and scores ({T}) differ in length")
+        raise ValueError(
+            f"{where}: points ({len(green)}, {len(red)}), rounds ({len(rounds)}) and scores ({T}) differ in length"
+        )
     rows = []
     for t in range(T):
         for pts, name in ((green[t], "green"), (red[t], "red")):
-            if len(pts) and ((pts[:, 0] < 0).any() or (pts[:, 0] >= image.width).any() or (pts[:, 1] < 0).any() or (pts[:, 1] >= image.height).any()):
-                raise ValueError(f"{where}: timestep {t} has {name} points outside the {image.width} x {image.height} image")
+            if len(pts) and (
+                (pts[:, 0] < 0).any()
+                or (pts[:, 0] >= image.width).any()
+                or (pts[:, 1] < 0).any()
+                or (pts[:, 1] >= image.height).any()
+            ):
+                raise ValueError(
+                    f"{where}: timestep {t} has {name} points outside the {image.width} x {image.height} image"
+                )
         mask_file = folder / "masks" / f"{index}_{t}_mask.png"
         mask_rle = None
         if mask_file.is_file():
             with Image.open(mask_file) as im:
                 mask = np.asarray(im.convert("L")) > 127
             if mask.shape != (image.height, image.width):
-                raise ValueError(f"{mask_file.name}: mask is {mask.shape}, image is {(image.height, image.width)}")
+                raise ValueError(
+                    f"{mask_file.name}: mask is {mask.shape}, image is {(image.height, image.width)}"
+                )
             mask_rle = rle_encode(mask)
         score = float(scores[t])
         if not np.isfinite(score):
             raise ValueError(f"{where}: score of timestep {t} is not finite")
-        rows.append({"green": _as_list(green[t]), "red": _as_list(red[t]), "iou": score, "round": int(rounds[t]) + 1, "mask_rle": mask_rle})
+        rows.append(
+            {
+                "green": _as_list(green[t]),
+                "red": _as_list(red[t]),
+                "iou": score,
+                "round": int(rounds[t]) + 1,
+                "mask_rle": mask_rle,
+            }
+        )
     return rows
 
 
@@ -106,7 +138,9 @@ def import_pointprompt_results(
     if not results_dir.is_dir():
         raise ValueError(f"{results_dir} is not a folder")
     folders = sorted(
-        (int(CODE.match(p.name).group(1)), p) for p in results_dir.iterdir() if p.is_dir() and CODE.match(p.name)
+        (int(CODE.match(p.name).group(1)), p)
+        for p in results_dir.iterdir()
+        if p.is_dir() and CODE.match(p.name)
     )
     if not folders:
         raise ValueError(f"{results_dir} has no st<k> participant folders")
@@ -132,7 +166,9 @@ def import_pointprompt_results(
         order = 0
         for index in indices:
             if index not in images:
-                raise ValueError(f"{folder.name}: results for image {index}, but {dataset.name!r} has {len(images)} images")
+                raise ValueError(
+                    f"{folder.name}: results for image {index}, but {dataset.name!r} has {len(images)} images"
+                )
             rows = read_image_results(folder, index, images[index])
             if not rows:
                 continue

@@ -4,6 +4,7 @@
 (`interventions/image_stats.csv`) and the curves themselves in long form
 (`interventions/curves.csv`). Trials themselves are in the tidy `trials.csv`. Every file is
 listed with its sha256 in the manifest by the archive."""
+
 from __future__ import annotations
 
 import json
@@ -33,7 +34,15 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
         rows = (
             InterventionTrial.objects.filter(assignment__participant__study=study)
             .order_by("assignment_id", "seq")
-            .values("assignment__participant__code", "assignment_id", "assignment__image__index", "seq", "operation", "substrate", "region_rle")
+            .values(
+                "assignment__participant__code",
+                "assignment_id",
+                "assignment__image__index",
+                "seq",
+                "operation",
+                "substrate",
+                "region_rle",
+            )
             .iterator(chunk_size=CHUNK)
         )
         for row in rows:
@@ -50,7 +59,9 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
             n_regions += 1
 
     by_image: dict[int, dict[str, ImageAnalysis]] = {}
-    for a in ImageAnalysis.objects.filter(image__dataset=study.dataset, model=study.model).select_related("image"):
+    for a in ImageAnalysis.objects.filter(
+        image__dataset=study.dataset, model=study.model
+    ).select_related("image"):
         by_image.setdefault(a.image_id, {})[a.method] = a
     n_maps = 0
     stat_rows, curve_rows = [], []
@@ -61,9 +72,20 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
             for name, array in arrays.items():
                 if method == "causal_gradcam":
                     for step, score in enumerate(np.asarray(array, dtype=np.float64)):
-                        curve_rows.append({"image_index": image.index, "curve": name, "step": step, "fraction": step / max(len(array) - 1, 1), "score": float(score)})
+                        curve_rows.append(
+                            {
+                                "image_index": image.index,
+                                "curve": name,
+                                "step": step,
+                                "fraction": step / max(len(array) - 1, 1),
+                                "score": float(score),
+                            }
+                        )
                 else:
-                    archive.write_npy(f"interventions/maps/{image.index}_{method}_{name}.npy", np.asarray(array, dtype=np.float32))
+                    archive.write_npy(
+                        f"interventions/maps/{image.index}_{method}_{name}.npy",
+                        np.asarray(array, dtype=np.float32),
+                    )
                     n_maps += 1
         if not analyses:
             continue
@@ -85,5 +107,15 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
             }
         )  # fmt: skip
     n_stats = write_csv(archive, "interventions/image_stats.csv", STAT_COLUMNS, stat_rows)
-    write_csv(archive, "interventions/curves.csv", ("image_index", "curve", "step", "fraction", "score"), curve_rows)
-    return {"intervention_regions": n_regions, "analysis_maps": n_maps, "analysed_images": n_stats, "curve_points": len(curve_rows)}
+    write_csv(
+        archive,
+        "interventions/curves.csv",
+        ("image_index", "curve", "step", "fraction", "score"),
+        curve_rows,
+    )
+    return {
+        "intervention_regions": n_regions,
+        "analysis_maps": n_maps,
+        "analysed_images": n_stats,
+        "curve_points": len(curve_rows),
+    }

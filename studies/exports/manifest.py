@@ -4,6 +4,7 @@ Study, the full protocol (defaults filled in), the models with their weight hash
 version, counts, the time of export, the coordinate convention and the sha256 of every other
 file in the archive. Written last, streamed: the file list comes from the archive's spool.
 """
+
 from __future__ import annotations
 
 import json
@@ -62,7 +63,11 @@ def study_block(study: Study) -> dict:
         "kind": study.kind,
         "title": study.title,
         "status": study.status,
-        "dataset": {"name": study.dataset.name, "source": study.dataset.source, "images": study.dataset.images.count()},
+        "dataset": {
+            "name": study.dataset.name,
+            "source": study.dataset.source,
+            "images": study.dataset.images.count(),
+        },
         "annotators_per_image": study.annotators_per_image,
         "images_per_participant": study.images_per_participant,
         "assignment_seed": study.assignment_seed,
@@ -77,9 +82,12 @@ def study_block(study: Study) -> dict:
 def models_block(study: Study) -> list[dict]:
     spec = study.model
     used = sorted(
-        set(study.participants.values_list("assignments__events__model_id", flat=True).distinct()) - {None, ""}
+        set(study.participants.values_list("assignments__events__model_id", flat=True).distinct())
+        - {None, ""}
     )
-    baseline_models = sorted(set(BaselineResult.objects.filter(study=study).values_list("model_id", flat=True)) - {""})
+    baseline_models = sorted(
+        set(BaselineResult.objects.filter(study=study).values_list("model_id", flat=True)) - {""}
+    )
     return [
         {
             "role": "study model",
@@ -95,7 +103,9 @@ def models_block(study: Study) -> list[dict]:
     ]
 
 
-def write_manifest(archive: ExportArchive, study: Study, fmt: str, counts: dict, extra: dict | None = None) -> dict:
+def write_manifest(
+    archive: ExportArchive, study: Study, fmt: str, counts: dict, extra: dict | None = None
+) -> dict:
     """Write manifest.json as the archive's last entry; return its head (without the file list)."""
     head = {
         "manifest_version": MANIFEST_VERSION,
@@ -116,7 +126,12 @@ def write_manifest(archive: ExportArchive, study: Study, fmt: str, counts: dict,
         for name, sha, size in archive.files():
             if name == MANIFEST_NAME:
                 continue
-            out.write(("\n    " if first else ",\n    ") + json.dumps(name) + ": " + json.dumps({"sha256": sha, "bytes": size}))
+            out.write(
+                ("\n    " if first else ",\n    ")
+                + json.dumps(name)
+                + ": "
+                + json.dumps({"sha256": sha, "bytes": size})
+            )
             first = False
         out.write("\n  }\n}\n")
     return head

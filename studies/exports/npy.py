@@ -5,6 +5,7 @@ PointPrompt's object arrays are written by numpy as a pickle of the array; here 
 from an iterator, with the pickler's memo off, so an array of N images never sits in memory and
 `np.load(..., allow_pickle=True)` (and our safe loader) read it as an ordinary object array.
 """
+
 from __future__ import annotations
 
 import pickle
@@ -59,7 +60,9 @@ class _StreamedObjectArray:
 
 def write_object_npy(out: IO[bytes], length: int, items: Iterable) -> None:
     """A 1-D object `.npy` (as `a = np.empty(length, object); a[i] = ...; np.save`) from an iterator."""
-    npy_format.write_array_header_1_0(out, {"descr": "|O", "fortran_order": False, "shape": (length,)})
+    npy_format.write_array_header_1_0(
+        out, {"descr": "|O", "fortran_order": False, "shape": (length,)}
+    )
     pickler = pickle.Pickler(out, protocol=PICKLE_PROTOCOL)
     pickler.fast = True  # no memo: elements are freed as soon as they are written
     pickler.dump(_StreamedObjectArray(length, _CountedItems(length, items)))

@@ -9,6 +9,7 @@ finetune/human/<D>/st<k>_<i>_green.npy, _red.npy   points of the best timestep (
 
 Every participant gets files for every image index 0..N-1 (empty when never scored).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -40,27 +41,36 @@ def point_sets(rows: list[dict], colour: str) -> np.ndarray:
     return array
 
 
-def write_results(archive: ExportArchive, base: str, index: int, rows: list[dict], where: str) -> np.ndarray:
+def write_results(
+    archive: ExportArchive, base: str, index: int, rows: list[dict], where: str
+) -> np.ndarray:
     """One participant x image: points, scores, sorts, rounds, masks. Returns the scores."""
     for t, row in enumerate(rows):
         if row["timestep"] != t:
-            raise ValueError(f"{where}: timesteps are not contiguous (found {row['timestep']} at position {t})")
+            raise ValueError(
+                f"{where}: timesteps are not contiguous (found {row['timestep']} at position {t})"
+            )
         if row["mask_rle"] is None or row["iou"] is None:
             raise ValueError(f"{where}: timestep {t} has no mask or score")
     scores = np.asarray([row["iou"] for row in rows], dtype=np.float64)
     archive.write_npy(f"{base}/points/{index}_green.npy", point_sets(rows, "green"))
     archive.write_npy(f"{base}/points/{index}_red.npy", point_sets(rows, "red"))
     archive.write_npy(f"{base}/scores/{index}score.npy", scores)
-    archive.write_npy(f"{base}/sorts/{index}_sort.npy", np.argsort(-scores, kind="stable").astype(np.int64))
     archive.write_npy(
-        f"{base}/eachround/{index}_.npy", np.asarray([row["round"] - 1 for row in rows], dtype=np.int64)
+        f"{base}/sorts/{index}_sort.npy", np.argsort(-scores, kind="stable").astype(np.int64)
+    )
+    archive.write_npy(
+        f"{base}/eachround/{index}_.npy",
+        np.asarray([row["round"] - 1 for row in rows], dtype=np.int64),
     )
     for t, row in enumerate(rows):
         archive.write_bytes(f"{base}/masks/{index}_{t}_mask.png", mask_png(row["mask_rle"]))
     return scores
 
 
-def export_pointprompt(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
+def export_pointprompt(
+    study: Study, archive: ExportArchive, progress: Progress | None = None
+) -> dict:
     """Write the study in the PointPrompt layout; return counts for the manifest."""
     from .tidy import write_baselines_csv
 
@@ -71,8 +81,12 @@ def export_pointprompt(study: Study, archive: ExportArchive, progress: Progress 
     total = len(participants) * n_images
     images = DatasetImage.objects.filter(dataset=study.dataset).order_by("index")
 
-    archive.write_object_npy(f"Image datasets/{name}/samples.npy", n_images, (load_image(im) for im in images.iterator()))
-    archive.write_object_npy(f"Image datasets/{name}/labels.npy", n_images, (load_label(im) for im in images.iterator()))
+    archive.write_object_npy(
+        f"Image datasets/{name}/samples.npy", n_images, (load_image(im) for im in images.iterator())
+    )
+    archive.write_object_npy(
+        f"Image datasets/{name}/labels.npy", n_images, (load_label(im) for im in images.iterator())
+    )
     for image in images.iterator():
         archive.write_npy(f"finetune/samples/{name}/{image.index}_sample.npy", load_image(image))
         archive.write_npy(f"finetune/labels/{name}/{image.index}_label.npy", load_label(image))
@@ -92,8 +106,12 @@ def export_pointprompt(study: Study, archive: ExportArchive, progress: Progress 
             scores = write_results(archive, base, index, rows, f"{code} image {index}")
             if len(rows):
                 best = rows[int(np.argsort(-scores, kind="stable")[0])]
-                archive.write_npy(f"finetune/human/{name}/{code}_{index}_green.npy", points_int(best["green"]))
-                archive.write_npy(f"finetune/human/{name}/{code}_{index}_red.npy", points_int(best["red"]))
+                archive.write_npy(
+                    f"finetune/human/{name}/{code}_{index}_green.npy", points_int(best["green"])
+                )
+                archive.write_npy(
+                    f"finetune/human/{name}/{code}_{index}_red.npy", points_int(best["red"])
+                )
                 scored += 1
             timesteps += len(rows)
             done += 1

@@ -1,4 +1,5 @@
 """Reading a study's log as a stream of plain rows (no model instances, constant memory)."""
+
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -31,10 +32,16 @@ TIMESTEP_FIELDS = (
 
 def dataset_indices(study: Study) -> list[tuple[int, int]]:
     """(index, image pk) of the study's data set, checked to be contiguous 0..N-1."""
-    rows = list(DatasetImage.objects.filter(dataset=study.dataset).order_by("index").values_list("index", "pk"))
+    rows = list(
+        DatasetImage.objects.filter(dataset=study.dataset)
+        .order_by("index")
+        .values_list("index", "pk")
+    )
     for expected, (index, _) in enumerate(rows):
         if index != expected:
-            raise ValueError(f"data set {study.dataset.name!r}: image indices are not contiguous (missing {expected})")
+            raise ValueError(
+                f"data set {study.dataset.name!r}: image indices are not contiguous (missing {expected})"
+            )
     return rows
 
 
@@ -49,13 +56,17 @@ def participant_timesteps(participant_id: int) -> Iterator[tuple[int, list[dict]
     events = PromptEvent.objects.filter(assignment__participant_id=participant_id).order_by(
         "assignment__image__index", "seq"
     )
-    for index, rows in groupby(timestep_rows(events), key=lambda row: row["assignment__image__index"]):
+    for index, rows in groupby(
+        timestep_rows(events), key=lambda row: row["assignment__image__index"]
+    ):
         yield index, list(rows)
 
 
 def study_assignment_timesteps(study: Study) -> Iterator[tuple[int, list[dict]]]:
     """(assignment id, timesteps in order) over the whole study, ordered by assignment."""
-    events = PromptEvent.objects.filter(assignment__participant__study=study).order_by("assignment_id", "seq")
+    events = PromptEvent.objects.filter(assignment__participant__study=study).order_by(
+        "assignment_id", "seq"
+    )
     for assignment_id, rows in groupby(timestep_rows(events), key=lambda row: row["assignment_id"]):
         yield assignment_id, list(rows)
 

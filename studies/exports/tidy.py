@@ -2,6 +2,7 @@
 the overprompting figures), participants (pseudonymous: no external ids, no tokens), trials,
 baselines, and every timestep's mask as COCO RLE in masks.jsonl. One pass per table, streamed.
 """
+
 from __future__ import annotations
 
 import csv
@@ -68,8 +69,11 @@ def write_baselines_csv(archive: ExportArchive, name: str, study: Study) -> int:
         }
         for row in BaselineResult.objects.filter(study=study)
         .order_by("strategy", "seed", "image__index", "assignment_id")
-        .values(*[c for c in BASELINE_COLUMNS if c not in ("image_index", "participant")], "image__index",
-                "assignment__participant__code")  # fmt: skip
+        .values(
+            *[c for c in BASELINE_COLUMNS if c not in ("image_index", "participant")],
+            "image__index",
+            "assignment__participant__code",
+        )  # fmt: skip
         .iterator(chunk_size=CHUNK)
     )
     return write_csv(archive, name, BASELINE_COLUMNS, rows)
@@ -78,9 +82,15 @@ def write_baselines_csv(archive: ExportArchive, name: str, study: Study) -> int:
 def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
     """Write the tidy tables; return counts for the manifest."""
     n_assignments = Assignment.objects.filter(participant__study=study).count()
-    events = PromptEvent.objects.filter(assignment__participant__study=study).order_by("assignment_id", "seq")
+    events = PromptEvent.objects.filter(assignment__participant__study=study).order_by(
+        "assignment_id", "seq"
+    )
     event_rows = (
-        {**row, "participant": row["assignment__participant__code"], "image_index": row["assignment__image__index"]}
+        {
+            **row,
+            "participant": row["assignment__participant__code"],
+            "image_index": row["assignment__image__index"],
+        }
         for row in events.values(*EVENT_FIELDS).iterator(chunk_size=CHUNK)
     )
     event_columns = ("participant", "assignment_id", "image_index", *EVENT_FIELDS[3:])
@@ -131,8 +141,19 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         Assignment.objects.filter(participant__study=study)
         .annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
         .order_by("pk")
-        .values("pk", "participant__code", "image__index", "order", "status", "started_at", "finished_at",
-                "stop_reason", "survey_answers", "first_ts", "last_ts")  # fmt: skip
+        .values(
+            "pk",
+            "participant__code",
+            "image__index",
+            "order",
+            "status",
+            "started_at",
+            "finished_at",
+            "stop_reason",
+            "survey_answers",
+            "first_ts",
+            "last_ts",
+        )  # fmt: skip
     )
     steps = study_assignment_timesteps(study)
     pending = next(steps, None)
@@ -179,12 +200,21 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
     )  # fmt: skip
     write_csv(archive, "assignments.csv", figure_columns, assignment_rows())
 
-    participant_columns = ("code", "number", "consent_version", "consented_at", "created_at", "completed_at")
+    participant_columns = (
+        "code",
+        "number",
+        "consent_version",
+        "consented_at",
+        "created_at",
+        "completed_at",
+    )
     n_participants = write_csv(
         archive,
         "participants.csv",
         participant_columns,
-        study.participants.order_by("number").values(*participant_columns).iterator(chunk_size=CHUNK),
+        study.participants.order_by("number")
+        .values(*participant_columns)
+        .iterator(chunk_size=CHUNK),
     )
     trial_fields = (
         "assignment__participant__code", "assignment_id", "assignment__image__index", "seq", "client_event_id",
@@ -193,13 +223,22 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         "client_ts", "server_ts", "region_rle",
     )  # fmt: skip
     trials = (
-        {**row, "participant": row["assignment__participant__code"], "image_index": row["assignment__image__index"]}
+        {
+            **row,
+            "participant": row["assignment__participant__code"],
+            "image_index": row["assignment__image__index"],
+        }
         for row in InterventionTrial.objects.filter(assignment__participant__study=study)
         .order_by("assignment_id", "seq")
         .values(*trial_fields)
         .iterator(chunk_size=CHUNK)
     )
-    n_trials = write_csv(archive, "trials.csv", ("participant", "assignment_id", "image_index", *trial_fields[3:]), trials)
+    n_trials = write_csv(
+        archive,
+        "trials.csv",
+        ("participant", "assignment_id", "image_index", *trial_fields[3:]),
+        trials,
+    )
     n_baselines = write_baselines_csv(archive, "baselines.csv", study)
     counts = {
         "participants": n_participants,
@@ -209,7 +248,9 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         "trials": n_trials,
         "baseline_results": n_baselines,
     }
-    if study.kind == "intervention":  # regions, maps, VOICE and curve stats (studies/exports/intervention.py)
+    if (
+        study.kind == "intervention"
+    ):  # regions, maps, VOICE and curve stats (studies/exports/intervention.py)
         from .intervention import export_intervention_parts
 
         counts.update(export_intervention_parts(study, archive))

@@ -18,7 +18,9 @@ class Command(BaseCommand):
         found = Study.objects.select_related("dataset", "model").filter(pk=study).first()
         if found is None:
             raise CommandError(f"no study with id {study}")
-        bar = tqdm(total=0, unit="img", desc=f"export {format}", disable=no_progress, file=self.stderr._out)
+        bar = tqdm(
+            total=0, unit="img", desc=f"export {format}", disable=no_progress, file=self.stderr._out
+        )
 
         def progress(done: int, total: int) -> None:
             if bar.total != total:

@@ -15,4 +15,6 @@ class Command(BaseCommand):
             dataset = import_pointprompt(directory, name)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"imported {dataset.images.count()} images into data set {dataset.name!r} (id {dataset.pk})")
+        self.stdout.write(
+            f"imported {dataset.images.count()} images into data set {dataset.name!r} (id {dataset.pk})"
+        )

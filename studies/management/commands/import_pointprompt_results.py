@@ -13,9 +13,17 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("directory", help="the 'Prompting results/<Dataset>' folder")
-        parser.add_argument("--dataset", required=True, help="name of the data set (import it with import_pointprompt)")
-        parser.add_argument("--model", required=True, type=int, help="ModelSpec id the results were made with")
-        parser.add_argument("--owner", required=True, help="username of the researcher who owns the new study")
+        parser.add_argument(
+            "--dataset",
+            required=True,
+            help="name of the data set (import it with import_pointprompt)",
+        )
+        parser.add_argument(
+            "--model", required=True, type=int, help="ModelSpec id the results were made with"
+        )
+        parser.add_argument(
+            "--owner", required=True, help="username of the researcher who owns the new study"
+        )
         parser.add_argument("--title", default=None)
 
     def handle(self, directory, dataset, model, owner, title=None, **options):
@@ -32,5 +40,9 @@ class Command(BaseCommand):
             study = import_pointprompt_results(directory, found, spec, user, title)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
-        events = sum(a.events.count() for p in study.participants.all() for a in p.assignments.all())
-        self.stdout.write(f"imported study {study.pk}: {study.participants.count()} participants, {events} timesteps")
+        events = sum(
+            a.events.count() for p in study.participants.all() for a in p.assignments.all()
+        )
+        self.stdout.write(
+            f"imported study {study.pk}: {study.participants.count()} participants, {events} timesteps"
+        )

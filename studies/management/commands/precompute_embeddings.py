@@ -17,7 +17,9 @@ class Command(BaseCommand):
         if row is None:
             raise CommandError(f"no study {study}")
         if row.model.kind not in ("sam", "classical"):
-            raise CommandError(f"study {study} uses a {row.model.kind} model: no image embeddings to compute")
+            raise CommandError(
+                f"study {study} uses a {row.model.kind} model: no image embeddings to compute"
+            )
         ids = list(row.dataset.images.order_by("index").values_list("pk", flat=True))
         for image_id in tqdm(ids, desc=f"embeddings ({row.model.name})", unit="image"):
             image_embedding(row.model, image_id)

@@ -13,7 +13,12 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("study", type=int)
-        parser.add_argument("--strategy", action="append", choices=STRATEGIES, help="repeat for several; default all")
+        parser.add_argument(
+            "--strategy",
+            action="append",
+            choices=STRATEGIES,
+            help="repeat for several; default all",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
             "--fixed", nargs=2, type=int, metavar=("GREEN", "RED"),
@@ -26,11 +31,15 @@ class Command(BaseCommand):
         if found is None:
             raise CommandError(f"no study with id {study}")
         try:
-            job = start_baselines(found, strategy or list(STRATEGIES), seed, tuple(fixed) if fixed else None)
+            job = start_baselines(
+                found, strategy or list(STRATEGIES), seed, tuple(fixed) if fixed else None
+            )
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         # Eager Celery has already run it; with a broker, follow the worker's progress.
-        with tqdm(total=1, desc="baselines", unit="prompt", disable=no_progress, file=self.stderr._out) as bar:
+        with tqdm(
+            total=1, desc="baselines", unit="prompt", disable=no_progress, file=self.stderr._out
+        ) as bar:
             while True:
                 job = BackgroundJob.objects.get(pk=job.pk)
                 bar.total = max(job.total, 1)

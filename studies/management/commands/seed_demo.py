@@ -6,10 +6,14 @@ from studies.demo import seed_demo
 
 
 class Command(BaseCommand):
-    help = "Create the demo data sets, a researcher, open studies and participants; print their links."
+    help = (
+        "Create the demo data sets, a researcher, open studies and participants; print their links."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("--json", action="store_true", dest="as_json", help="print only the JSON")
+        parser.add_argument(
+            "--json", action="store_true", dest="as_json", help="print only the JSON"
+        )
         parser.add_argument("--base-url", default="http://127.0.0.1:8000")
 
     def handle(self, *args, as_json: bool = False, base_url: str = "", **options):
@@ -26,6 +30,8 @@ class Command(BaseCommand):
             f"  ->  {result['researcher_url']}"
         )
         for study in result["studies"]:
-            self.stdout.write(f"\n[{study['kind']}] {study['title']}  (study {study['id']}, model {study['model']})")
+            self.stdout.write(
+                f"\n[{study['kind']}] {study['title']}  (study {study['id']}, model {study['model']})"
+            )
             for p in study["participants"]:
                 self.stdout.write(f"  {p['code']}: {p['join_url']}")
