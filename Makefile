@@ -22,6 +22,7 @@ demo: setup
 	$(PYBIN) manage.py runserver 127.0.0.1:8000
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PYBIN) -m pytest -q
 
 lint: setup
