@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> dict[str, object]:
             )
         pred = int(logits.argmax(dim=1)[0])
         h, w = x.shape[-2:]
-        step = args.step or max(1, round(h * w / 224))
+        step = args.step or int(w)  # one row of pixels per step: RISE's 224 on 224 x 224
         curves = {}
         for mode in ("deletion", "insertion"):
             curve = causal_curve(classifier.module, x, saliency, mode, step, class_idx=pred)
@@ -195,7 +195,7 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "voice":
             p.add_argument("--contrast-classes", default="all", help="'all' or k (top-k)")
         if name == "causal":
-            p.add_argument("--step", type=int, help="pixels per step (default: H*W/224)")
+            p.add_argument("--step", type=int, help="pixels per step (default: the input width, i.e. RISE's 224 on 224 x 224)")
     return parser
 
 
