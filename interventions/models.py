@@ -99,9 +99,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def build_demo_cnn(num_classes: int = 6) -> nn.Module:
-    """The demo CNN: per-image standardisation (instance norm), four 3x3 conv-BN-ReLU blocks
-    (24, 48, 64, 96 channels; max-pooling after the first three), global average pooling and a
-    linear layer; ``features.conv4`` (96 x 8 x 8 on a 64 x 64 input) is the target layer."""
+    """The demo CNN: four 3x3 conv-BN-ReLU blocks (24, 48, 64, 96 channels; max-pooling after
+    the first three), global average pooling and a linear layer; ``features.conv4`` (96 x 8 x 8
+    on a 64 x 64 input) is the target layer. It sees the fixed-normalised input directly (no
+    per-image standardisation), so the ``zero`` substrate stays the data set's grey and a
+    deleted object's silhouette is not rescaled into a high-contrast shape."""
 
     def block(cin: int, cout: int) -> nn.Sequential:
         return nn.Sequential(
@@ -121,7 +123,6 @@ def build_demo_cnn(num_classes: int = 6) -> nn.Module:
     )
     return nn.Sequential(
         OrderedDict(
-            standardise=nn.InstanceNorm2d(3),  # per-image, per-channel zero mean, unit std
             features=features,
             pool=nn.AdaptiveAvgPool2d(1),
             flatten=nn.Flatten(),

@@ -10,7 +10,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandParser
 
-from interventions.demo_classifier import train
+from interventions.demo_classifier import DELETION_LOSS_WEIGHT, train
 from interventions.models import DEMO_WEIGHTS
 
 
@@ -21,7 +21,7 @@ class Command(BaseCommand):
         parser.add_argument("--out", default=str(DEMO_WEIGHTS), help="weights file to write")
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument("--n-per-dataset", type=int, default=1500)
-        parser.add_argument("--epochs", type=int, default=15)
+        parser.add_argument("--epochs", type=int, default=45)
         parser.add_argument("--threads", type=int, default=1)
         parser.add_argument("--eval-per-dataset", type=int, default=100)
         parser.add_argument(
@@ -29,6 +29,12 @@ class Command(BaseCommand):
             type=float,
             default=0.5,
             help="weight of the Grad-CAM localisation term (0: cross-entropy only)",
+        )
+        parser.add_argument(
+            "--deletion-weight",
+            type=float,
+            default=DELETION_LOSS_WEIGHT,
+            help="loss weight of training images whose object was deleted (uniform target)",
         )
 
     def handle(self, *args: object, **options: object) -> None:
@@ -40,6 +46,7 @@ class Command(BaseCommand):
             threads=options["threads"],
             eval_per_dataset=options["eval_per_dataset"],
             localisation_weight=options["localisation_weight"],
+            deletion_weight=options["deletion_weight"],
             progress=True,
         )
         self.stdout.write(json.dumps(report.as_dict(), indent=2))
