@@ -36,8 +36,9 @@ def _number(data: dict, name: str, *, required: bool) -> float | None:
     return float(value)
 
 
-def parse_event(data: object, width: int, height: int) -> tuple[str, int, Action, float | None]:
-    """Check an event payload; raise ApiError(400) naming the field otherwise."""
+def parse_envelope(data: object) -> tuple[str, int]:
+    """The fields every logged participant action carries: (client_event_id, seq), checked;
+    ApiError(400) naming the field otherwise. Shared by prompt events and intervention trials."""
     if not isinstance(data, dict):
         raise ApiError(400, "the body must be a JSON object")
     cid = data.get("client_event_id")
@@ -56,6 +57,12 @@ def parse_event(data: object, width: int, height: int) -> tuple[str, int, Action
         raise ApiError(400, "field seq is required", field="seq")
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
         raise ApiError(400, "field seq must be a non-negative integer", field="seq")
+    return cid, seq
+
+
+def parse_event(data: object, width: int, height: int) -> tuple[str, int, Action, float | None]:
+    """Check an event payload; raise ApiError(400) naming the field otherwise."""
+    cid, seq = parse_envelope(data)
     kind = data.get("action")
     if kind is None:
         raise ApiError(400, "field action is required", field="action")

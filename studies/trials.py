@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from .api_errors import ApiError
-from .events import MAX_CLIENT_EVENT_ID, owned_assignment
+from .events import owned_assignment, parse_envelope
 from .models import Assignment, InterventionTrial, Participant
 from .protocol import OVERLAYS
 
@@ -114,24 +114,7 @@ def _region(value: object, width: int, height: int) -> tuple[dict, int]:
 
 def parse_trial(data: object, width: int, height: int, study_substrate: str) -> TrialRequest:
     """Check a trial payload; raise ApiError(400) naming the field otherwise."""
-    if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    cid = data.get("client_event_id")
-    if not isinstance(cid, str) or not cid.strip():
-        raise ApiError(
-            400, "field client_event_id is required (a non-empty string)", field="client_event_id"
-        )
-    if len(cid) > MAX_CLIENT_EVENT_ID:
-        raise ApiError(
-            400,
-            f"field client_event_id is longer than {MAX_CLIENT_EVENT_ID}",
-            field="client_event_id",
-        )
-    seq = data.get("seq")
-    if seq is None:
-        raise ApiError(400, "field seq is required", field="seq")
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
-        raise ApiError(400, "field seq must be a non-negative integer", field="seq")
+    cid, seq = parse_envelope(data)
     operation = data.get("operation")
     if operation is None:
         raise ApiError(400, "field operation is required (delete or insert)", field="operation")
