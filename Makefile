@@ -5,7 +5,7 @@ PYBIN   := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.installed
 
-.PHONY: setup demo test lint bench clean
+.PHONY: setup demo test test-fast lint bench clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ demo: setup
 test: setup
 	$(VENV)/bin/ruff check .
 	$(PYBIN) -m pytest -q
+
+# Unit and API tests only: no browser, no live services (PostgreSQL/Redis/Celery), no slow ones.
+test-fast: setup
+	$(PYBIN) -m pytest -q -m "not browser and not integration and not slow"
 
 lint: setup
 	$(VENV)/bin/ruff check .

@@ -1,4 +1,4 @@
-"""Export speed and memory at PointPrompt scale (DESIGN.md "Performance").
+"""Export speed and memory at PointPrompt scale (docs/design.md "Performance").
 
 A study of about 200,000 timesteps (400 images of 32 x 32, 48 annotators = 16 data sets x 3,
 10 timesteps per image) is inserted directly (bulk_create, SQLite in a temp dir), then
@@ -141,7 +141,7 @@ def timed_export(study, timesteps: int) -> dict:
 def main() -> None:
     from django.contrib.auth import get_user_model
 
-    from studies.datasets import create_dataset
+    from studies.core.datasets import create_dataset
     from studies.models import ModelSpec
 
     call_command("migrate", verbosity=0)

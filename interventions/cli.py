@@ -195,7 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "voice":
             p.add_argument("--contrast-classes", default="all", help="'all' or k (top-k)")
         if name == "causal":
-            p.add_argument("--step", type=int, help="pixels per step (default: the input width, i.e. RISE's 224 on 224 x 224)")
+            p.add_argument(
+                "--step",
+                type=int,
+                help="pixels per step (default: the input width, i.e. RISE's 224 on 224 x 224)",
+            )
     return parser
 
 

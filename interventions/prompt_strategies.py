@@ -1,4 +1,4 @@
-"""Automated point-prompt strategies (DESIGN.md "Automated prompting baselines"; the families
+"""Automated point-prompt strategies (docs/design.md "Automated prompting baselines"; the families
 benchmarked against humans on PointPrompt by Quesada et al., 2024). Pure numpy / OpenCV, seeded.
 
 Every strategy picks `n` points inside a region (the ground-truth mask for green points, its

@@ -1,6 +1,6 @@
 from django.contrib import admin
 
-from . import models
+from studies import models
 
 
 class DatasetImageInline(admin.TabularInline):
@@ -80,11 +80,7 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
     list_display = ("image", "model", "method", "created_at")
 
 
-@admin.register(models.BackgroundJob)
-class BackgroundJobAdmin(admin.ModelAdmin):
+@admin.register(models.Job)
+class JobAdmin(admin.ModelAdmin):
     list_display = ("study", "kind", "status", "progress", "created_at")
-
-
-@admin.register(models.ExportJob)
-class ExportJobAdmin(admin.ModelAdmin):
-    list_display = ("study", "format", "status", "progress", "created_at")
+    list_filter = ("kind", "status")

@@ -1,9 +1,10 @@
-"""URLs of /api/v1/ (DESIGN.md "API")."""
+"""URLs of /api/v1/ (docs/design.md "API")."""
 
 from django.urls import path
 from drf_spectacular.views import SpectacularAPIView
 
-from . import api, api_exports, api_trials
+from studies.core import api, api_exports
+from studies.intervention import api as api_trials
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -47,5 +48,11 @@ urlpatterns = [
         "exports/<int:export_id>/download",
         api_exports.ExportDownloadView.as_view(),
         name="api-export-download",
+    ),
+    # the logged actions of any other registered study kind (its `action_route`)
+    path(
+        "assignments/<int:assignment_id>/<slug:route>",
+        api.ActionsView.as_view(),
+        name="api-actions",
     ),
 ]

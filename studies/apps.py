@@ -4,3 +4,8 @@ from django.apps import AppConfig
 class StudiesConfig(AppConfig):
     name = "studies"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        from studies.core.kinds import load_kinds
+
+        load_kinds()

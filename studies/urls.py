@@ -2,7 +2,10 @@
 
 from django.urls import path
 
-from . import views_analysis, views_intervention, views_participant, views_researcher
+from studies.core import views_participant, views_researcher
+from studies.intervention import views as views_intervention
+from studies.prompting import views as prompting_views
+from studies.prompting import views_analysis
 
 urlpatterns = [
     path("s/<int:study_id>/join", views_participant.join, name="join"),
@@ -29,7 +32,7 @@ urlpatterns = [
     ),
     path(
         "studies/<int:study_id>/assignments/<int:assignment_id>/replay",
-        views_researcher.assignment_replay,
+        prompting_views.assignment_replay,
         name="assignment-replay",
     ),
     path("studies/<int:study_id>/analysis", views_analysis.analysis_page, name="study-analysis"),

@@ -14,3 +14,13 @@ def fresh_worker_caches():
     model_cache.clear()
     yield
     model_cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def media(settings, tmp_path):
+    """Every test writes its files (media, embedding cache) under its own tmp_path, and never
+    picks up a SAM checkpoint from the environment."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    settings.EMBEDDING_CACHE_DIR = tmp_path / "embeddings"
+    settings.SAM_CHECKPOINT = ""
+    return settings.MEDIA_ROOT

@@ -8,8 +8,8 @@ import numpy as np
 from django.utils import timezone
 from PIL import Image
 
-from studies.events import submit_event
 from studies.models import Assignment, Participant, Study
+from studies.prompting.events import submit_event
 
 
 def ground_truth(assignment: Assignment) -> np.ndarray:

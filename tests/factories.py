@@ -6,8 +6,8 @@ import json
 
 from django.contrib.auth import get_user_model
 
-from studies.datasets import create_dataset
-from studies.enrolment import enrol_participant
+from studies.core.datasets import create_dataset
+from studies.core.enrolment import enrol_participant
 from studies.models import Dataset, ModelSpec, Study
 
 

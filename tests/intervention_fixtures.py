@@ -5,9 +5,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from studies.enrolment import enrol_participant
+from studies.core.enrolment import enrol_participant
 from studies.models import ModelSpec, Study
-from studies.protocol import DEFAULT_PROTOCOL
 from tests.factories import researcher, small_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +63,7 @@ def intervention_study(
         model=spec,
         owner=researcher(),
         status="open",
-        protocol={**DEFAULT_PROTOCOL, **protocol},
+        protocol=dict(protocol),
         survey_question="Did the model look at the object?",
     )
     for _ in range(participants):

@@ -607,11 +607,11 @@ def _seed(args: dict) -> dict:
     from django.utils import timezone
 
     from interventions.demo_data import generate_scene
-    from studies.datasets import create_dataset
-    from studies.demo import file_sha256
-    from studies.enrolment import enrol_participant
+    from studies.core.datasets import create_dataset
+    from studies.core.demo import file_sha256
+    from studies.core.enrolment import enrol_participant
+    from studies.core.kinds import get_kind
     from studies.models import ModelSpec, Study
-    from studies.protocol import DEFAULT_PROTOCOL, validate_protocol
     from tests.factories import researcher
 
     name = "Clean shapes"
@@ -639,7 +639,7 @@ def _seed(args: dict) -> dict:
         model=spec,
         owner=researcher("live"),
         status="open",
-        protocol=validate_protocol({**DEFAULT_PROTOCOL, **args["protocol"]}),
+        protocol=get_kind("prompting").validate_protocol(args["protocol"]),
     )
     out = {"id": study.pk, "model_id": spec.pk, "participants": []}
     for _ in range(args["participants"]):

@@ -1,42 +1,52 @@
-"""Batch tasks of issue 4: exports (progress on ExportJob) and automated prompting baselines
-(progress on a BackgroundJob). Light at import: the science is imported inside the tasks."""
+"""Batch tasks of prompting studies' analysis: exports and automated prompting baselines, each
+a Job with progress (workers/jobs.py). Light at import: the science is imported inside."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from celery import shared_task
-from django.utils import timezone
+
+from workers.jobs import running_job
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def export_study(self, job_id: int) -> dict:
-    """Write one ExportJob's zip; safe to run twice (a finished job is left as it is)."""
-    from studies.exports import run_export_job
+    """Write one export Job's zip under MEDIA_ROOT/exports; safe to run twice."""
+    from django.conf import settings
 
-    return run_export_job(job_id)
+    from studies.core.exports import run_export
+
+    with running_job(job_id) as job:
+        if job is None:
+            return {"job": job_id}
+        fmt = job.job.format
+        relative = f"exports/study{job.job.study_id}_{fmt}_{job_id}.zip"
+        head = run_export(job.job.study, fmt, Path(settings.MEDIA_ROOT) / relative, job.set)
+        job.finish(file=relative)
+    return {"job": job_id, "file": relative, "counts": head["counts"]}
 
 
 def run_baseline_job(job_id: int) -> dict:
     """Every (strategy, unit) of the job: seeded points, the study's model (the same
     `predict_mask` code path as the annotators' clicks), IoU vs ground truth; upserted by key."""
     from interventions.prompt_strategies import select_points
-    from studies.baselines import baseline_units, store_result
-    from studies.models import BackgroundJob
-    from workers.model_cache import ground_truth, load_rgb
-    from workers.tasks import _image_files, predict_mask, update_job
+    from studies.prompting.baselines import baseline_units, store_result
+    from workers.model_cache import ground_truth, image_files, load_rgb
+    from workers.tasks import predict_mask
 
-    job = BackgroundJob.objects.select_related("study__model", "study__dataset").get(pk=job_id)
-    study = job.study
-    params = job.params
-    strategies, seed = params["strategies"], int(params.get("seed", 0))
-    fixed = tuple(params["fixed"]) if params.get("fixed") else None
-    units = baseline_units(study, fixed)
-    total = len(units) * len(strategies)
-    update_job(job_id, status="running", total=total, done=0, progress=0.0, error="")
-    done = 0
-    try:
+    with running_job(job_id) as job:
+        if job is None:
+            return {"results": 0}
+        study = job.job.study
+        params = job.job.params
+        strategies, seed = params["strategies"], int(params.get("seed", 0))
+        fixed = tuple(params["fixed"]) if params.get("fixed") else None
+        units = baseline_units(study, fixed)
+        job.start(len(units) * len(strategies))
         for strategy in strategies:
             for unit in units:
-                image_path, mask_path, _ = _image_files(unit.image_id)
+                image_path, mask_path, _ = image_files(unit.image_id)
                 green, red = select_points(
                     strategy,
                     load_rgb(image_path),
@@ -46,28 +56,19 @@ def run_baseline_job(job_id: int) -> dict:
                     seed,
                 )
                 prediction = predict_mask(
-                    study.model_id,
+                    study.model.pk,
                     unit.image_id,
                     green.tolist(),
                     red.tolist(),
                     study.option("mask_choice"),
                 )
                 store_result(study, unit, strategy, seed, green, red, prediction)
-                done += 1
-                update_job(job_id, done=done, progress=done / max(total, 1))
-    except Exception as exc:
-        update_job(
-            job_id,
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
-        raise
-    update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
+                job.advance()
+        done = job.done
     return {"results": done}
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_prompt_baselines(self, job_id: int) -> dict:
-    """Run a `baseline` BackgroundJob (params: strategies, seed, fixed counts or null)."""
+    """Run a `baseline` Job (params: strategies, seed, fixed counts or null)."""
     return run_baseline_job(job_id)

@@ -1,4 +1,4 @@
-"""Celery tasks of intervention studies (DESIGN.md "Intervention protocol").
+"""Celery tasks of intervention studies (docs/design.md "Intervention protocol").
 
 - `predict_intervention` (queue `interactive`, routed by its `predict_` name): one trial, i.e. the
   classifier on the image with a region deleted or inserted; pure with respect to the database,
@@ -7,7 +7,7 @@
 - `precompute_image_analyses(job_id)` (`batch`): per image of the study's data set Grad-CAM,
   CounterfactualCAM, ContrastCAM (second class), VOICE map + stats, and the deletion/insertion
   curves + AUC of Grad-CAM, stored as `ImageAnalysis` rows with `.npz` maps; progress on the
-  BackgroundJob; safe to run twice (rows are replaced, not duplicated).
+  Job; safe to run twice (rows are replaced, not duplicated).
 
 Light at import (the web imports this module to enqueue): torch is imported inside the tasks.
 """
@@ -16,78 +16,26 @@ from __future__ import annotations
 
 import hashlib
 import io
-import threading
 import time
-from collections import OrderedDict
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 from celery import shared_task
-from django.conf import settings
 from django.core.files.base import ContentFile
 from django.db import transaction
-from django.utils import timezone
+
+from workers import model_cache
+from workers.jobs import running_job
+from workers.model_cache import classifier_for
+from workers.model_cache import image_pixels as _image
+from workers.model_cache import spec as _spec
 
 TOP_K = 5
 FLIP_STEPS = 50
 ANALYSIS_METHODS = ("gradcam", "counterfactual_cam", "contrast_cam", "voice", "causal_gradcam")
-_lock = threading.Lock()
-_classifiers: dict[tuple[int, str], object] = {}
-
 
 # ------------------------------------------------------------------ models and images
-
-
-def weights_file(path: str) -> Path:
-    """A ModelSpec weights path: absolute, or relative to the project root (committed weights)."""
-    p = Path(path)
-    return p if p.is_absolute() else Path(settings.BASE_DIR) / p
-
-
-def classifier_for(spec):
-    """The `interventions.models.Classifier` of a ModelSpec row, loaded once per process."""
-    from interventions.models import load_classifier
-
-    if spec.kind != "classifier":
-        raise ValueError(f"model {spec.name!r} is a {spec.kind} model, not a classifier")
-    key = (spec.pk, spec.weights_sha256 or "")
-    with _lock:
-        model = _classifiers.get(key)
-        if model is None:
-            model = load_classifier(
-                spec.architecture,
-                weights_file(spec.weights_path) if spec.weights_path else None,
-                class_names=spec.class_names or None,
-                input_size=spec.input_size or None,
-                mean=spec.mean or None,
-                std=spec.std or None,
-                target_layer=spec.target_layer or None,
-                expected_sha256=spec.weights_sha256 or None,
-            )
-            _classifiers[key] = model
-        return model
-
-
-def _spec(spec_id: int):
-    from studies.models import ModelSpec
-
-    return ModelSpec.objects.get(pk=spec_id)
-
-
-def _image(image_id: int) -> tuple[np.ndarray, int | None, str]:
-    """(uint8 RGB array, class label, sha256) of a dataset image; pixels cached by file + sha256."""
-    from studies.models import DatasetImage
-
-    image = DatasetImage.objects.only("image", "class_label", "sha256").get(pk=image_id)
-    return _pixels(image.image.path, image.sha256), image.class_label, image.sha256
-
-
-@lru_cache(maxsize=1024)
-def _pixels(path: str, sha256: str) -> np.ndarray:
-    from workers.model_cache import load_rgb
-
-    return np.array(load_rgb(path))  # a writable copy (torch.from_numpy warns on read-only arrays)
 
 
 def _normalised(classifier, rgb: np.ndarray):
@@ -140,23 +88,9 @@ def analysis_maps(spec_id: int, image_id: int) -> dict[str, np.ndarray]:
     return _computed_maps(spec, rgb, (spec.pk, spec.weights_sha256, sha))
 
 
-_maps_cache: OrderedDict[tuple, dict[str, np.ndarray]] = OrderedDict()
-MAPS_CACHE_SIZE = 256
-
-
 def _computed_maps(spec, rgb: np.ndarray, key: tuple) -> dict[str, np.ndarray]:
-    """Grad-CAM + VOICE computed in this process, kept in a small LRU keyed by
-    (spec id, weights sha256, image sha256)."""
-    with _lock:
-        if key in _maps_cache:
-            _maps_cache.move_to_end(key)
-            return _maps_cache[key]
-    maps = _explain_now(spec, rgb)
-    with _lock:
-        _maps_cache[key] = maps
-        while len(_maps_cache) > MAPS_CACHE_SIZE:
-            _maps_cache.popitem(last=False)
-    return maps
+    """Grad-CAM + VOICE computed in this process, kept in the worker's LRU (model_cache)."""
+    return model_cache.computed_maps(key, lambda: _explain_now(spec, rgb))
 
 
 def _explain_now(spec, rgb: np.ndarray) -> dict[str, np.ndarray]:
@@ -437,38 +371,22 @@ def store_analyses(image, spec, analyses: dict[str, dict]) -> None:
                 row.maps.storage.delete(old)
 
 
-def update_job(job_id: int, **fields) -> None:
-    from studies.models import BackgroundJob
-
-    BackgroundJob.objects.filter(pk=job_id).update(**fields)
-
-
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def precompute_image_analyses(self, job_id: int) -> dict:
-    """Every ImageAnalysis of the study's images, with progress on the BackgroundJob."""
-    from studies.models import BackgroundJob
-
-    job = BackgroundJob.objects.select_related("study__model", "study__dataset").get(pk=job_id)
-    study = job.study
-    spec = study.model
-    images = list(study.dataset.images.order_by("index"))
-    update_job(job_id, status="running", total=len(images), done=0, progress=0.0, error="")
-    try:
+    """Every ImageAnalysis of the study's images, with progress on the Job."""
+    with running_job(job_id) as job:
+        if job is None:
+            return {"images": 0}
+        study = job.job.study
+        spec = study.model
+        images = list(study.dataset.images.order_by("index"))
+        job.start(len(images))
         classifier = classifier_for(spec)
         substrate = study.option("substrate")
-        for done, image in enumerate(images, start=1):
+        for image in images:
             rgb, label, _ = _image(image.pk)
             store_analyses(image, spec, image_analyses(classifier, rgb, substrate, label))
-            update_job(job_id, done=done, progress=done / max(len(images), 1))
-    except Exception as exc:
-        update_job(
-            job_id,
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
-        raise
-    update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
+            job.advance()
     return {"images": len(images), "methods": list(ANALYSIS_METHODS)}
 
 

@@ -1,4 +1,5 @@
-"""Per-process caches a worker keeps: loaded models, ground-truth masks, image arrays.
+"""Every per-process cache a worker keeps, in one place: loaded segmentation backends and
+classifiers, ModelSpec rows, image files and pixels, ground-truth masks, explanation maps.
 
 A worker process loads each model once and keeps it; image embeddings live in the shared disk
 cache (`EMBEDDING_CACHE_DIR`, keyed by image sha256 + model id + weights sha256) with a small
@@ -8,6 +9,8 @@ in-memory LRU in front of it.
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
 
@@ -18,6 +21,33 @@ from PIL import Image
 _lock = threading.Lock()
 _backends: dict[tuple[int, str], object] = {}
 _embedding_cache = None
+_classifiers: dict[tuple[int, str], object] = {}
+_maps: OrderedDict[tuple, dict] = OrderedDict()
+MAPS_CACHE_SIZE = 256
+
+
+@lru_cache(maxsize=4096)
+def image_files(image_id: int) -> tuple[str, str, str]:
+    """(image path, mask path, sha256) of a dataset image; images are immutable once stored."""
+    from studies.models import DatasetImage
+
+    image = DatasetImage.objects.get(pk=image_id)
+    return image.image.path, image.mask.path, image.sha256
+
+
+def computed_maps(key: tuple, compute: Callable[[], dict]) -> dict:
+    """Explanation maps computed in this process, in a small LRU keyed by
+    (spec id, weights sha256, image sha256)."""
+    with _lock:
+        if key in _maps:
+            _maps.move_to_end(key)
+            return _maps[key]
+    maps = compute()
+    with _lock:
+        _maps[key] = maps
+        while len(_maps) > MAPS_CACHE_SIZE:
+            _maps.popitem(last=False)
+    return maps
 
 
 def backend_for(spec) -> object:
@@ -65,18 +95,65 @@ def ground_truth(path: str) -> np.ndarray:
     return mask
 
 
+def weights_file(path: str) -> Path:
+    """A ModelSpec weights path: absolute, or relative to the project root (committed weights)."""
+    p = Path(path)
+    return p if p.is_absolute() else Path(settings.BASE_DIR) / p
+
+
+def classifier_for(spec):
+    """The `interventions.models.Classifier` of a ModelSpec row, loaded once per process."""
+    from interventions.models import load_classifier
+
+    if spec.kind != "classifier":
+        raise ValueError(f"model {spec.name!r} is a {spec.kind} model, not a classifier")
+    key = (spec.pk, spec.weights_sha256 or "")
+    with _lock:
+        model = _classifiers.get(key)
+        if model is None:
+            model = load_classifier(
+                spec.architecture,
+                weights_file(spec.weights_path) if spec.weights_path else None,
+                class_names=spec.class_names or None,
+                input_size=spec.input_size or None,
+                mean=spec.mean or None,
+                std=spec.std or None,
+                target_layer=spec.target_layer or None,
+                expected_sha256=spec.weights_sha256 or None,
+            )
+            _classifiers[key] = model
+        return model
+
+
+@lru_cache(maxsize=64)
+def spec(spec_id: int):
+    """A ModelSpec row (rows are immutable once a study uses them)."""
+    from studies.models import ModelSpec
+
+    return ModelSpec.objects.get(pk=spec_id)
+
+
+def image_pixels(image_id: int) -> tuple[np.ndarray, int | None, str]:
+    """(uint8 RGB array, class label, sha256) of a dataset image; pixels cached by file + sha256."""
+    from studies.models import DatasetImage
+
+    image = DatasetImage.objects.only("image", "class_label", "sha256").get(pk=image_id)
+    return pixels(image.image.path, image.sha256), image.class_label, image.sha256
+
+
+@lru_cache(maxsize=1024)
+def pixels(path: str, sha256: str) -> np.ndarray:
+    return np.array(load_rgb(path))  # a writable copy (torch.from_numpy warns on read-only arrays)
+
+
 def clear() -> None:
     """Forget everything this process cached: models, rows, masks, maps (tests, where row ids
     and MEDIA_ROOT are reused from one test to the next)."""
     global _embedding_cache
-    from workers import intervention_tasks, tasks
-
     with _lock:
         _backends.clear()
+        _classifiers.clear()
+        _maps.clear()
         _embedding_cache = None
-    ground_truth.cache_clear()
-    tasks._image_files.cache_clear()
-    tasks._spec.cache_clear()
-    intervention_tasks._classifiers.clear()
-    intervention_tasks._maps_cache.clear()
-    intervention_tasks._pixels.cache_clear()
+    for cached in (ground_truth, image_files, spec, pixels):
+        cached.cache_clear()

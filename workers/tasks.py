@@ -10,35 +10,25 @@ from __future__ import annotations
 import base64
 import os
 import time
-from functools import lru_cache
 
 from celery import shared_task
-from django.db import transaction
-from django.utils import timezone
 
-
-@lru_cache(maxsize=4096)
-def _image_files(image_id: int) -> tuple[str, str, str]:
-    """(image path, mask path, sha256) of a dataset image; images are immutable once stored."""
-    from studies.models import DatasetImage
-
-    image = DatasetImage.objects.get(pk=image_id)
-    return image.image.path, image.mask.path, image.sha256
-
-
-@lru_cache(maxsize=64)
-def _spec(spec_id: int):
-    from studies.models import ModelSpec
-
-    return ModelSpec.objects.get(pk=spec_id)
+from workers.jobs import running_job
+from workers.model_cache import (
+    backend_for,
+    embedding_cache,
+    ground_truth,
+    image_files,
+    load_rgb,
+    spec,
+)
 
 
 def image_embedding(spec, image_id: int):
     """The image's embedding for the spec's backend: memory, then disk cache, then computed."""
-    from workers.model_cache import backend_for, embedding_cache, load_rgb
 
     backend = backend_for(spec)
-    path, _, sha = _image_files(image_id)
+    path, _, sha = image_files(image_id)
     return backend, embedding_cache().get_or_compute(sha, backend, lambda: load_rgb(path))
 
 
@@ -70,12 +60,11 @@ def predict_mask(
     import numpy as np
 
     from interventions.metrics import iou, rle_encode
-    from workers.model_cache import ground_truth
 
     started = time.perf_counter()
     _fault_injection_delay()
-    spec = _spec(spec_id)
-    backend, embedding = image_embedding(spec, image_id)
+    model_spec = spec(spec_id)
+    backend, embedding = image_embedding(model_spec, image_id)
     points = np.asarray([*green, *red], dtype=np.float64).reshape(-1, 2)
     labels = np.asarray([1] * len(green) + [0] * len(red), dtype=np.int64)
     mask_input = None
@@ -88,7 +77,7 @@ def predict_mask(
     else:
         index = 0
     mask = np.asarray(prediction.masks[index], dtype=bool)
-    _, mask_path, _ = _image_files(image_id)
+    _, mask_path, _ = image_files(image_id)
     score = iou(mask, ground_truth(mask_path))
     answer = {
         "mask_rle": rle_encode(mask),
@@ -108,40 +97,22 @@ def predict_mask(
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def embed_image(self, spec_id: int, image_id: int) -> str:
     """Compute (or find) one image's embedding in the shared disk cache; returns the model id."""
-    backend, _ = image_embedding(_spec(spec_id), image_id)
+    backend, _ = image_embedding(spec(spec_id), image_id)
     return backend.model_id
-
-
-def update_job(job_id: int, **fields) -> None:
-    from studies.models import BackgroundJob
-
-    BackgroundJob.objects.filter(pk=job_id).update(**fields)
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def precompute_embeddings(self, job_id: int) -> dict:
     """Fill the embedding cache for every image of a study's dataset, with progress on the job."""
-    from studies.models import BackgroundJob
-
-    job = BackgroundJob.objects.select_related("study__model", "study__dataset").get(pk=job_id)
-    study = job.study
-    if study.model.kind not in ("sam", "classical"):
-        update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
-        return {"images": 0}
-    image_ids = list(study.dataset.images.order_by("index").values_list("pk", flat=True))
-    update_job(job_id, status="running", total=len(image_ids), done=0, progress=0.0)
-    try:
-        for done, image_id in enumerate(image_ids, start=1):
+    with running_job(job_id) as job:
+        if job is None:
+            return {"images": 0}
+        study = job.job.study
+        if study.model.kind not in ("sam", "classical"):
+            return {"images": 0}
+        image_ids = list(study.dataset.images.order_by("index").values_list("pk", flat=True))
+        job.start(len(image_ids))
+        for image_id in image_ids:
             image_embedding(study.model, image_id)
-            update_job(job_id, done=done, progress=done / max(len(image_ids), 1))
-    except Exception as exc:
-        update_job(
-            job_id,
-            status="failed",
-            error=f"{type(exc).__name__}: {exc}",
-            finished_at=timezone.now(),
-        )
-        raise
-    with transaction.atomic():
-        update_job(job_id, status="done", progress=1.0, finished_at=timezone.now())
+            job.advance()
     return {"images": len(image_ids)}

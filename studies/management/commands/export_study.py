@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from studies.exports import FORMATS, run_export
+from studies.core.exports import FORMATS, run_export
 from studies.models import Study
 
 

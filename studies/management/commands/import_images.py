@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from studies.importers import import_images
+from studies.core.importers import import_images
 
 
 class Command(BaseCommand):

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from studies.importers import import_pointprompt
+from studies.core.importers import import_pointprompt
 
 
 class Command(BaseCommand):

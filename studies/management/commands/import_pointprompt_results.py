@@ -1,8 +1,8 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
-from studies.exports.import_results import import_pointprompt_results
 from studies.models import Dataset, ModelSpec
+from studies.prompting.exports.import_results import import_pointprompt_results
 
 
 class Command(BaseCommand):

@@ -4,8 +4,8 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from interventions.prompt_strategies import STRATEGIES
-from studies.baselines import start_baselines
-from studies.models import BackgroundJob, Study
+from studies.models import Job, Study
+from studies.prompting.baselines import start_baselines
 
 
 class Command(BaseCommand):
@@ -41,7 +41,7 @@ class Command(BaseCommand):
             total=1, desc="baselines", unit="prompt", disable=no_progress, file=self.stderr._out
         ) as bar:
             while True:
-                job = BackgroundJob.objects.get(pk=job.pk)
+                job = Job.objects.get(pk=job.pk)
                 bar.total = max(job.total, 1)
                 bar.n = job.done
                 bar.refresh()

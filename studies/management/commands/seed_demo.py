@@ -2,7 +2,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError
 
-from studies.demo import seed_demo
+from studies.core.demo import seed_demo
 
 
 class Command(BaseCommand):

@@ -1,0 +1,499 @@
+// The intervention annotation page (docs/design.md "Intervention protocol"). The participant paints
+// a region (brush with a radius, rectangle, polygon, eraser), picks delete or insert, and
+// applies: the page posts one trial (region as COCO RLE at the image's size) and shows the
+// model's new top-5, the change of the target class's probability and whether the prediction
+// flipped. Undo takes back the last paint step or the last apply (the trial stays logged: the
+// log is the server's, undo only changes what the page shows and the region being edited).
+// Trials are sent one at a time in `seq` order and retried with the same client_event_id.
+import { Api, ApiFailure } from "../core/api.js";
+import { displayScale, loadImage } from "../core/canvas_view.js";
+
+const $ = (id) => document.getElementById(id);
+const app = $("app");
+const config = { surveyQuestion: app.dataset.surveyQuestion, doneUrl: app.dataset.doneUrl };
+const ui = {
+  progress: $("progress"), goal: $("goal"), pending: $("pending"), banner: $("banner"), error: $("error"),
+  errorText: $("error-text"), retry: $("retry"), workspace: $("workspace"), area: $("area"), apply: $("apply"),
+  undo: $("undo"), finish: $("finish"), survey: $("survey"), radius: $("radius"), radiusValue: $("radius-value"),
+  substrate: $("substrate"), flip: $("flip"), top5: $("top5").querySelector("tbody"), history: $("history"),
+  trialCount: $("trial-count"), toolHelp: $("tool-help"), seenNote: $("seen-note"),
+};
+const api = new Api({ onRetry: (attempt, total, err) => showPending(`Connection problem (${err.message}): retrying ${attempt}/${total}…`) });
+
+const GOALS = {
+  flip: "Goal: find the smallest region whose deletion changes the model's prediction.",
+  restore: "Goal: find the smallest region that, inserted alone, makes the model predict the target.",
+  explore: "Goal: explore freely how deleting and inserting regions changes the prediction.",
+};
+const SUBSTRATE_TEXT = {
+  zero: "Substrate: plain grey (the data set's mean colour)", blur: "Substrate: a blurred copy of the image",
+  mean: "Substrate: the image's mean colour", noise: "Substrate: random noise",
+};
+const TOOL_HELP = {
+  brush: "Brush: drag to paint. Change the radius with the slider.",
+  rect: "Rectangle: drag from one corner to the opposite corner.",
+  polygon: "Polygon: click the corners; click the first corner again, double-click or press Enter to close (Esc cancels).",
+  eraser: "Eraser: drag to take pixels out of the region.",
+};
+
+const s = {
+  assignments: [], index: 0, assignment: null, info: null, image: null, gtLayer: null, overlayImg: null,
+  width: 0, height: 0, scale: 1, region: null, tool: "brush", drag: null, polygon: [],
+  undo: [], result: null, trials: [], seq: 0, sending: false, finished: false, busy: false,
+};
+
+function newId() {
+  if (crypto.randomUUID) return crypto.randomUUID();
+  return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
+}
+
+function showPending(text) { ui.pending.textContent = text; ui.pending.hidden = false; app.dataset.busy = "1"; }
+function hidePending() { ui.pending.hidden = true; app.dataset.busy = "0"; }
+function showBanner(text, kind = "info") { ui.banner.textContent = text; ui.banner.className = `banner ${kind}`; ui.banner.hidden = false; }
+function showError(text, onRetry) {
+  ui.errorText.textContent = text; ui.error.hidden = false; ui.retry.hidden = !onRetry;
+  ui.retry.onclick = onRetry ? () => { ui.error.hidden = true; onRetry(); } : null;
+}
+const pct = (v) => `${(100 * v).toFixed(1)}%`;
+const operation = () => document.querySelector("input[name=operation]:checked").value;
+
+// ---------- the region (Uint8Array, row-major, image size) ----------
+
+function regionArea() { let n = 0; for (const v of s.region) n += v; return n; }
+
+function pushUndo(kind) { s.undo.push({ kind, region: s.region.slice(), result: s.result }); if (s.undo.length > 200) s.undo.shift(); }
+
+function paintDisc(cx, cy, r, value) {
+  const { width: w, height: h } = s;
+  for (let y = Math.max(0, Math.floor(cy - r)); y <= Math.min(h - 1, Math.ceil(cy + r)); y++) {
+    for (let x = Math.max(0, Math.floor(cx - r)); x <= Math.min(w - 1, Math.ceil(cx + r)); x++) {
+      if ((x - cx) ** 2 + (y - cy) ** 2 <= r * r) s.region[y * w + x] = value;
+    }
+  }
+}
+
+function paintSegment(a, b, r, value) {
+  const steps = Math.max(1, Math.ceil(Math.hypot(b[0] - a[0], b[1] - a[1]) / Math.max(1, r / 2)));
+  for (let i = 0; i <= steps; i++) paintDisc(a[0] + ((b[0] - a[0]) * i) / steps, a[1] + ((b[1] - a[1]) * i) / steps, r, value);
+}
+
+function fillRect(a, b) {
+  const [x0, x1] = [Math.min(a[0], b[0]), Math.max(a[0], b[0])];
+  const [y0, y1] = [Math.min(a[1], b[1]), Math.max(a[1], b[1])];
+  for (let y = y0; y <= y1; y++) for (let x = x0; x <= x1; x++) s.region[y * s.width + x] = 1;
+}
+
+/** Pixels whose centre lies inside the polygon (even-odd rule), added to the region. */
+function fillPolygon(points) {
+  const { width: w, height: h } = s;
+  for (let y = 0; y < h; y++) {
+    const cy = y + 0.5, xs = [];
+    for (let i = 0, j = points.length - 1; i < points.length; j = i++) {
+      const [xi, yi] = [points[i][0] + 0.5, points[i][1] + 0.5], [xj, yj] = [points[j][0] + 0.5, points[j][1] + 0.5];
+      if ((yi > cy) !== (yj > cy)) xs.push(xi + ((cy - yi) * (xj - xi)) / (yj - yi));
+    }
+    xs.sort((p, q) => p - q);
+    for (let k = 0; k + 1 < xs.length; k += 2) {
+      for (let x = Math.max(0, Math.ceil(xs[k] - 0.5)); x <= Math.min(w - 1, Math.floor(xs[k + 1] - 0.5)); x++) s.region[y * w + x] = 1;
+    }
+  }
+}
+
+/** COCO RLE, uncompressed: column-major run lengths starting with a run of zeros. */
+export function encodeRle(mask, width, height) {
+  const counts = [];
+  let value = 0, run = 0;
+  for (let x = 0; x < width; x++) {
+    for (let y = 0; y < height; y++) {
+      const v = mask[y * width + x] ? 1 : 0;
+      if (v !== value) { counts.push(run); value = v; run = 0; }
+      run++;
+    }
+  }
+  counts.push(run);
+  return { size: [height, width], counts };
+}
+
+// ---------- drawing ----------
+
+function canvasFor(id) {
+  const c = $(id);
+  c.width = Math.round(s.width * s.scale); c.height = Math.round(s.height * s.scale);
+  return c;
+}
+
+function layerFromMask(mask, rgba) {
+  const layer = document.createElement("canvas");
+  layer.width = s.width; layer.height = s.height;
+  const ctx = layer.getContext("2d");
+  const data = ctx.createImageData(s.width, s.height);
+  for (let i = 0; i < mask.length; i++) if (mask[i]) data.data.set(rgba, i * 4);
+  ctx.putImageData(data, 0, 0);
+  return layer;
+}
+
+/** The ground truth's outline (object pixels with a 4-neighbour outside it) in yellow. */
+function outlineLayer(img) {
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  const px = ctx.getImageData(0, 0, c.width, c.height).data, w = c.width, h = c.height;
+  const inside = (x, y) => x >= 0 && y >= 0 && x < w && y < h && px[(y * w + x) * 4] > 127;
+  const edge = new Uint8Array(w * h);
+  for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) {
+    if (inside(x, y) && !(inside(x - 1, y) && inside(x + 1, y) && inside(x, y - 1) && inside(x, y + 1))) edge[y * w + x] = 1;
+  }
+  return layerFromMask(edge, [255, 214, 0, 255]);  // the mask has the image's size (s.width x s.height)
+}
+
+/** A preview of what the model sees: the substrate drawn into (delete) or around (insert) the region. */
+function substrateCanvas() {
+  const c = document.createElement("canvas");
+  c.width = s.width; c.height = s.height;
+  const ctx = c.getContext("2d");
+  const sub = s.info.substrate;
+  if (sub === "blur") { ctx.filter = "blur(5px)"; ctx.drawImage(s.image, 0, 0); ctx.filter = "none"; return c; }
+  if (sub === "noise") {
+    const data = ctx.createImageData(s.width, s.height);
+    let seed = 12345;
+    for (let i = 0; i < data.data.length; i += 4) {
+      for (let k = 0; k < 3; k++) { seed = (seed * 1103515245 + 12345) & 0x7fffffff; data.data[i + k] = 64 + (seed % 128); }
+      data.data[i + 3] = 255;
+    }
+    ctx.putImageData(data, 0, 0); return c;
+  }
+  let rgb = s.info.substrate_rgb || [128, 128, 128];
+  if (sub === "mean") {
+    const t = document.createElement("canvas"); t.width = s.width; t.height = s.height;
+    const tc = t.getContext("2d"); tc.drawImage(s.image, 0, 0);
+    const px = tc.getImageData(0, 0, s.width, s.height).data; const sum = [0, 0, 0];
+    for (let i = 0; i < px.length; i += 4) { sum[0] += px[i]; sum[1] += px[i + 1]; sum[2] += px[i + 2]; }
+    rgb = sum.map((v) => Math.round(v / (px.length / 4)));
+  }
+  ctx.fillStyle = `rgb(${rgb[0]},${rgb[1]},${rgb[2]})`; ctx.fillRect(0, 0, s.width, s.height);
+  return c;
+}
+
+function drawResult() {
+  const c = $("canvas-result"), ctx = c.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, c.width, c.height);
+  const applied = s.result && s.result.mask;
+  if (!applied) { ctx.drawImage(s.image, 0, 0, c.width, c.height); ui.seenNote.textContent = "(unmodified)"; return; }
+  const composite = document.createElement("canvas");
+  composite.width = s.width; composite.height = s.height;
+  const cc = composite.getContext("2d");
+  const keep = layerFromMask(s.result.mask, [255, 255, 255, 255]);
+  // delete: substrate where the region is; insert: the image only where the region is
+  cc.drawImage(s.result.operation === "delete" ? s.image : substrateCanvas(), 0, 0);
+  const patch = document.createElement("canvas");
+  patch.width = s.width; patch.height = s.height;
+  const pc = patch.getContext("2d");
+  pc.drawImage(s.result.operation === "delete" ? substrateCanvas() : s.image, 0, 0);
+  pc.globalCompositeOperation = "destination-in"; pc.drawImage(keep, 0, 0);
+  cc.drawImage(patch, 0, 0);
+  ctx.drawImage(composite, 0, 0, c.width, c.height);
+  ui.seenNote.textContent = `(after ${s.result.operation}, trial ${s.result.seq + 1})`;
+}
+
+function render() {
+  const c = $("canvas-paint"), ctx = c.getContext("2d");
+  ctx.imageSmoothingEnabled = false;
+  ctx.clearRect(0, 0, c.width, c.height);
+  ctx.drawImage(s.image, 0, 0, c.width, c.height);
+  ctx.drawImage(layerFromMask(s.region, [255, 40, 160, 140]), 0, 0, c.width, c.height);
+  if (s.gtLayer) ctx.drawImage(s.gtLayer, 0, 0, c.width, c.height);
+  const sc = s.scale;
+  if (s.drag && s.tool === "rect" && s.drag.to) {
+    const [a, b] = [s.drag.from, s.drag.to];
+    ctx.strokeStyle = "#ff28a0"; ctx.setLineDash([4, 3]); ctx.lineWidth = 2;
+    ctx.strokeRect(Math.min(a[0], b[0]) * sc, Math.min(a[1], b[1]) * sc, (Math.abs(b[0] - a[0]) + 1) * sc, (Math.abs(b[1] - a[1]) + 1) * sc);
+    ctx.setLineDash([]);
+  }
+  if (s.polygon.length) {
+    ctx.strokeStyle = "#ff28a0"; ctx.lineWidth = 2; ctx.beginPath();
+    s.polygon.forEach(([x, y], i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, (x + 0.5) * sc, (y + 0.5) * sc));
+    ctx.stroke();
+    for (const [x, y] of s.polygon) { ctx.beginPath(); ctx.arc((x + 0.5) * sc, (y + 0.5) * sc, 3, 0, 2 * Math.PI); ctx.fillStyle = "#ff28a0"; ctx.fill(); }
+  }
+  if (s.overlayImg) {
+    const o = $("canvas-overlay").getContext("2d");
+    o.clearRect(0, 0, c.width, c.height);
+    o.drawImage(s.image, 0, 0, c.width, c.height);
+    o.drawImage(s.overlayImg, 0, 0, c.width, c.height);
+  }
+  drawResult();
+  const area = regionArea();
+  ui.area.textContent = `Region: ${area} pixels (${pct(area / (s.width * s.height))} of the image)`;
+  ui.trialCount.textContent = `${s.trials.length} trial${s.trials.length === 1 ? "" : "s"} on this image`;
+  document.querySelectorAll(".tool").forEach((b) => b.classList.toggle("active", b.dataset.tool === s.tool));
+  ui.toolHelp.textContent = TOOL_HELP[s.tool];
+  ui.apply.disabled = s.finished || s.busy || area === 0;
+  ui.undo.disabled = s.finished || s.busy || !s.undo.length;
+  ui.finish.disabled = s.finished || s.busy;
+  app.dataset.area = String(area);
+  app.dataset.trials = String(s.trials.length);
+  app.dataset.tool = s.tool;
+  app.dataset.applied = s.result && s.result.mask ? "1" : "0";
+  renderPrediction();
+}
+
+function renderPrediction() {
+  const info = s.info, r = s.result && s.result.mask ? s.result.response : null;
+  $("target-name").textContent = info.target_name;
+  $("prob-before").textContent = info.prob_target.toFixed(3);
+  $("prob-after").textContent = r ? r.prob_after.toFixed(3) : "–";
+  $("prob-change").textContent = r ? `${r.prob_change >= 0 ? "+" : ""}${r.prob_change.toFixed(3)}` : "–";
+  app.dataset.probBefore = r ? String(r.prob_before) : String(info.prob_target);
+  app.dataset.probAfter = r ? String(r.prob_after) : "";
+  app.dataset.flipped = r ? String(r.flipped) : "";
+  if (r) {
+    const names = info.class_names;
+    ui.flip.hidden = false;
+    ui.flip.className = `flip ${r.flipped ? "yes" : "no"}`;
+    ui.flip.textContent = r.flipped
+      ? `The prediction flipped: ${names[r.prediction_before]} → ${names[r.prediction_after]}.`
+      : `The prediction did not flip (still ${names[r.prediction_after]}).`;
+  } else ui.flip.hidden = true;
+  $("top5-box").hidden = !info.show_top5;
+  if (!info.show_top5) return;
+  const after = new Map((r && r.top5_after ? r.top5_after : []).map((c) => [c.class, c.prob]));
+  const rows = info.top5.map((c) => [c.name, c.prob.toFixed(3), after.has(c.class) ? after.get(c.class).toFixed(3) : (r ? "<" + r.top5_after[r.top5_after.length - 1].prob.toFixed(3) : "–")]);
+  if (r) for (const c of r.top5_after) if (!info.top5.some((t) => t.class === c.class)) rows.push([c.name, "–", c.prob.toFixed(3)]);
+  ui.top5.replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement("tr");
+    cells.forEach((v, i) => { const td = document.createElement("td"); td.textContent = v; if (i) td.className = "num"; tr.append(td); });
+    return tr;
+  }));
+}
+
+// ---------- input ----------
+
+function pixelAt(event) {
+  const rect = $("canvas-paint").getBoundingClientRect();
+  const x = Math.floor(((event.clientX - rect.left) / rect.width) * s.width);
+  const y = Math.floor(((event.clientY - rect.top) / rect.height) * s.height);
+  return [Math.min(Math.max(x, 0), s.width - 1), Math.min(Math.max(y, 0), s.height - 1)];
+}
+
+const radius = () => Number(ui.radius.value);
+
+function onDown(event) {
+  if (s.finished || event.button !== 0) return;
+  event.preventDefault();
+  const p = pixelAt(event);
+  if (s.tool === "polygon") { addPolygonPoint(p); return; }
+  pushUndo(s.tool);
+  s.drag = { from: p, last: p, to: null };
+  if (s.tool === "brush" || s.tool === "eraser") paintDisc(p[0], p[1], radius(), s.tool === "brush" ? 1 : 0);
+  render();
+}
+
+function onMove(event) {
+  if (!s.drag) return;
+  const p = pixelAt(event);
+  if (s.tool === "brush" || s.tool === "eraser") { paintSegment(s.drag.last, p, radius(), s.tool === "brush" ? 1 : 0); s.drag.last = p; }
+  else s.drag.to = p;
+  render();
+}
+
+function onUp(event) {
+  if (!s.drag) return;
+  if (s.tool === "rect") fillRect(s.drag.from, s.drag.to || pixelAt(event));
+  s.drag = null;
+  render();
+}
+
+function addPolygonPoint(p) {
+  const first = s.polygon[0];
+  if (first && s.polygon.length >= 3 && Math.hypot(first[0] - p[0], first[1] - p[1]) * s.scale <= 8) { closePolygon(); return; }
+  s.polygon.push(p);
+  render();
+}
+
+function closePolygon() {
+  if (s.polygon.length >= 3) { pushUndo("polygon"); fillPolygon(s.polygon); }
+  s.polygon = [];
+  render();
+}
+
+function setTool(tool) { if (s.polygon.length && tool !== "polygon") s.polygon = []; s.tool = tool; render(); }
+
+function undo() {
+  if (s.polygon.length) { s.polygon.pop(); render(); return; }
+  const step = s.undo.pop();
+  if (!step) return;
+  s.region = step.region; s.result = step.result;
+  showBanner(step.kind === "apply" ? "Undone: the view is back to before the last apply (the trial stays in the log)." : "Undone.", "info");
+  render();
+}
+
+function onKey(event) {
+  if (!ui.survey.hidden || s.finished) return;
+  if (event.target instanceof HTMLInputElement && event.target.type !== "radio" && event.target.type !== "range") return;
+  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") { event.preventDefault(); undo(); return; }
+  if (event.ctrlKey || event.metaKey || event.altKey) return;
+  const key = event.key.toLowerCase();
+  if (key === "b") setTool("brush");
+  else if (key === "r") setTool("rect");
+  else if (key === "p") setTool("polygon");
+  else if (key === "e") setTool("eraser");
+  else if (key === "enter" && s.polygon.length) closePolygon();
+  else if (key === "escape") { s.polygon = []; render(); }
+}
+
+// ---------- trials ----------
+
+async function apply() {
+  if (s.busy || s.finished || regionArea() === 0) return;
+  const op = operation();
+  const item = { client_event_id: newId(), seq: s.seq, operation: op, substrate: s.info.substrate, region_rle: encodeRle(s.region, s.width, s.height), client_ts: Date.now() };
+  const mask = s.region.slice();
+  s.busy = true; render(); showPending("Waiting for the model…");
+  await send(item, mask);
+}
+
+async function send(item, mask) {
+  let res;
+  try {
+    res = await api.post(`assignments/${s.assignment.id}/trials`, item);
+  } catch (err) {
+    hidePending();
+    const status = err instanceof ApiFailure ? err.status : 0;
+    if (status === 409 && err.data.expected_seq !== undefined) {
+      await loadTrials();
+      s.busy = false; render();
+      showError(`Your view was out of date (${err.message}); apply again.`);
+    } else if (status >= 400 && status < 500) {
+      s.busy = false; render();
+      showError(`This trial was not accepted: ${err.message}`);
+    } else {
+      showError(`The trial could not be saved after several tries (${err.message}). It is kept: press Retry.`, () => { showPending("Waiting for the model…"); send(item, mask); });
+    }
+    return;
+  }
+  hidePending(); ui.error.hidden = true;
+  pushUndo("apply");
+  s.seq = res.seq + 1;
+  s.trials.push(res);
+  s.result = { mask, operation: item.operation, seq: res.seq, response: res };
+  addHistory(res);
+  s.busy = false;
+  if (!ui.banner.classList.contains("done")) ui.banner.hidden = true;
+  render();
+}
+
+function addHistory(r) {
+  const li = document.createElement("li");
+  li.textContent = `${r.operation} ${pct(r.area_fraction)} of the image: ${r.target_name} ${r.prob_before.toFixed(3)} → ${r.prob_after.toFixed(3)}${r.flipped ? " · flipped" : ""}`;
+  ui.history.append(li);
+}
+
+async function loadTrials() {
+  const st = await api.get(`assignments/${s.assignment.id}/trials`);
+  s.seq = st.next_seq; s.trials = st.trials; s.finished = st.status === "finished";
+  ui.history.replaceChildren(); st.trials.forEach(addHistory);
+  return st;
+}
+
+async function finish() {
+  if (s.busy || s.finished) return;
+  s.busy = true; render(); showPending("Saving…");
+  try {
+    await api.post(`assignments/${s.assignment.id}/finish`, { client_ts: Date.now() });
+  } catch (err) {
+    s.busy = false; hidePending(); render();
+    showError(`The image could not be finished (${err.message}).`, finish);
+    return;
+  }
+  s.busy = false; hidePending();
+  endImage();
+}
+
+function endImage() {
+  s.finished = true;
+  showBanner("You finished this image.", "done");
+  ui.survey.hidden = false;
+  app.dataset.phase = "survey";
+  ui.survey.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+  render();
+}
+
+async function answerSurvey(answer) {
+  ui.survey.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  showPending("Saving your answer…");
+  try {
+    await api.post(`assignments/${s.assignment.id}/survey`, { answers: { answer, question: config.surveyQuestion } });
+  } catch (err) {
+    hidePending();
+    showError(`Your answer was not saved (${err.message}).`, () => answerSurvey(answer));
+    return;
+  }
+  hidePending();
+  ui.survey.hidden = true;
+  loadFirst();
+}
+
+// ---------- the sequence of images ----------
+
+async function openAssignment(index) {
+  s.index = index;
+  const a = (s.assignment = s.assignments[index]);
+  app.dataset.phase = "loading";
+  ui.banner.hidden = true; ui.error.hidden = true; ui.survey.hidden = true;
+  const [image, info] = await Promise.all([loadImage(a.image_url), api.get(`assignments/${a.id}/intervention`), loadTrials()]);
+  Object.assign(s, { image, info, width: a.width, height: a.height, scale: displayScale(a.width, a.height), undo: [], result: null, polygon: [], drag: null, busy: false });
+  s.region = new Uint8Array(a.width * a.height);
+  s.gtLayer = a.ground_truth_url ? outlineLayer(await loadImage(a.ground_truth_url)) : null;
+  s.overlayImg = info.overlay_url ? await loadImage(info.overlay_url) : null;
+  canvasFor("canvas-paint"); canvasFor("canvas-result");
+  $("panel-overlay").hidden = !s.overlayImg;
+  if (s.overlayImg) {
+    canvasFor("canvas-overlay");
+    $("overlay-caption").textContent = info.overlay === "voice" ? "Model's uncertainty (VOICE)" : "Model's explanation (Grad-CAM)";
+  }
+  ui.goal.textContent = GOALS[info.goal] || info.goal;
+  ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Substrate: ${info.substrate}`;
+  ui.progress.textContent = `Image ${index + 1} of ${s.assignments.length}`;
+  app.dataset.assignment = String(a.id);
+  app.dataset.width = String(a.width);
+  app.dataset.height = String(a.height);
+  app.dataset.phase = "annotate";
+  ui.workspace.hidden = false;
+  render();
+  if (s.finished) endImage();
+}
+
+async function next() {
+  const me = await api.get("participants/me");
+  s.assignments = me.assignments.slice().sort((a, b) => a.order - b.order);
+  const index = s.assignments.findIndex((a) => !(a.status === "finished" && a.survey_answered));
+  if (index < 0) { app.dataset.phase = "done"; window.location.href = config.doneUrl; return; }
+  await openAssignment(index);
+}
+
+function loadFirst() {
+  next().catch((err) => showError(`The page could not load your task (${err.message}).`, loadFirst));
+}
+
+function start() {
+  const c = $("canvas-paint");
+  c.addEventListener("mousedown", onDown);
+  window.addEventListener("mousemove", onMove);
+  window.addEventListener("mouseup", onUp);
+  c.addEventListener("dblclick", (e) => { e.preventDefault(); if (s.tool === "polygon") closePolygon(); });
+  c.addEventListener("contextmenu", (e) => e.preventDefault());
+  document.addEventListener("keydown", onKey);
+  document.querySelectorAll(".tool").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
+  ui.radius.addEventListener("input", () => { ui.radiusValue.textContent = ui.radius.value; });
+  $("clear-region").addEventListener("click", () => { if (regionArea()) { pushUndo("clear"); s.region.fill(0); render(); } });
+  ui.apply.addEventListener("click", apply);
+  ui.undo.addEventListener("click", undo);
+  ui.finish.addEventListener("click", finish);
+  $("survey-yes").addEventListener("click", () => answerSurvey("yes"));
+  $("survey-no").addEventListener("click", () => answerSurvey("no"));
+  loadFirst();
+}
+
+start();

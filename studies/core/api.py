@@ -1,0 +1,293 @@
+"""The participants' JSON API (docs/design.md "API"). Thin views: parse, call a service, answer.
+
+Participants authenticate with `Authorization: Bearer <token>` or the session their join link
+opened (then the CSRF token is required, as for any cookie-authenticated write).
+"""
+
+from __future__ import annotations
+
+from django.db import InterfaceError, OperationalError
+from django.http import FileResponse, Http404
+from django.urls import reverse
+from django.utils import timezone
+from drf_spectacular.utils import OpenApiTypes, extend_schema
+from rest_framework.authentication import CSRFCheck
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from studies.core.api_errors import ApiError
+from studies.core.kinds import ProtocolError, kind_for_route, require_kind
+from studies.core.participant_auth import request_participant
+from studies.core.recorder import owned_assignment
+from studies.models import Assignment, Participant
+
+
+def participant_or_error(request, *, write: bool = False) -> Participant:
+    participant = request_participant(request._request if hasattr(request, "_request") else request)
+    if participant is None:
+        raise ApiError(
+            401,
+            "not signed in as a participant: open your join link or send Authorization: Bearer <token>",
+        )
+    bearer = request.META.get("HTTP_AUTHORIZATION", "").startswith("Bearer ")
+    if write and not bearer:
+        check = CSRFCheck(lambda req: None)
+        django_request = request._request
+        check.process_request(django_request)
+        reason = check.process_view(django_request, None, (), {})
+        if reason:
+            raise ApiError(403, f"CSRF check failed: {reason}")
+    if participant.study.status != "open" and write:
+        raise ApiError(409, f"the study is {participant.study.status}, not open")
+    return participant
+
+
+def study_kind(participant: Participant, name: str):
+    """The participant's study kind when it is `name`, else 400 saying what the study is."""
+    try:
+        return require_kind(participant.study, name)
+    except ProtocolError as exc:
+        raise ApiError(400, str(exc)) from None
+
+
+def require_consent(participant: Participant) -> None:
+    if not participant.consented:
+        raise ApiError(403, "consent is required before any task")
+
+
+class ParticipantView(APIView):
+    """Base: participants are not Django users; errors become JSON with a status."""
+
+    authentication_classes: list = []
+    permission_classes: list = []
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ApiError):
+            return Response({"error": exc.message, **exc.extra}, status=exc.status)
+        if isinstance(exc, OperationalError | InterfaceError):
+            # The database connection dropped mid-request: the transaction rolled back, nothing
+            # is stored, and the client's retry with the same client_event_id is safe.
+            return Response(
+                {
+                    "error": f"the database is unavailable ({type(exc).__name__}); retry with the same client_event_id"
+                },
+                status=503,
+            )
+        return super().handle_exception(exc)
+
+
+def assignment_summary(request, assignment: Assignment) -> dict:
+    study = assignment.participant.study
+    image = assignment.image
+    gt_url = None
+    if study.option("show_ground_truth"):
+        gt_url = request.build_absolute_uri(
+            reverse("api-assignment-ground-truth", args=[assignment.pk])
+        )
+    return {
+        "id": assignment.pk,
+        "order": assignment.order,
+        "status": assignment.status,
+        "image_url": request.build_absolute_uri(
+            reverse("api-assignment-image", args=[assignment.pk])
+        ),
+        "ground_truth_url": gt_url,
+        "width": image.width,
+        "height": image.height,
+        "stop_reason": assignment.stop_reason or None,
+        "survey_answered": assignment.survey_answers is not None,
+    }
+
+
+class MeView(ParticipantView):
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT, summary="The participant, consent and assignments"
+    )
+    def get(self, request):
+        participant = participant_or_error(request)
+        study = participant.study
+        assignments = participant.assignments.select_related(
+            "image", "participant__study"
+        ).order_by("order")
+        return Response(
+            {
+                "code": participant.code,
+                "consented": participant.consented,
+                "consent_version": study.consent_version,
+                "study": {
+                    "id": study.pk,
+                    "kind": study.kind,
+                    "title": study.title,
+                    "status": study.status,
+                    "show_score": bool(study.option("show_score")),
+                    "show_ground_truth": bool(study.option("show_ground_truth")),
+                },
+                "completion_code": participant.completion_code
+                if participant.completed_at
+                else None,
+                "assignments": [assignment_summary(request, a) for a in assignments],
+            }
+        )
+
+
+class ConsentView(ParticipantView):
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Give consent {version}"
+    )
+    def post(self, request):
+        participant = participant_or_error(request, write=True)
+        version = request.data.get("version") if isinstance(request.data, dict) else None
+        if not isinstance(version, str) or not version:
+            raise ApiError(
+                400, "field version is required (the consent version shown)", field="version"
+            )
+        if version != participant.study.consent_version:
+            raise ApiError(
+                400,
+                f"field version {version!r} is not the current consent version {participant.study.consent_version!r}",
+                field="version",
+            )
+        if not participant.consented:
+            participant.consent_version = version
+            participant.consented_at = timezone.now()
+            participant.save(update_fields=["consent_version", "consented_at"])
+        return Response(
+            {
+                "consented": True,
+                "version": participant.consent_version,
+                "at": participant.consented_at,
+            }
+        )
+
+
+def _owned(participant: Participant, assignment_id: int) -> Assignment:
+    return owned_assignment(participant, assignment_id, consent=False)
+
+
+class AssignmentView(ParticipantView):
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="State to resume an assignment")
+    def get(self, request, assignment_id: int):
+        participant = participant_or_error(request)
+        require_consent(participant)
+        assignment = _owned(participant, assignment_id)
+        return Response(participant.study.kind_spec.assignment_state(participant, assignment))
+
+
+class ActionsView(ParticipantView):
+    """POST one logged action of the study's kind (events of prompting studies, trials of
+    intervention studies, ...); the kind's recorder service stores it once."""
+
+    route = ""  # fixed by a subclass, else taken from the URL (a kind added later)
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Post one logged action"
+    )
+    def post(self, request, assignment_id: int, route: str = ""):
+        route = self.route or route
+        owner = kind_for_route(route)
+        if owner is None:
+            raise ApiError(404, f"no study kind takes {route!r}")
+        participant = participant_or_error(request, write=True)
+        require_consent(participant)
+        kind = participant.study.kind_spec
+        if kind.action_route != route:
+            article = "an" if owner.name[:1] in "aeiou" else "a"
+            raise ApiError(
+                400,
+                f"this study is not {article} {owner.name} study: post {kind.action_route} instead",
+            )
+        return Response(kind.submit(participant, assignment_id, request.data))
+
+
+class EventsView(ActionsView):
+    route = "events"
+
+
+class SurveyView(ParticipantView):
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+        summary="Answer the survey {answers}",
+    )
+    def post(self, request, assignment_id: int):
+        participant = participant_or_error(request, write=True)
+        require_consent(participant)
+        assignment = _owned(participant, assignment_id)
+        answers = request.data.get("answers") if isinstance(request.data, dict) else None
+        if not isinstance(answers, dict) or not answers:
+            raise ApiError(
+                400,
+                'field answers is required (an object, e.g. {"suboptimal_gt": "yes"})',
+                field="answers",
+            )
+        for key, value in answers.items():
+            if (
+                not isinstance(value, str | bool | int | float)
+                or isinstance(value, float)
+                and value != value
+            ):
+                raise ApiError(
+                    400, f"field answers.{key} must be a string, number or boolean", field="answers"
+                )
+        if assignment.status != "finished":
+            raise ApiError(409, "finish the image before answering its survey")
+        assignment.survey_answers = answers
+        assignment.save(update_fields=["survey_answers"])
+        _complete_if_done(participant)
+        return Response({"id": assignment.pk, "survey_answers": answers})
+
+
+class FinishView(ParticipantView):
+    @extend_schema(
+        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Finish the image"
+    )
+    def post(self, request, assignment_id: int):
+        participant = participant_or_error(request, write=True)
+        require_consent(participant)
+        assignment = _owned(participant, assignment_id)
+        if assignment.status == "finished":
+            return Response(
+                {"id": assignment.pk, "status": "finished", "stop_reason": assignment.stop_reason}
+            )
+        body = request.data if isinstance(request.data, dict) else {}
+        participant.study.kind_spec.finish(participant, assignment, body)
+        assignment.refresh_from_db()
+        return Response(
+            {
+                "id": assignment.pk,
+                "status": assignment.status,
+                "stop_reason": assignment.stop_reason,
+            }
+        )
+
+
+def _complete_if_done(participant: Participant) -> None:
+    remaining = (
+        participant.assignments.exclude(status="finished").exists()
+        or participant.assignments.filter(survey_answers__isnull=True).exists()
+    )
+    if not remaining and participant.completed_at is None:
+        participant.completed_at = timezone.now()
+        participant.save(update_fields=["completed_at"])
+
+
+class AssignmentImageView(ParticipantView):
+    """The image file of an assignment (participants never get a guessable media URL)."""
+
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    def get(self, request, assignment_id: int):
+        participant = participant_or_error(request)
+        assignment = _owned(participant, assignment_id)
+        return FileResponse(assignment.image.image.open("rb"), content_type="image/png")
+
+
+class AssignmentGroundTruthView(ParticipantView):
+    """The ground-truth mask, only when the study shows it."""
+
+    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    def get(self, request, assignment_id: int):
+        participant = participant_or_error(request)
+        assignment = _owned(participant, assignment_id)
+        if not participant.study.option("show_ground_truth"):
+            raise Http404("ground truth is not shown in this study")
+        return FileResponse(assignment.image.mask.open("rb"), content_type="image/png")

@@ -1,0 +1,141 @@
+"""Researchers' export API (docs/design.md "API"): POST /api/v1/studies/<id>/exports {format} -> job;
+GET /api/v1/exports/<id> -> {status, progress, download_url, error}; GET .../download -> the zip.
+
+Researchers authenticate with their Django session (CSRF required on POST); a researcher reaches
+only studies they own or collaborate on (others answer 404). The export runs as a `batch` task.
+"""
+
+from __future__ import annotations
+
+from django.db.models import Q
+from django.http import FileResponse
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiTypes, extend_schema
+from rest_framework.authentication import SessionAuthentication
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from studies.core.api_errors import ApiError
+from studies.core.dispatch import start_job
+from studies.core.exports import FORMATS
+from studies.models import Job, Study
+
+
+def researcher_or_error(request):
+    user = request.user
+    if user is None or not user.is_authenticated:
+        raise ApiError(401, "sign in as a researcher (Django session) to use the export API")
+    return user
+
+
+def visible_study(user, study_id: int) -> Study:
+    study = (
+        Study.objects.filter(Q(owner=user) | Q(collaborators=user))
+        .filter(pk=study_id)
+        .distinct()
+        .first()
+    )
+    if study is None:
+        raise ApiError(404, f"study {study_id} not found")
+    return study
+
+
+def visible_job(user, job_id: int) -> Job:
+    job = (
+        Job.objects.filter(Q(study__owner=user) | Q(study__collaborators=user))
+        .filter(pk=job_id, kind="export")
+        .distinct()
+        .first()
+    )
+    if job is None:
+        raise ApiError(404, f"export {job_id} not found")
+    return job
+
+
+def job_answer(request, job: Job) -> dict:
+    download = None
+    if job.status == "done" and job.file:
+        download = request.build_absolute_uri(reverse("api-export-download", args=[job.pk]))
+    return {
+        "id": job.pk,
+        "study": job.study_id,
+        "format": job.format,
+        "status": job.status,
+        "progress": job.progress,
+        "download_url": download,
+        "error": job.error or None,
+        "created_at": job.created_at.isoformat(),
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+
+
+def start_export(study: Study, fmt: object, user) -> Job:
+    """Create an export Job and enqueue it on `batch` once the row is committed."""
+    if not isinstance(fmt, str) or fmt not in FORMATS:
+        raise ApiError(400, f"field format must be one of {', '.join(FORMATS)}", field="format")
+    return start_job(
+        study, "export", "workers.export_tasks.export_study", {"format": fmt}, created_by=user
+    )
+
+
+class ResearcherView(APIView):
+    authentication_classes = [SessionAuthentication]
+    permission_classes: list = []
+
+    def handle_exception(self, exc):
+        if isinstance(exc, ApiError):
+            return Response({"error": exc.message, **exc.extra}, status=exc.status)
+        return super().handle_exception(exc)
+
+
+class StudyExportsView(ResearcherView):
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses=OpenApiTypes.OBJECT,
+        summary="Start an export of a study",
+    )
+    def post(self, request, study_id: int):
+        user = researcher_or_error(request)
+        study = visible_study(user, study_id)
+        data = request.data if isinstance(request.data, dict) else {}
+        if "format" not in data:
+            raise ApiError(
+                400, f"field format is required (one of {', '.join(FORMATS)})", field="format"
+            )
+        job = start_export(study, data["format"], user)
+        job.refresh_from_db()  # eager Celery may have finished it already
+        return Response(job_answer(request, job), status=202)
+
+    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The study's exports, newest first")
+    def get(self, request, study_id: int):
+        user = researcher_or_error(request)
+        study = visible_study(user, study_id)
+        return Response(
+            {"exports": [job_answer(request, job) for job in study.jobs.filter(kind="export")[:50]]}
+        )
+
+
+class ExportView(ResearcherView):
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="An export job: status, progress, download_url, error",
+    )
+    def get(self, request, export_id: int):
+        user = researcher_or_error(request)
+        return Response(job_answer(request, visible_job(user, export_id)))
+
+
+class ExportDownloadView(ResearcherView):
+    @extend_schema(
+        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        summary="Download a finished export",
+    )
+    def get(self, request, export_id: int):
+        user = researcher_or_error(request)
+        job = visible_job(user, export_id)
+        if job.status != "done" or not job.file:
+            raise ApiError(409, f"export {export_id} is {job.status}, not done")
+        name = f"study{job.study_id}_{job.format}.zip"
+        return FileResponse(
+            job.file.open("rb"), as_attachment=True, filename=name, content_type="application/zip"
+        )

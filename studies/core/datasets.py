@@ -1,0 +1,62 @@
+"""Storing data sets: images and ground-truth masks as files, one row per image."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+from django.core.files.base import ContentFile
+from django.db import transaction
+from PIL import Image
+
+from studies.models import Dataset, DatasetImage
+
+
+def png_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(array).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def check_pair(image: np.ndarray, mask: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an image (uint8 H x W x 3) and its mask (H x W, {0, 1} or bool); name the problem."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise ValueError(f"{where}: image must be uint8 H x W x 3, got {image.dtype} {image.shape}")
+    if mask.ndim != 2 or mask.shape != image.shape[:2]:
+        raise ValueError(f"{where}: mask shape {mask.shape} does not match image {image.shape[:2]}")
+    values = np.unique(mask)
+    if not set(values.tolist()) <= {0, 1}:
+        raise ValueError(f"{where}: mask values must be 0/1, got {values[:10].tolist()}")
+    return image, mask.astype(bool)
+
+
+@transaction.atomic
+def create_dataset(
+    name: str, items, *, source: str, seed: int | None = None, description: str = ""
+) -> Dataset:
+    """Create a data set from an iterable of (image uint8 HxWx3, mask bool HxW, label|None, class_name).
+
+    All or nothing: an invalid item raises ValueError and no row or file row is kept.
+    """
+    if Dataset.objects.filter(name=name).exists():
+        raise ValueError(f"a data set named {name!r} already exists")
+    dataset = Dataset.objects.create(name=name, source=source, seed=seed, description=description)
+    for index, (image, mask, label, class_name) in enumerate(items):
+        image, mask = check_pair(np.asarray(image), np.asarray(mask), f"{name}[{index}]")
+        image_png = png_bytes(image)
+        row = DatasetImage(
+            dataset=dataset,
+            index=index,
+            class_label=label,
+            class_name=class_name or "",
+            width=image.shape[1],
+            height=image.shape[0],
+            sha256=hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest(),
+        )
+        row.image.save(f"{index}.png", ContentFile(image_png), save=False)
+        row.mask.save(
+            f"{index}_mask.png", ContentFile(png_bytes(mask.astype(np.uint8) * 255)), save=False
+        )
+        row.save()
+    return dataset

@@ -1,0 +1,73 @@
+"""The one way the web process hands work to Celery: by task name, without importing the task
+module's science (no torch in the web process).
+
+- `run_interactive(name, args)`: a click -> answer task on the `interactive` queue, waited for.
+  Every failure of the service (broker down, worker lost, timeout, the task crashing) is the
+  same 503 telling the client to retry with the same `client_event_id`; a ValueError raised by
+  the model (the input cannot be used) is a 400.
+- `start_job(...)`: a `Job` row, and its task sent to the `batch` queue once the row is
+  committed; a failure to send marks the row failed (the page shows it) instead of raising.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from studies.core.api_errors import ApiError
+
+log = logging.getLogger(__name__)
+_imported = threading.Lock()
+_ready = False
+
+
+def celery_task(name: str):
+    """The registered task called `name` (task modules are imported once, lazily)."""
+    global _ready
+    from config.celery_app import app
+
+    if not _ready:
+        with _imported:
+            app.loader.import_default_modules()
+            _ready = True
+    return app.tasks[name]
+
+
+def run_interactive(name: str, args: list, what: str = "prediction"):
+    """Run `name` on the `interactive` queue and wait for its answer (see the module doc)."""
+    try:
+        result = celery_task(name).apply_async(args=args, queue="interactive")
+        return result.get(timeout=settings.INTERACTIVE_TIMEOUT_S, propagate=True)
+    except ApiError:
+        raise
+    except ValueError as exc:  # the model refused this input: the input, not the service
+        raise ApiError(400, f"the model cannot use this input: {exc}") from exc
+    except Exception as exc:  # broker down, worker lost, timeout, crash: nothing was stored
+        raise ApiError(
+            503,
+            f"the {what} service is unavailable right now ({type(exc).__name__}); "
+            "retry with the same client_event_id",
+        ) from exc
+
+
+def start_job(study, kind: str, task: str, params: dict | None = None, created_by=None):
+    """Create a queued Job and send `task(job_id)` to the batch queue after the commit."""
+    from studies.models import Job
+
+    job = Job.objects.create(study=study, kind=kind, params=params or {}, created_by=created_by)
+
+    def enqueue() -> None:
+        try:
+            celery_task(task).apply_async(args=[job.pk], queue="batch")
+        except Exception as exc:  # eager mode propagates; the row shows the error
+            log.warning("%s job %s of study %s failed: %s", kind, job.pk, study.pk, exc)
+            Job.objects.filter(pk=job.pk).exclude(status="failed").update(
+                status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+            )
+
+    transaction.on_commit(enqueue)
+    return job

@@ -1,0 +1,137 @@
+"""manifest.json: what makes an export reproducible (docs/design.md "Exports").
+
+Study, the full protocol (defaults filled in), the models with their weight hashes, the code
+version, counts, the time of export, the coordinate convention and the sha256 of every other
+file in the archive. Written last, streamed: the file list comes from the archive's spool.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from functools import lru_cache
+from importlib import metadata
+from pathlib import Path
+
+from django.conf import settings
+from django.utils import timezone
+
+from studies.core.exports.archive import ExportArchive
+from studies.core.kinds import full_protocol
+from studies.models import BaselineResult, Study
+
+MANIFEST_NAME = "manifest.json"
+MANIFEST_VERSION = 1
+
+COORDINATES = {
+    "points": "(x, y) = (column, row) in image pixels, origin top-left",
+    "pointprompt_points": (
+        "int64 (n x 2) arrays: floor of the clicked (x, y), i.e. the index of the pixel the "
+        "click fell in; the tidy tables keep the exact float coordinates"
+    ),
+    "rounds_pointprompt": "0-based (the database and the tidy tables count rounds from 1)",
+    "masks_png": "8-bit, 0 = background, 255 = object",
+    "rle": "COCO compressed RLE, column-major, size [height, width] (pycocotools)",
+}
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """`git describe --always --dirty` of the checkout, else the installed package version."""
+    try:
+        described = subprocess.run(
+            ["git", "describe", "--always", "--dirty", "--tags"],
+            cwd=Path(settings.BASE_DIR),
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+        if described:
+            return f"git:{described}"
+    except (OSError, subprocess.SubprocessError):
+        pass
+    try:
+        return f"intervene=={metadata.version('intervene')}"
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def study_block(study: Study) -> dict:
+    return {
+        "id": study.pk,
+        "kind": study.kind,
+        "title": study.title,
+        "status": study.status,
+        "dataset": {
+            "name": study.dataset.name,
+            "source": study.dataset.source,
+            "images": study.dataset.images.count(),
+        },
+        "annotators_per_image": study.annotators_per_image,
+        "images_per_participant": study.images_per_participant,
+        "assignment_seed": study.assignment_seed,
+        "consent_version": study.consent_version,
+        "survey_question": study.survey_question,
+        "created_at": study.created_at.isoformat() if study.created_at else None,
+        "opened_at": study.opened_at.isoformat() if study.opened_at else None,
+        "closed_at": study.closed_at.isoformat() if study.closed_at else None,
+    }
+
+
+def models_block(study: Study) -> list[dict]:
+    spec = study.model
+    used = sorted(
+        set(study.participants.values_list("assignments__events__model_id", flat=True).distinct())
+        - {None, ""}
+    )
+    baseline_models = sorted(
+        set(BaselineResult.objects.filter(study=study).values_list("model_id", flat=True)) - {""}
+    )
+    return [
+        {
+            "role": "study model",
+            "name": spec.name,
+            "kind": spec.kind,
+            "architecture": spec.architecture,
+            "model_id": spec.model_id,
+            "weights_file": Path(spec.weights_path).name if spec.weights_path else None,
+            "weights_sha256": spec.weights_sha256 or None,
+            "model_ids_in_log": used,
+            "model_ids_in_baselines": baseline_models,
+        }
+    ]
+
+
+def write_manifest(
+    archive: ExportArchive, study: Study, fmt: str, counts: dict, extra: dict | None = None
+) -> dict:
+    """Write manifest.json as the archive's last entry; return its head (without the file list)."""
+    head = {
+        "manifest_version": MANIFEST_VERSION,
+        "format": fmt,
+        "exported_at": timezone.now().isoformat(),
+        "code_version": code_version(),
+        "study": study_block(study),
+        "protocol": full_protocol(study),
+        "models": models_block(study),
+        "coordinates": COORDINATES,
+        "counts": {**counts, "files": archive.count},
+        **(extra or {}),
+    }
+    with archive.open_text(MANIFEST_NAME) as out:
+        body = json.dumps(head, indent=2, sort_keys=False)
+        out.write(body[:-2] + ',\n  "files": {')  # keep the head readable, stream the file list
+        first = True
+        for name, sha, size in archive.files():
+            if name == MANIFEST_NAME:
+                continue
+            out.write(
+                ("\n    " if first else ",\n    ")
+                + json.dumps(name)
+                + ": "
+                + json.dumps({"sha256": sha, "bytes": size})
+            )
+            first = False
+        out.write("\n  }\n}\n")
+    return head

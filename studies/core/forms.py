@@ -1,0 +1,165 @@
+"""Researchers' forms: a study with every protocol option, and generating participant links.
+
+The protocol options are ordinary form fields built from the study kinds' declared options
+(studies/core/kinds.py); the form checks the chosen kind's options with that kind's
+`validate_protocol`, so the web page and the engine agree on what is allowed. Once a study has logged events its data set, model and protocol are locked: changing
+them would make the log disagree with the protocol written into every export.
+"""
+
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+
+from studies.core.kinds import Option, ProtocolError, all_kinds, get_kind, kind_choices
+from studies.models import Dataset, ModelSpec, Study
+
+PROTOCOL_PREFIX = "protocol_"
+
+
+def _protocol_field(name: str, option: Option) -> forms.Field:
+    label = name.replace("_", " ").capitalize()
+    default, help_text = option.default, option.help
+    if isinstance(default, bool):
+        return forms.BooleanField(required=False, initial=default, label=label, help_text=help_text)
+    if isinstance(default, int):
+        return forms.IntegerField(initial=default, label=label, help_text=help_text)
+    if option.choices:
+        return forms.ChoiceField(
+            choices=[(c, c) for c in option.choices],
+            initial=default,
+            label=label,
+            help_text=help_text,
+        )
+    return forms.CharField(initial=default, label=label, help_text=help_text)
+
+
+def _all_options() -> dict[str, Option]:
+    """Every kind's options by name (an option two kinds share is one field)."""
+    options: dict[str, Option] = {}
+    for kind in all_kinds():
+        for name, option in kind.options.items():
+            options.setdefault(name, option)
+    return options
+
+
+class StudyForm(forms.ModelForm):
+    """Create or edit a study; `protocol_<option>` fields hold the protocol."""
+
+    completion_url = forms.URLField(
+        required=False,
+        assume_scheme="https",
+        help_text="Crowd-platform return URL (the completion page redirects there).",
+    )
+
+    class Meta:
+        model = Study
+        fields = [
+            "title",
+            "kind",
+            "dataset",
+            "model",
+            "instructions",
+            "consent_text",
+            "consent_version",
+            "survey_question",
+            "annotators_per_image",
+            "images_per_participant",
+            "assignment_seed",
+            "allow_public_join",
+            "completion_code",
+            "completion_url",
+            "collaborators",
+        ]
+        widgets = {
+            "instructions": forms.Textarea(attrs={"rows": 4}),
+            "consent_text": forms.Textarea(attrs={"rows": 4}),
+            "survey_question": forms.Textarea(attrs={"rows": 2}),
+            "collaborators": forms.SelectMultiple(attrs={"size": 4}),
+        }
+
+    def __init__(self, *args, owner=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.owner = owner or (self.instance.owner if self.instance.pk else None)
+        self.fields["dataset"].queryset = Dataset.objects.order_by("name")
+        self.fields["model"].queryset = ModelSpec.objects.order_by("name")
+        users = get_user_model().objects.order_by("username")
+        if self.owner is not None:
+            users = users.exclude(pk=self.owner.pk)
+        self.fields["collaborators"].queryset = users
+        self.fields["collaborators"].required = False
+        self.fields["kind"] = forms.ChoiceField(
+            choices=kind_choices(), initial=self.instance.kind or "prompting", label="Kind"
+        )
+        current = self.instance.protocol if self.instance.pk else {}
+        self.options = _all_options()
+        for name, option in self.options.items():
+            field = _protocol_field(name, option)
+            field.initial = current.get(name, option.default)
+            self.fields[PROTOCOL_PREFIX + name] = field
+        # logged actions exist once any assignment has taken one (next_seq moved on)
+        self.locked = (
+            bool(self.instance.pk)
+            and self.instance.participants.filter(assignments__next_seq__gt=0).exists()
+        )
+        if self.locked:
+            for name in [
+                "kind",
+                "dataset",
+                "model",
+                *(PROTOCOL_PREFIX + n for n in self.options),
+            ]:
+                self.fields[name].disabled = True
+
+    def protocol_sections(self) -> list[tuple[str, list]]:
+        """(heading, fields) per kind; an option several kinds share is shown once, first."""
+        shown: set[str] = set()
+        sections = []
+        for kind in all_kinds():
+            names = [n for n in kind.options if n not in shown]
+            shown.update(names)
+            sections.append(
+                (f"{kind.label} protocol", kind.name, [self[PROTOCOL_PREFIX + n] for n in names])
+            )
+        return sections
+
+    def clean(self) -> dict:
+        data = super().clean()
+        kind_name, model = data.get("kind"), data.get("model")
+        if not kind_name:
+            return data
+        kind = get_kind(kind_name)
+        options = {
+            name: data[PROTOCOL_PREFIX + name]
+            for name in kind.options
+            if PROTOCOL_PREFIX + name in data
+        }
+        if len(options) == len(kind.options):
+            try:
+                data["protocol"] = kind.validate_protocol(options)
+            except ProtocolError as exc:
+                self.add_error(None, str(exc))
+        if model and model.kind not in kind.model_kinds:
+            wanted = " or ".join(kind.model_kinds)
+            self.add_error(
+                "model",
+                f"a {kind.name} study needs a model of kind {wanted}, not {model.kind}",
+            )
+        return data
+
+    def save(self, commit: bool = True) -> Study:
+        study = super().save(commit=False)
+        if "protocol" in self.cleaned_data:
+            study.protocol = self.cleaned_data["protocol"]
+        if not study.pk and self.owner is not None:
+            study.owner = self.owner
+        if commit:
+            study.save()
+            self.save_m2m()
+        return study
+
+
+class GenerateLinksForm(forms.Form):
+    """How many new participant links to create at once."""
+
+    count = forms.IntegerField(min_value=1, max_value=500, initial=5, label="New participant links")

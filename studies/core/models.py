@@ -1,0 +1,261 @@
+"""The shared domain model: data sets, model specs, studies, participants, assignments, jobs.
+
+Kind-specific logs live beside their kind (`studies/prompting/models.py`,
+`studies/intervention/models.py`); all are models of the one `studies` app and keep their
+tables (`studies_<model>`).
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+from django.db import models
+
+
+def image_upload_path(instance: DatasetImage, filename: str) -> str:
+    return f"datasets/{instance.dataset_id}/images/{filename}"
+
+
+def mask_upload_path(instance: DatasetImage, filename: str) -> str:
+    return f"datasets/{instance.dataset_id}/masks/{filename}"
+
+
+class Dataset(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    description = models.TextField(blank=True)
+    source = models.CharField(
+        max_length=50, default="upload", help_text="generated / pointprompt / upload"
+    )
+    seed = models.IntegerField(
+        null=True, blank=True, help_text="Generator seed for generated data sets"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DatasetImage(models.Model):
+    dataset = models.ForeignKey(Dataset, on_delete=models.CASCADE, related_name="images")
+    index = models.PositiveIntegerField(help_text="0..N-1 within the dataset, used by exports")
+    image = models.FileField(upload_to=image_upload_path)
+    mask = models.FileField(upload_to=mask_upload_path, help_text="ground truth, PNG 0/255")
+    class_label = models.IntegerField(null=True, blank=True)
+    class_name = models.CharField(max_length=100, blank=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    sha256 = models.CharField(max_length=64, db_index=True)
+
+    class Meta:
+        ordering = ["dataset", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["dataset", "index"], name="unique_image_index"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.dataset.name}[{self.index}]"
+
+
+class ModelSpec(models.Model):
+    KIND_CHOICES = [
+        ("sam", "SAM"),
+        ("classical", "Classical point-seeded"),
+        ("classifier", "Classifier"),
+    ]
+    name = models.CharField(max_length=200, unique=True)
+    kind = models.CharField(max_length=20, choices=KIND_CHOICES)
+    architecture = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="vit_h / vit_l / vit_b, a torchvision name, torchscript, demo",
+    )
+    weights_path = models.CharField(max_length=500, blank=True)
+    weights_sha256 = models.CharField(max_length=64, blank=True)
+    class_names = models.JSONField(default=list, blank=True)
+    input_size = models.PositiveIntegerField(null=True, blank=True)
+    mean = models.JSONField(default=list, blank=True)
+    std = models.JSONField(default=list, blank=True)
+    target_layer = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    @property
+    def model_id(self) -> str:
+        """Stable identifier written with every timestep: kind, architecture, weights hash.
+
+        The same string the loaded backend reports (`classical-v1`, `sam-vit_b-<sha12>`), so
+        the manifest's model and the log's `model_id` column can be matched."""
+        if self.kind == "classical":
+            return self.architecture or "classical-v1"
+        parts = [self.kind]
+        if self.architecture:
+            parts.append(self.architecture)
+        if self.weights_sha256:
+            parts.append(self.weights_sha256[:12])
+        return "-".join(parts)
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.model_id})"
+
+
+def default_protocol() -> dict:
+    """A new study's protocol: empty, so its kind's defaults apply (`Study.option`)."""
+    return {}
+
+
+class Study(models.Model):
+    STATUS_CHOICES = [("draft", "Draft"), ("open", "Open"), ("closed", "Closed")]
+    DEFAULT_SURVEY = "Do you think the ground truth mask was suboptimal, i.e. are SAM's results qualitatively better?"
+
+    kind = models.CharField(
+        max_length=20, default="prompting", help_text="a registered study kind (core/kinds.py)"
+    )
+    title = models.CharField(max_length=200)
+    instructions = models.TextField(blank=True)
+    consent_text = models.TextField(blank=True, default="I agree to take part in this study.")
+    consent_version = models.CharField(max_length=50, default="1")
+    survey_question = models.TextField(blank=True, default=DEFAULT_SURVEY)
+    dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="studies")
+    model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="studies")
+    protocol = models.JSONField(default=default_protocol)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="draft")
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="owned_studies"
+    )
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_studies"
+    )
+    annotators_per_image = models.PositiveIntegerField(default=1)
+    images_per_participant = models.PositiveIntegerField(
+        null=True, blank=True, help_text="empty = every image of the dataset"
+    )
+    assignment_seed = models.IntegerField(default=0)
+    allow_public_join = models.BooleanField(default=True)
+    completion_code = models.CharField(max_length=100, blank=True)
+    completion_url = models.URLField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    opened_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name_plural = "studies"
+
+    @property
+    def kind_spec(self):
+        """This study's kind (studies/core/kinds.py): options, pages, services."""
+        from studies.core.kinds import kind_of
+
+        return kind_of(self)
+
+    def option(self, name: str):
+        """A protocol option of the study's kind, falling back to the kind's default."""
+        if name in self.protocol:
+            return self.protocol[name]
+        option = self.kind_spec.options.get(name)
+        return option.default if option is not None else None
+
+    def __str__(self) -> str:
+        return self.title
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class Participant(models.Model):
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="participants")
+    number = models.PositiveIntegerField(help_text="enrolment order, 1-based")
+    code = models.CharField(max_length=20, help_text="pseudonymous code st<number>")
+    token = models.CharField(max_length=64, unique=True, default=new_token)
+    prolific_pid = models.CharField(max_length=100, blank=True)
+    external_study_id = models.CharField(max_length=100, blank=True)
+    external_session_id = models.CharField(max_length=100, blank=True)
+    consent_version = models.CharField(max_length=50, blank=True)
+    consented_at = models.DateTimeField(null=True, blank=True)
+    completion_code = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["study", "number"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "number"], name="unique_participant_number"),
+            models.UniqueConstraint(fields=["study", "code"], name="unique_participant_code"),
+        ]
+
+    @property
+    def consented(self) -> bool:
+        return self.consented_at is not None
+
+    def __str__(self) -> str:
+        return f"{self.study_id}:{self.code}"
+
+
+class Assignment(models.Model):
+    STATUS_CHOICES = [("pending", "Pending"), ("active", "Active"), ("finished", "Finished")]
+    participant = models.ForeignKey(
+        Participant, on_delete=models.CASCADE, related_name="assignments"
+    )
+    image = models.ForeignKey(DatasetImage, on_delete=models.PROTECT, related_name="assignments")
+    order = models.PositiveIntegerField()
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="pending")
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    stop_reason = models.CharField(max_length=20, blank=True)
+    survey_answers = models.JSONField(null=True, blank=True)
+    # The protocol engine's state after the last event (derivable from the log; kept for speed).
+    state = models.JSONField(default=dict, blank=True)
+    next_seq = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["participant", "order"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["participant", "image"], name="unique_assignment_image"
+            ),
+            models.UniqueConstraint(
+                fields=["participant", "order"], name="unique_assignment_order"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant} #{self.order} {self.image}"
+
+
+class Job(models.Model):
+    """A background job with progress: an export, a precompute, a baseline run, ...
+
+    One row per job, whatever it does: `kind` says what, `params` how, `file` holds what it
+    wrote (exports). Workers move it queued -> running -> done | failed (workers/jobs.py)."""
+
+    STATUS_CHOICES = [
+        ("queued", "Queued"),
+        ("running", "Running"),
+        ("done", "Done"),
+        ("failed", "Failed"),
+    ]
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="jobs")
+    kind = models.CharField(max_length=30, help_text="export / precompute / baseline / ...")
+    params = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="queued")
+    progress = models.FloatField(default=0.0, help_text="0..1")
+    total = models.PositiveIntegerField(default=0)
+    done = models.PositiveIntegerField(default=0)
+    file = models.FileField(upload_to="exports/", blank=True)
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    @property
+    def format(self) -> str:
+        """An export job's format (pointprompt / tidy / coco)."""
+        return self.params.get("format", "")
+
+    def __str__(self) -> str:
+        return f"{self.kind} job {self.pk} ({self.status})"

@@ -1,0 +1,228 @@
+"""Researchers' pages: study list, create/edit, open/close, participant links, live progress,
+and the progress of the job that runs when a study opens. Kind-specific pages (replay,
+analysis) live in the kind's package.
+
+Login required everywhere; a researcher reaches only studies they own or collaborate on (any
+other study id answers 404, so ids do not leak). Views stay thin: the batch work (embeddings)
+is enqueued on Celery, never run with torch in the web process.
+"""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.db.models import Count, Max, Q
+from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_POST
+
+from studies.core.enrolment import enrol_participant
+from studies.core.forms import GenerateLinksForm, StudyForm
+from studies.core.kinds import full_protocol
+from studies.models import Assignment, Study
+
+
+def visible_studies(user):
+    """Studies the user owns or collaborates on."""
+    return Study.objects.filter(Q(owner=user) | Q(collaborators=user)).distinct()
+
+
+def researcher_study(request: HttpRequest, study_id: int) -> Study:
+    """The study if the signed-in researcher may see it, else 404."""
+    return get_object_or_404(
+        visible_studies(request.user).select_related("dataset", "model", "owner"), pk=study_id
+    )
+
+
+def join_url(request: HttpRequest, study: Study, token: str | None = None) -> str:
+    url = request.build_absolute_uri(reverse("join", args=[study.pk]))
+    return f"{url}?t={token}" if token else url
+
+
+@login_required
+def study_list(request: HttpRequest) -> HttpResponse:
+    studies = (
+        visible_studies(request.user)
+        .select_related("dataset", "model", "owner")
+        .annotate(n_participants=Count("participants", distinct=True))
+        .order_by("-created_at")
+    )
+    return render(request, "researcher/study_list.html", {"studies": studies})
+
+
+@login_required
+def study_create(request: HttpRequest) -> HttpResponse:
+    form = StudyForm(request.POST or None, owner=request.user)
+    if request.method == "POST" and form.is_valid():
+        study = form.save()
+        messages.success(
+            request, f"Study “{study.title}” created (draft). Open it to let participants in."
+        )
+        return redirect("study-detail", study_id=study.pk)
+    return render(request, "researcher/study_form.html", {"form": form, "creating": True})
+
+
+@login_required
+def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = researcher_study(request, study_id)
+    form = StudyForm(request.POST or None, instance=study)
+    if request.method == "POST" and form.is_valid():
+        form.save()
+        messages.success(request, "Study saved.")
+        return redirect("study-detail", study_id=study.pk)
+    return render(
+        request, "researcher/study_form.html", {"form": form, "study": study, "creating": False}
+    )
+
+
+@login_required
+@require_POST
+def study_set_status(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = researcher_study(request, study_id)
+    action = request.POST.get("action")
+    if action not in ("open", "close"):
+        messages.error(request, f"unknown action {action!r}: expected open or close")
+        return redirect("study-detail", study_id=study.pk)
+    with transaction.atomic():
+        if action == "open":
+            study.status, study.opened_at = "open", study.opened_at or timezone.now()
+            study.save(update_fields=["status", "opened_at"])
+            study.kind_spec.on_open(study)
+        else:
+            study.status, study.closed_at = "closed", timezone.now()
+            study.save(update_fields=["status", "closed_at"])
+    messages.success(request, f"Study {'opened' if action == 'open' else 'closed'}.")
+    return redirect("study-detail", study_id=study.pk)
+
+
+@login_required
+@require_POST
+def study_links(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = researcher_study(request, study_id)
+    form = GenerateLinksForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("study-detail", study_id=study.pk)
+    if not study.dataset.images.exists():
+        messages.error(request, f"the data set {study.dataset.name} has no images to assign")
+        return redirect("study-detail", study_id=study.pk)
+    created = [enrol_participant(study) for _ in range(form.cleaned_data["count"])]
+    messages.success(
+        request, f"{len(created)} participant links created ({created[0].code}–{created[-1].code})."
+    )
+    return redirect(reverse("study-detail", args=[study.pk]) + "#participants")
+
+
+def study_progress(study: Study) -> dict:
+    """Per participant and per image: assignments, finished, best IoU; the latest precompute job."""
+    assignments = (
+        Assignment.objects.filter(participant__study=study)
+        .select_related("participant", "image")
+        .annotate(
+            best=Max("events__iou"), n_events=Count("events"), last_ts=Max("events__server_ts")
+        )
+        .order_by("participant__number", "order")
+    )
+    participants: dict[int, dict] = {}
+    images: dict[int, dict] = {}
+    for a in assignments:
+        p = participants.setdefault(
+            a.participant_id,
+            {
+                "participant": a.participant,
+                "assignments": [],
+                "finished": 0,
+                "bests": [],
+                "last": None,
+                "events": 0,
+            },
+        )
+        p["assignments"].append(a)
+        p["events"] += a.n_events
+        p["finished"] += a.status == "finished"
+        if a.best is not None:
+            p["bests"].append(a.best)
+        if a.last_ts and (p["last"] is None or a.last_ts > p["last"]):
+            p["last"] = a.last_ts
+        im = images.setdefault(
+            a.image_id, {"image": a.image, "assigned": 0, "finished": 0, "bests": []}
+        )
+        im["assigned"] += 1
+        im["finished"] += a.status == "finished"
+        if a.best is not None:
+            im["bests"].append(a.best)
+    for p in participants.values():
+        participant = p["participant"]
+        p["status"] = (
+            "completed"
+            if participant.completed_at
+            else "in progress"
+            if p["events"]
+            else "consented"
+            if participant.consented
+            else "not started"
+        )
+        p["best_mean"] = sum(p["bests"]) / len(p["bests"]) if p["bests"] else None
+    for im in images.values():
+        im["best"] = max(im["bests"]) if im["bests"] else None
+        im["best_mean"] = sum(im["bests"]) / len(im["bests"]) if im["bests"] else None
+    participant_rows = sorted(participants.values(), key=lambda p: p["participant"].number)
+    # participants enrolled without assignments (an empty data set) still show up
+    for participant in study.participants.exclude(pk__in=participants.keys()):
+        participant_rows.append(
+            {
+                "participant": participant,
+                "assignments": [],
+                "finished": 0,
+                "best_mean": None,
+                "last": None,
+                "status": "no images",
+            }
+        )
+    total = sum(len(p["assignments"]) for p in participant_rows)
+    return {
+        "participants": participant_rows,
+        "images": sorted(images.values(), key=lambda im: im["image"].index),
+        "assignments_total": total,
+        "assignments_finished": sum(p["finished"] for p in participant_rows),
+        "precompute": study.jobs.filter(kind="precompute").order_by("-created_at").first(),
+    }
+
+
+@login_required
+def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = researcher_study(request, study_id)
+    context = {
+        "study": study,
+        "protocol": full_protocol(study),
+        "kind_links": study.kind_spec.researcher_links(study),
+        "public_join_url": join_url(request, study),
+        "links_form": GenerateLinksForm(),
+        "progress": study_progress(study),
+        "is_owner": study.owner_id == request.user.pk,
+    }
+    return render(request, "researcher/study_detail.html", context)
+
+
+@login_required
+def study_progress_fragment(request: HttpRequest, study_id: int) -> HttpResponse:
+    """The live progress tables alone (the detail page polls this)."""
+    study = researcher_study(request, study_id)
+    return render(
+        request, "researcher/_progress.html", {"study": study, "progress": study_progress(study)}
+    )
+
+
+@login_required
+def study_image(request: HttpRequest, study_id: int, image_id: int, what: str) -> FileResponse:
+    """An image or ground-truth mask of the study's data set (for the replay)."""
+    study = researcher_study(request, study_id)
+    image = get_object_or_404(study.dataset.images, pk=image_id)
+    if what not in ("image", "mask"):
+        raise Http404(f"unknown file {what!r}: expected image or mask")
+    return FileResponse(
+        (image.image if what == "image" else image.mask).open("rb"), content_type="image/png"
+    )

@@ -1,0 +1,82 @@
+"""Intervention studies: annotators delete or insert image regions and see how a classifier's
+prediction moves; explanations, VOICE and causal curves are precomputed per image."""
+
+from __future__ import annotations
+
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils import timezone
+
+from studies.core.kinds import StudyKind, register
+from studies.intervention.protocol import OPTIONS
+
+
+def participant_page(request, study, participant):
+    return render(
+        request, "intervention/intervene.html", {"study": study, "participant": participant}
+    )
+
+
+def submit(participant, assignment_id: int, data):
+    from studies.intervention.trials import submit_trial
+
+    return submit_trial(participant, assignment_id, data)
+
+
+def assignment_state(participant, assignment) -> dict:
+    from studies.intervention.trials import trial_state
+
+    return trial_state(participant, assignment.pk)
+
+
+def finish(participant, assignment, body: dict) -> None:
+    """An intervention image ends when the annotator says so (trials are the log)."""
+    from studies.models import Assignment
+
+    Assignment.objects.filter(pk=assignment.pk).exclude(status="finished").update(
+        status="finished", finished_at=timezone.now(), stop_reason="finished"
+    )
+
+
+def on_open(study):
+    from studies.intervention.precompute import start_image_analyses
+
+    return start_image_analyses(study)
+
+
+def tidy_tables(study, archive) -> dict:
+    from studies.intervention.export import export_intervention_parts
+
+    return export_intervention_parts(study, archive)
+
+
+def researcher_links(study) -> list:
+    return [
+        (
+            "intervention-analysis",
+            "Interventions",
+            "trials, explanations and analyses",
+            reverse("intervention-study", args=[study.pk]),
+        )
+    ]
+
+
+INTERVENTION = register(
+    StudyKind(
+        name="intervention",
+        label="Intervention",
+        options=OPTIONS,
+        model_kinds=("classifier",),
+        participant_page=participant_page,
+        action_route="trials",
+        submit=submit,
+        assignment_state=assignment_state,
+        finish=finish,
+        on_open=on_open,
+        tidy_tables=tidy_tables,
+        researcher_links=researcher_links,
+        instructions_template="intervention/_howto.html",
+        survey_question="Did the model look at the object?",
+        extra={"precompute_label": "Explanations, VOICE and causal curves"},
+    )
+)

@@ -1,0 +1,19 @@
+"""The options of an intervention study: what a deletion becomes, the annotator's goal, the
+explanation shown as the experimental condition."""
+
+from studies.core.kinds import Option
+
+SUBSTRATES = ("zero", "blur", "mean", "noise")
+GOALS = ("flip", "restore", "explore")
+OVERLAYS = ("none", "gradcam", "voice")
+OPTIONS = {
+    "show_ground_truth": Option(True, "Draw the object's outline for annotators."),
+    "show_top5": Option(True, "Show the model's top-5 predictions."),
+    "substrate": Option("zero", "What a deleted region becomes.", SUBSTRATES),
+    "goal": Option(
+        "flip", "flip: smallest deletion that flips; restore: smallest insertion; explore.", GOALS
+    ),
+    "overlay": Option(
+        "none", "Explanation shown to the annotator (experimental condition).", OVERLAYS
+    ),
+}

@@ -1,0 +1,241 @@
+"""Participants' intervention trials: validate, predict, store once (docs/design.md "Intervention
+protocol", `POST /api/v1/assignments/<id>/trials`).
+
+A trial is one apply: the region (COCO RLE at the image's size) is deleted (replaced by the
+study's substrate) or inserted (the image starts as substrate, the region is revealed) and the
+classifier runs on the result as an `interactive` Celery task. Nothing is stored until its
+answer is back; the trial row and the assignment's `next_seq` are written in one transaction,
+so a failure leaves nothing half-stored and the client's retry with the same `client_event_id`
+gets the stored answer. Bad input answers 400 naming the field and stores nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from studies.core.api_errors import ApiError
+from studies.core.dispatch import run_interactive
+from studies.core.recorder import ActionLog, Envelope, owned_assignment, record
+from studies.intervention.protocol import OVERLAYS, SUBSTRATES
+from studies.models import Assignment, InterventionTrial, Participant
+
+OPERATIONS = ("delete", "insert")
+MAX_RLE_CHARS = 2_000_000
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """A checked trial payload (past its envelope)."""
+
+    operation: str
+    region_rle: dict
+    substrate: str
+    client_ts: float | None
+
+
+def _region(value: object, width: int, height: int) -> tuple[dict, int]:
+    """The region as a normalised COCO RLE dict and its pixel count; 400 naming region_rle."""
+    from interventions.metrics import rle_decode, rle_encode  # numpy + pycocotools, no torch
+
+    if value is None:
+        raise ApiError(
+            400, "field region_rle is required ({size: [h, w], counts})", field="region_rle"
+        )
+    if (
+        not isinstance(value, dict)
+        or set(value) - {"size", "counts"}
+        or not {"size", "counts"} <= set(value)
+    ):
+        raise ApiError(
+            400,
+            "field region_rle must be an object with exactly size and counts",
+            field="region_rle",
+        )
+    size = value["size"]
+    if (
+        not isinstance(size, list)
+        or len(size) != 2
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
+    ):
+        raise ApiError(
+            400, "field region_rle.size must be [height, width] (two integers)", field="region_rle"
+        )
+    if size != [height, width]:
+        raise ApiError(
+            400,
+            f"field region_rle.size {size} differs from the image size [{height}, {width}] (height, width)",
+            field="region_rle",
+        )
+    counts = value["counts"]
+    if isinstance(counts, str):
+        if len(counts) > MAX_RLE_CHARS:
+            raise ApiError(400, "field region_rle.counts is too long", field="region_rle")
+    elif isinstance(counts, list):
+        if len(counts) > height * width + 1 or not all(
+            isinstance(c, int) and not isinstance(c, bool) for c in counts
+        ):
+            raise ApiError(
+                400,
+                "field region_rle.counts must be a string or a list of integers",
+                field="region_rle",
+            )
+    else:
+        raise ApiError(
+            400,
+            "field region_rle.counts must be a string (compressed) or a list of run lengths",
+            field="region_rle",
+        )
+    try:
+        mask = rle_decode({"size": size, "counts": counts})
+    except Exception as exc:  # pycocotools and our checks: every malformed RLE is the input's fault
+        raise ApiError(
+            400,
+            f"field region_rle is not a valid COCO RLE of this image: {exc}",
+            field="region_rle",
+        ) from None
+    area = int(mask.sum())
+    if area == 0:
+        raise ApiError(
+            400, "field region_rle is empty: paint a region before applying", field="region_rle"
+        )
+    return rle_encode(mask), area
+
+
+def parse_trial(data: dict, width: int, height: int, study_substrate: str) -> TrialRequest:
+    """Check a trial payload past its envelope; raise ApiError(400) naming the field otherwise."""
+    operation = data.get("operation")
+    if operation is None:
+        raise ApiError(400, "field operation is required (delete or insert)", field="operation")
+    if operation not in OPERATIONS:
+        raise ApiError(
+            400,
+            f"field operation: unknown operation {operation!r}, expected delete or insert",
+            field="operation",
+        )
+    substrate = data.get("substrate", study_substrate)
+    if substrate not in SUBSTRATES:
+        raise ApiError(
+            400,
+            f"field substrate: unknown substrate {substrate!r}, expected one of {', '.join(SUBSTRATES)}",
+            field="substrate",
+        )
+    if substrate != study_substrate:
+        raise ApiError(
+            400,
+            f"field substrate {substrate!r}: this study uses the substrate {study_substrate!r}",
+            field="substrate",
+        )
+    client_ts = data.get("client_ts")
+    if client_ts is not None:
+        if isinstance(client_ts, bool) or not isinstance(client_ts, int | float):
+            raise ApiError(400, "field client_ts must be a number", field="client_ts")
+        if not math.isfinite(client_ts):
+            raise ApiError(
+                400, f"field client_ts must be finite (got {client_ts})", field="client_ts"
+            )
+        client_ts = float(client_ts)
+    region, _ = _region(data.get("region_rle"), width, height)
+    return TrialRequest(operation, region, substrate, client_ts)
+
+
+def public_response(study, response: dict) -> dict:
+    """What a participant sees of a stored trial answer (top-5 only when the study shows it)."""
+    if study.option("show_top5"):
+        return response
+    return {**response, "top5_before": None, "top5_after": None}
+
+
+def request_intervention(assignment: Assignment, req: TrialRequest) -> dict:
+    """Run the trial's prediction on the `interactive` queue and wait for its answer."""
+    study = assignment.participant.study
+    args = [study.model.pk, assignment.image_id, req.operation, req.substrate, req.region_rle]
+    return run_interactive("workers.intervention_tasks.predict_intervention", args)
+
+
+class TrialLog(ActionLog):
+    """Intervention trials as the recorder sees them: one apply, one prediction."""
+
+    related_name = "trials"
+    kind_label = "trial"
+
+    def parse(self, data: dict, assignment: Assignment, envelope: Envelope) -> TrialRequest:
+        image = assignment.image
+        study = assignment.participant.study
+        return parse_trial(data, image.width, image.height, study.option("substrate"))
+
+    def same_request(self, row: InterventionTrial, envelope: Envelope, req: TrialRequest) -> bool:
+        return (
+            row.seq == envelope.seq
+            and row.operation == req.operation
+            and row.substrate == req.substrate
+            and row.region_rle == req.region_rle
+        )
+
+    def compute(self, assignment: Assignment, envelope: Envelope, req: TrialRequest) -> dict:
+        return request_intervention(assignment, req)
+
+    def store(self, locked, envelope, req: TrialRequest, result: dict, latency_ms, now) -> dict:
+        overlay = locked.participant.study.option("overlay")
+        response = {
+            "seq": envelope.seq,
+            "client_event_id": envelope.cid,
+            "operation": req.operation,
+            "substrate": req.substrate,
+            "overlay": overlay if overlay in OVERLAYS else "none",
+            **{key: result[key] for key in RESULT_FIELDS},
+            "latency_ms": round(latency_ms, 3),
+        }
+        InterventionTrial.objects.create(
+            assignment=locked,
+            seq=envelope.seq,
+            client_event_id=envelope.cid,
+            operation=req.operation,
+            region_rle=req.region_rle,
+            substrate=req.substrate,
+            overlay=response["overlay"],
+            target_class=result["target_class"],
+            prob_before=result["prob_before"],
+            prob_after=result["prob_after"],
+            top5_before=result["top5_before"],
+            top5_after=result["top5_after"],
+            flipped=result["flipped"],
+            area_fraction=result["area_fraction"],
+            gradcam_iou=result["gradcam_iou"],
+            voice_overlap=result["voice_overlap"],
+            model_id=result["model_id"],
+            latency_ms=latency_ms,
+            client_ts=req.client_ts,
+            server_ts=now,
+            response=response,
+        )
+        locked.state = {**(locked.state or {}), "trials": envelope.seq + 1}
+        locked.status = "active"
+        return response
+
+    def public(self, study, response: dict) -> dict:
+        return public_response(study, response)
+
+
+TRIAL_LOG = TrialLog()
+RESULT_FIELDS = (
+    "target_class", "target_name", "prob_before", "prob_after", "prob_change", "prediction_before",
+    "prediction_after", "top5_before", "top5_after", "flipped", "predicts_target", "area_fraction",
+)  # fmt: skip
+
+
+def submit_trial(participant: Participant, assignment_id: int, data: object) -> dict:
+    """Validate, predict and store one trial; return the answer (replayed on retries)."""
+    return record(TRIAL_LOG, participant, assignment_id, data)
+
+
+def trial_state(participant: Participant, assignment_id: int) -> dict:
+    """What the page needs to resume an intervention assignment: next seq and the trials so far."""
+    assignment = owned_assignment(participant, assignment_id)
+    study = participant.study
+    return {
+        "id": assignment.pk,
+        "status": assignment.status,
+        "next_seq": assignment.next_seq,
+        "trials": [public_response(study, t.response) for t in assignment.trials.order_by("seq")],
+    }

@@ -1,0 +1,1 @@
+"""Export formats written from the prompting log: PointPrompt, tidy tables, COCO."""

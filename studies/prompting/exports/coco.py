@@ -1,0 +1,130 @@
+"""COCO annotations (docs/design.md "Exports"): the final and the best mask of every scored assignment.
+
+One `annotations.json` in the COCO format (Lin et al., 2014) with RLE segmentations; images are
+the data set's (id = index), one category (the data set's object). Extra fields per annotation
+say whose mask it is: participant, assignment, kind (`final` / `best` / `baseline`), timestep,
+round, iou. Automated baseline masks are included with kind `baseline` and their strategy.
+Streamed: the annotation list is written one annotation at a time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+from pycocotools import mask as mask_utils
+
+from studies.core.exports.archive import ExportArchive
+from studies.models import Assignment, BaselineResult, DatasetImage, Study
+from studies.prompting.analysis import best_position
+from studies.prompting.exports.records import CHUNK, dataset_indices, study_assignment_timesteps
+
+Progress = Callable[[int, int], None]
+
+
+def rle_geometry(rle: dict) -> tuple[int, list[float]]:
+    coco = {"size": rle["size"], "counts": rle["counts"].encode("ascii")}
+    return int(mask_utils.area(coco)), [float(v) for v in mask_utils.toBbox(coco)]
+
+
+def annotation(ann_id: int, image_index: int, rle: dict, **extra) -> dict:
+    area, bbox = rle_geometry(rle)
+    return {
+        "id": ann_id,
+        "image_id": image_index,
+        "category_id": 1,
+        "segmentation": rle,
+        "area": area,
+        "bbox": bbox,
+        "iscrowd": 0,
+        **extra,
+    }
+
+
+def export_coco(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
+    dataset = study.dataset
+    dataset_indices(study)
+    meta = {
+        a["pk"]: a
+        for a in Assignment.objects.filter(participant__study=study).values(
+            "pk", "participant__code", "image__index"
+        )
+    }
+    total = len(meta)
+    images = [
+        {
+            "id": im["index"],
+            "file_name": f"{im['index']}.png",
+            "width": im["width"],
+            "height": im["height"],
+        }
+        for im in DatasetImage.objects.filter(dataset=dataset)
+        .order_by("index")
+        .values("index", "width", "height")
+    ]
+    head = {
+        "info": {
+            "description": f"{study.title}: final and best masks per assignment",
+            "study_id": study.pk,
+        },
+        "images": images,
+        "categories": [{"id": 1, "name": dataset.name, "supercategory": "object"}],
+    }
+    counts = {
+        "images": len(images),
+        "annotations": 0,
+        "assignments_with_masks": 0,
+        "baseline_annotations": 0,
+    }
+    with archive.open_text("annotations.json") as out:
+        out.write(json.dumps(head)[:-1] + ', "annotations": [')
+        ann_id = 0
+
+        def emit(ann: dict) -> None:
+            nonlocal ann_id
+            out.write(("\n" if ann_id == 0 else ",\n") + json.dumps(ann, separators=(",", ":")))
+            ann_id += 1
+
+        done = 0
+        for assignment_id, rows in study_assignment_timesteps(study):
+            a = meta[assignment_id]
+            best = rows[best_position([r["iou"] for r in rows])]
+            for kind, row in (("final", rows[-1]), ("best", best)):
+                emit(
+                    annotation(
+                        ann_id + 1, a["image__index"], row["mask_rle"], kind=kind,
+                        participant=a["participant__code"], assignment_id=assignment_id,
+                        timestep=row["timestep"], round=row["round"], iou=row["iou"],
+                    )
+                )  # fmt: skip
+            counts["assignments_with_masks"] += 1
+            done += 1
+            if progress:
+                progress(done, total)
+        for row in (
+            BaselineResult.objects.filter(study=study, mask_rle__isnull=False)
+            .order_by("strategy", "seed", "image__index", "assignment_id")
+            .values(
+                "image__index",
+                "mask_rle",
+                "strategy",
+                "seed",
+                "count_source",
+                "assignment_id",
+                "iou",
+            )
+            .iterator(chunk_size=CHUNK)
+        ):
+            emit(
+                annotation(
+                    ann_id + 1, row["image__index"], row["mask_rle"], kind="baseline", strategy=row["strategy"],
+                    seed=row["seed"], count_source=row["count_source"], assignment_id=row["assignment_id"],
+                    iou=row["iou"],
+                )
+            )  # fmt: skip
+            counts["baseline_annotations"] += 1
+        counts["annotations"] = ann_id
+        out.write("\n]}\n")
+    if progress:
+        progress(total, total)
+    return counts

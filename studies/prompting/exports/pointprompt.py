@@ -1,0 +1,135 @@
+"""The PointPrompt layout (docs/design.md "Exports"), so the public PointPrompt scripts read our studies.
+
+Image datasets/<D>/samples.npy, labels.npy     object arrays of uint8 images / {0, 1} labels
+Prompting results/<D>/st<k>/points/<i>_green.npy, <i>_red.npy   object (T,), element t = int64 (n_t x 2)
+                           scores/<i>score.npy float64 (T,), sorts/<i>_sort.npy int64 (T,)
+                           eachround/<i>_.npy int64 (T,) 0-based rounds, masks/<i>_<t>_mask.png 0/255
+finetune/samples/<D>/<i>_sample.npy, finetune/labels/<D>/<i>_label.npy,
+finetune/human/<D>/st<k>_<i>_green.npy, _red.npy   points of the best timestep (T > 0 only)
+
+Every participant gets files for every image index 0..N-1 (empty when never scored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import cv2
+import numpy as np
+
+from interventions.metrics import rle_decode
+from studies.core.exports.archive import ExportArchive
+from studies.models import DatasetImage, Study
+from studies.prompting.exports.records import (
+    dataset_indices,
+    load_image,
+    load_label,
+    participant_timesteps,
+    points_int,
+)
+
+Progress = Callable[[int, int], None]
+
+
+def mask_png(rle: dict) -> bytes:
+    mask = rle_decode(rle).astype(np.uint8) * 255
+    ok, encoded = cv2.imencode(".png", mask)
+    if not ok:
+        raise ValueError("could not encode a mask as PNG")
+    return encoded.tobytes()
+
+
+def point_sets(rows: list[dict], colour: str) -> np.ndarray:
+    array = np.empty(len(rows), dtype=object)
+    for t, row in enumerate(rows):
+        array[t] = points_int(row[colour])
+    return array
+
+
+def write_results(
+    archive: ExportArchive, base: str, index: int, rows: list[dict], where: str
+) -> np.ndarray:
+    """One participant x image: points, scores, sorts, rounds, masks. Returns the scores."""
+    for t, row in enumerate(rows):
+        if row["timestep"] != t:
+            raise ValueError(
+                f"{where}: timesteps are not contiguous (found {row['timestep']} at position {t})"
+            )
+        if row["mask_rle"] is None or row["iou"] is None:
+            raise ValueError(f"{where}: timestep {t} has no mask or score")
+    scores = np.asarray([row["iou"] for row in rows], dtype=np.float64)
+    archive.write_npy(f"{base}/points/{index}_green.npy", point_sets(rows, "green"))
+    archive.write_npy(f"{base}/points/{index}_red.npy", point_sets(rows, "red"))
+    archive.write_npy(f"{base}/scores/{index}score.npy", scores)
+    archive.write_npy(
+        f"{base}/sorts/{index}_sort.npy", np.argsort(-scores, kind="stable").astype(np.int64)
+    )
+    archive.write_npy(
+        f"{base}/eachround/{index}_.npy",
+        np.asarray([row["round"] - 1 for row in rows], dtype=np.int64),
+    )
+    for t, row in enumerate(rows):
+        archive.write_bytes(f"{base}/masks/{index}_{t}_mask.png", mask_png(row["mask_rle"]))
+    return scores
+
+
+def export_pointprompt(
+    study: Study, archive: ExportArchive, progress: Progress | None = None
+) -> dict:
+    """Write the study in the PointPrompt layout; return counts for the manifest."""
+    from studies.prompting.exports.tidy import write_baselines_csv
+
+    name = study.dataset.name
+    indices = dataset_indices(study)
+    n_images = len(indices)
+    participants = list(study.participants.order_by("number").values_list("pk", "code"))
+    total = len(participants) * n_images
+    images = DatasetImage.objects.filter(dataset=study.dataset).order_by("index")
+
+    archive.write_object_npy(
+        f"Image datasets/{name}/samples.npy", n_images, (load_image(im) for im in images.iterator())
+    )
+    archive.write_object_npy(
+        f"Image datasets/{name}/labels.npy", n_images, (load_label(im) for im in images.iterator())
+    )
+    for image in images.iterator():
+        archive.write_npy(f"finetune/samples/{name}/{image.index}_sample.npy", load_image(image))
+        archive.write_npy(f"finetune/labels/{name}/{image.index}_label.npy", load_label(image))
+
+    done = timesteps = scored = 0
+    if progress:
+        progress(0, total)
+    for participant_id, code in participants:
+        base = f"Prompting results/{name}/{code}"
+        stream = participant_timesteps(participant_id)
+        pending = next(stream, None)
+        for index in range(n_images):
+            rows: list[dict] = []
+            if pending is not None and pending[0] == index:
+                rows = pending[1]
+                pending = next(stream, None)
+            scores = write_results(archive, base, index, rows, f"{code} image {index}")
+            if len(rows):
+                best = rows[int(np.argsort(-scores, kind="stable")[0])]
+                archive.write_npy(
+                    f"finetune/human/{name}/{code}_{index}_green.npy", points_int(best["green"])
+                )
+                archive.write_npy(
+                    f"finetune/human/{name}/{code}_{index}_red.npy", points_int(best["red"])
+                )
+                scored += 1
+            timesteps += len(rows)
+            done += 1
+            if progress:
+                progress(done, total)
+        if pending is not None:
+            raise ValueError(f"{code}: timesteps on image index {pending[0]} outside the data set")
+    baselines = write_baselines_csv(archive, f"Automated baselines/{name}/baselines.csv", study)
+    return {
+        "images": n_images,
+        "participants": len(participants),
+        "participant_images": total,
+        "scored_participant_images": scored,
+        "timesteps": timesteps,
+        "baseline_results": baselines,
+    }

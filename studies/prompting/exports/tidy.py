@@ -1,0 +1,240 @@
+"""Tidy tables (docs/design.md "Exports"): events, timesteps (with prompt features), assignments (with
+the overprompting figures), participants (pseudonymous: no external ids, no tokens), trials,
+baselines, and every timestep's mask as COCO RLE in masks.jsonl. One pass per table, streamed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from functools import lru_cache
+
+from django.db.models import Max, Min
+
+from studies.core.exports.archive import ExportArchive
+from studies.core.exports.tables import write_csv
+from studies.core.kinds import kind_of
+from studies.models import (
+    Assignment,
+    BaselineResult,
+    DatasetImage,
+    InterventionTrial,
+    PromptEvent,
+    Study,
+)
+from studies.prompting.analysis import (
+    FEATURE_NAMES,
+    assignment_figures,
+    assignment_log,
+    prompt_features,
+)
+from studies.prompting.exports.records import CHUNK, load_label, study_assignment_timesteps
+
+Progress = Callable[[int, int], None]
+
+EVENT_FIELDS = (
+    "assignment__participant__code", "assignment_id", "assignment__image__index", "seq", "client_event_id",
+    "action", "mode", "x", "y", "client_ts", "server_ts", "timestep", "round", "green", "red", "iou",
+    "predicted_iou", "mask_index", "model_id", "latency_ms", "stagnation", "round_ended", "finished",
+    "stop_reason",
+)  # fmt: skip
+TIMESTEP_COLUMNS = (
+    "participant", "assignment_id", "image_index", "timestep", "seq", "round", "n_green", "n_red", "green",
+    "red", "iou", "predicted_iou", "mask_index", "model_id", "latency_ms", "server_ts", *FEATURE_NAMES[2:],
+)  # fmt: skip
+BASELINE_COLUMNS = (
+    "strategy", "seed", "count_source", "image_index", "assignment_id", "participant", "n_green", "n_red",
+    "green", "red", "iou", "predicted_iou", "mask_index", "model_id",
+)  # fmt: skip
+
+
+def write_baselines_csv(archive: ExportArchive, name: str, study: Study) -> int:
+    rows = (
+        {
+            **row,
+            "image_index": row["image__index"],
+            "participant": row["assignment__participant__code"],
+        }
+        for row in BaselineResult.objects.filter(study=study)
+        .order_by("strategy", "seed", "image__index", "assignment_id")
+        .values(
+            *[c for c in BASELINE_COLUMNS if c not in ("image_index", "participant")],
+            "image__index",
+            "assignment__participant__code",
+        )  # fmt: skip
+        .iterator(chunk_size=CHUNK)
+    )
+    return write_csv(archive, name, BASELINE_COLUMNS, rows)
+
+
+def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
+    """Write the tidy tables; return counts for the manifest."""
+    n_assignments = Assignment.objects.filter(participant__study=study).count()
+    events = PromptEvent.objects.filter(assignment__participant__study=study).order_by(
+        "assignment_id", "seq"
+    )
+    event_rows = (
+        {
+            **row,
+            "participant": row["assignment__participant__code"],
+            "image_index": row["assignment__image__index"],
+        }
+        for row in events.values(*EVENT_FIELDS).iterator(chunk_size=CHUNK)
+    )
+    event_columns = ("participant", "assignment_id", "image_index", *EVENT_FIELDS[3:])
+    n_events = write_csv(archive, "events.csv", event_columns, event_rows)
+
+    meta = {
+        a["pk"]: a
+        for a in Assignment.objects.filter(participant__study=study).values(
+            "pk", "participant__code", "image__index", "image_id"
+        )
+    }
+
+    @lru_cache(maxsize=8)
+    def ground_truth(image_id: int):
+        return load_label(DatasetImage.objects.get(pk=image_id)).astype(bool)
+
+    def timestep_rows():
+        for assignment_id, rows in study_assignment_timesteps(study):
+            a = meta[assignment_id]
+            gt = ground_truth(a["image_id"])
+            for row in rows:
+                yield {
+                    **row,
+                    **prompt_features(row["green"], row["red"], gt),
+                    "participant": a["participant__code"],
+                    "image_index": a["image__index"],
+                    "n_green": len(row["green"]),
+                    "n_red": len(row["red"]),
+                }
+
+    n_timesteps = write_csv(archive, "timesteps.csv", TIMESTEP_COLUMNS, timestep_rows())
+
+    with archive.open_text("masks.jsonl") as out:
+        for assignment_id, rows in study_assignment_timesteps(study):
+            a = meta[assignment_id]
+            for row in rows:
+                record = {
+                    "participant": a["participant__code"],
+                    "assignment_id": assignment_id,
+                    "image_index": a["image__index"],
+                    "timestep": row["timestep"],
+                    "seq": row["seq"],
+                    "rle": row["mask_rle"],
+                }
+                out.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+    assignments = (
+        Assignment.objects.filter(participant__study=study)
+        .annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
+        .order_by("pk")
+        .values(
+            "pk",
+            "participant__code",
+            "image__index",
+            "order",
+            "status",
+            "started_at",
+            "finished_at",
+            "stop_reason",
+            "survey_answers",
+            "first_ts",
+            "last_ts",
+        )  # fmt: skip
+    )
+    steps = study_assignment_timesteps(study)
+    pending = next(steps, None)
+    done = 0
+
+    def assignment_rows():
+        nonlocal pending, done
+        for a in assignments.iterator(chunk_size=CHUNK):
+            rows = []
+            if pending is not None and pending[0] == a["pk"]:
+                rows = pending[1]
+                pending = next(steps, None)
+            log = assignment_log(
+                {
+                    "assignment_id": a["pk"],
+                    "participant": a["participant__code"],
+                    "dataset": study.dataset.name,
+                    "image_index": a["image__index"],
+                    "stop_reason": a["stop_reason"] or "",
+                },
+                rows,
+                (
+                    a["first_ts"].timestamp() if a["first_ts"] else None,
+                    a["last_ts"].timestamp() if a["last_ts"] else None,
+                ),
+            )
+            done += 1
+            if progress:
+                progress(done, n_assignments)
+            yield {
+                **assignment_figures(log).as_row(),
+                "order": a["order"],
+                "status": a["status"],
+                "started_at": a["started_at"],
+                "finished_at": a["finished_at"],
+                "survey_answers": a["survey_answers"],
+            }
+
+    figure_columns = (
+        "assignment_id", "participant", "dataset", "image_index", "order", "status", "started_at", "finished_at",
+        "stop_reason", "T", "first", "best", "final", "best_timestep", "best_round", "excess_after_best", "loss",
+        "points_at_best", "green_at_best", "red_at_best", "points_at_final", "time_to_best_s", "total_time_s",
+        "overprompted", "stagnation_ended", "final_below_best", "survey_answers",
+    )  # fmt: skip
+    write_csv(archive, "assignments.csv", figure_columns, assignment_rows())
+
+    participant_columns = (
+        "code",
+        "number",
+        "consent_version",
+        "consented_at",
+        "created_at",
+        "completed_at",
+    )
+    n_participants = write_csv(
+        archive,
+        "participants.csv",
+        participant_columns,
+        study.participants.order_by("number")
+        .values(*participant_columns)
+        .iterator(chunk_size=CHUNK),
+    )
+    trial_fields = (
+        "assignment__participant__code", "assignment_id", "assignment__image__index", "seq", "client_event_id",
+        "operation", "substrate", "overlay", "target_class", "prob_before", "prob_after", "top5_before",
+        "top5_after", "flipped", "area_fraction", "gradcam_iou", "voice_overlap", "model_id", "latency_ms",
+        "client_ts", "server_ts", "region_rle",
+    )  # fmt: skip
+    trials = (
+        {
+            **row,
+            "participant": row["assignment__participant__code"],
+            "image_index": row["assignment__image__index"],
+        }
+        for row in InterventionTrial.objects.filter(assignment__participant__study=study)
+        .order_by("assignment_id", "seq")
+        .values(*trial_fields)
+        .iterator(chunk_size=CHUNK)
+    )
+    n_trials = write_csv(
+        archive,
+        "trials.csv",
+        ("participant", "assignment_id", "image_index", *trial_fields[3:]),
+        trials,
+    )
+    n_baselines = write_baselines_csv(archive, "baselines.csv", study)
+    counts = {
+        "participants": n_participants,
+        "assignments": n_assignments,
+        "events": n_events,
+        "timesteps": n_timesteps,
+        "trials": n_trials,
+        "baseline_results": n_baselines,
+    }
+    counts.update(kind_of(study).tidy_tables(study, archive))  # the kind's own tables
+    return counts

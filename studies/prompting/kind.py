@@ -1,0 +1,92 @@
+"""Prompting studies (PointPrompt style): annotators place green and red points, the
+segmentation model answers each timestep with a mask and its IoU."""
+
+from __future__ import annotations
+
+from studies.core.dispatch import start_job
+from studies.core.kinds import Option, StudyKind, register
+from studies.prompting.protocol import DEFAULT_PROTOCOL, MASK_CHOICES
+
+HELP = {
+    "show_ground_truth": "Show the ground-truth panel to annotators (PointPrompt: on).",
+    "show_score": "Show the IoU score under the mask (PointPrompt: on).",
+    "min_green": "Green points needed before the first prediction.",
+    "min_red": "Red points needed before the first prediction.",
+    "mask_choice": "first = masks[0] as PointPrompt; best_predicted = highest predicted IoU.",
+    "chain_low_res_mask": "Feed the previous low-res logits back as mask_input (off in PointPrompt).",
+    "stagnation_limit": "A round ends on this many consecutive non-improving timesteps (PointPrompt code: 10).",
+    "max_rounds": "Rounds per image; the image ends when the last round ends.",
+}
+MINIMUM = {"min_green": 0, "min_red": 0, "stagnation_limit": 1, "max_rounds": 1}
+CHOICES = {"mask_choice": MASK_CHOICES}
+OPTIONS = {
+    name: Option(default, HELP[name], CHOICES.get(name, ()), MINIMUM.get(name))
+    for name, default in DEFAULT_PROTOCOL.items()
+}
+
+
+def participant_page(request, study, participant):
+    from studies.prompting.views import annotate_page
+
+    return annotate_page(request, study, participant)
+
+
+def submit(participant, assignment_id: int, data):
+    from studies.prompting.events import submit_event
+
+    return submit_event(participant, assignment_id, data)
+
+
+def assignment_state(participant, assignment) -> dict:
+    from studies.prompting.events import assignment_state as state
+
+    return state(participant, assignment)
+
+
+def finish(participant, assignment, body: dict) -> None:
+    """Finishing is a logged event, so the analysis sees who ended the image and when."""
+    from studies.prompting.events import submit_event
+
+    cid = body.get("client_event_id") or f"finish-{assignment.pk}-{assignment.next_seq}"
+    submit_event(
+        participant,
+        assignment.pk,
+        {
+            "client_event_id": cid,
+            "seq": assignment.next_seq,
+            "action": "finish",
+            "client_ts": body.get("client_ts"),
+        },
+    )
+
+
+def on_open(study):
+    """Precompute every image's embedding (batch queue) so the first click is fast."""
+    return start_job(
+        study,
+        "precompute",
+        "workers.tasks.precompute_embeddings",
+        params={"model": study.model.model_id},
+    )
+
+
+PROMPTING = register(
+    StudyKind(
+        name="prompting",
+        label="Prompting",
+        options=OPTIONS,
+        model_kinds=("sam", "classical"),
+        participant_page=participant_page,
+        action_route="events",
+        submit=submit,
+        assignment_state=assignment_state,
+        finish=finish,
+        on_open=on_open,
+        instructions_template="prompting/_howto.html",
+        survey_question=(
+            "Do you think the ground truth mask was suboptimal, i.e. are the model's results "
+            "qualitatively better?"
+        ),
+        extra={"precompute_label": "Image embeddings"},
+    )
+)

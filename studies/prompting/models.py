@@ -1,0 +1,94 @@
+"""The prompting log: one row per participant event (a timestep when it produced a mask), and
+the automated prompting baselines run on the same images."""
+
+from __future__ import annotations
+
+from django.db import models
+
+from studies.core.models import Assignment, DatasetImage, Study
+
+
+class PromptEvent(models.Model):
+    ACTION_CHOICES = [
+        ("add", "add"),
+        ("remove", "remove"),
+        ("clear", "clear"),
+        ("finish", "finish"),
+    ]
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="events")
+    seq = models.PositiveIntegerField()
+    client_event_id = models.CharField(max_length=100)
+    action = models.CharField(max_length=10, choices=ACTION_CHOICES)
+    mode = models.CharField(max_length=10, blank=True)
+    x = models.FloatField(null=True, blank=True)
+    y = models.FloatField(null=True, blank=True)
+    client_ts = models.FloatField(
+        null=True, blank=True, help_text="client clock, ms since the epoch"
+    )
+    server_ts = models.DateTimeField()
+    # Set when the event produced a prediction (a timestep).
+    timestep = models.PositiveIntegerField(null=True, blank=True)
+    round = models.PositiveSmallIntegerField(help_text="1-based round the event happened in")
+    green = models.JSONField(default=list)
+    red = models.JSONField(default=list)
+    mask_rle = models.JSONField(null=True, blank=True)
+    iou = models.FloatField(null=True, blank=True)
+    predicted_iou = models.FloatField(null=True, blank=True)
+    mask_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    model_id = models.CharField(max_length=100, blank=True)
+    latency_ms = models.FloatField(null=True, blank=True)
+    stagnation = models.PositiveIntegerField(default=1)
+    round_ended = models.BooleanField(default=False)
+    finished = models.BooleanField(default=False)
+    stop_reason = models.CharField(max_length=20, blank=True)
+    low_res_logits = models.BinaryField(
+        null=True, blank=True, help_text="npy float16, only when chaining"
+    )
+    response = models.JSONField(default=dict, help_text="the answer sent, replayed on retries")
+
+    class Meta:
+        ordering = ["assignment", "seq"]
+        constraints = [
+            models.UniqueConstraint(fields=["assignment", "seq"], name="unique_event_seq"),
+            models.UniqueConstraint(
+                fields=["assignment", "client_event_id"], name="unique_event_client_id"
+            ),
+        ]
+        indexes = [models.Index(fields=["assignment", "timestep"])]
+
+
+class BaselineResult(models.Model):
+    """One automated prompt (DESIGN.md "Automated prompting baselines"): one shot, seeded.
+
+    `count_source` says where the point counts came from: `human_best` (the counts of one
+    assignment's best timestep; `assignment` is set) or `fixed` (the same counts for every image).
+    """
+
+    COUNT_SOURCES = [("human_best", "Human best timestep"), ("fixed", "Fixed count")]
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="baselines")
+    image = models.ForeignKey(DatasetImage, on_delete=models.CASCADE, related_name="baselines")
+    assignment = models.ForeignKey(
+        Assignment, null=True, blank=True, on_delete=models.CASCADE, related_name="baselines"
+    )
+    strategy = models.CharField(max_length=30)
+    seed = models.IntegerField(default=0)
+    count_source = models.CharField(max_length=20, choices=COUNT_SOURCES)
+    key = models.CharField(
+        max_length=200, help_text="strategy:seed:count_source:unit, unique per study"
+    )
+    n_green = models.PositiveIntegerField()
+    n_red = models.PositiveIntegerField()
+    green = models.JSONField(default=list)
+    red = models.JSONField(default=list)
+    iou = models.FloatField()
+    predicted_iou = models.FloatField(null=True, blank=True)
+    mask_index = models.PositiveSmallIntegerField(null=True, blank=True)
+    mask_rle = models.JSONField(null=True, blank=True)
+    model_id = models.CharField(max_length=100, blank=True)
+    created_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["study", "strategy", "image", "pk"]
+        constraints = [
+            models.UniqueConstraint(fields=["study", "key"], name="unique_baseline_key"),
+        ]

@@ -1,0 +1,97 @@
+"""Pages of prompting studies: the annotation page participants work in and the researcher's
+replay of one assignment (every event, in order, with its mask and score)."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+
+from studies.core.views_researcher import researcher_study
+from studies.models import Assignment, PromptEvent
+
+
+def annotate_page(request: HttpRequest, study, participant) -> HttpResponse:
+    """The annotation canvas (static/prompting/annotate.js) with this study's options."""
+    config = {
+        "studyId": study.pk,
+        "code": participant.code,
+        "showGroundTruth": bool(study.option("show_ground_truth")),
+        "showScore": bool(study.option("show_score")),
+        "maxRounds": study.option("max_rounds"),
+        "minGreen": study.option("min_green"),
+        "minRed": study.option("min_red"),
+        "surveyQuestion": study.survey_question,
+        "doneUrl": reverse("done", args=[study.pk]),
+    }
+    return render(
+        request,
+        "prompting/annotate.html",
+        {"study": study, "participant": participant, "config": config},
+    )
+
+
+def replay_data(assignment: Assignment) -> dict:
+    """Every logged event of an assignment, in seq order, as the replay page draws it."""
+    events = assignment.events.order_by("seq").values(
+        "seq",
+        "action",
+        "mode",
+        "x",
+        "y",
+        "green",
+        "red",
+        "timestep",
+        "round",
+        "iou",
+        "predicted_iou",
+        "mask_rle",
+        "round_ended",
+        "finished",
+        "stop_reason",
+        "server_ts",
+        "latency_ms",
+        "stagnation",
+    )
+    start = None
+    rows = []
+    for e in events:
+        start = start or e["server_ts"]
+        e["t_s"] = round((e.pop("server_ts") - start).total_seconds(), 3)
+        rows.append(e)
+    return {
+        "events": rows,
+        "stop_reason": assignment.stop_reason or None,
+        "status": assignment.status,
+    }
+
+
+@login_required
+def assignment_replay(request: HttpRequest, study_id: int, assignment_id: int) -> HttpResponse:
+    study = researcher_study(request, study_id)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("participant", "image"),
+        pk=assignment_id,
+        participant__study=study,
+    )
+    data = replay_data(assignment)
+    data.update(
+        image_url=reverse("study-image", args=[study.pk, assignment.image_id, "image"]),
+        mask_url=reverse("study-image", args=[study.pk, assignment.image_id, "mask"]),
+        width=assignment.image.width,
+        height=assignment.image.height,
+        max_rounds=study.option("max_rounds"),
+    )
+    timesteps = [e for e in data["events"] if e["timestep"] is not None]
+    best = max(timesteps, key=lambda e: (e["iou"] or 0.0, -e["timestep"]), default=None)
+    context = {
+        "study": study,
+        "assignment": assignment,
+        "replay": data,
+        "n_timesteps": len(timesteps),
+        "best": best,
+        "final": timesteps[-1] if timesteps else None,
+        "n_events": PromptEvent.objects.filter(assignment=assignment).count(),
+    }
+    return render(request, "prompting/replay.html", context)
