@@ -426,15 +426,19 @@ def _bce_to_ones(logits: Tensor) -> Tensor:
 
 def _parameter_energies(model: nn.Module, x: Tensor, per_sample: str) -> Tensor:
     """(B, N) sum of squared gradients of BCE-with-logits(f(x_b), 1) (mean over classes) for
-    each of the N parameter tensors of ``model.named_parameters()``, one image at a time."""
+    each of the N parameter tensors of ``model.named_parameters()`` (frozen ones too; an unused
+    one counts 0), one image at a time."""
+    from torch.func import functional_call, grad, vmap
+
     named = list(model.named_parameters())
     if per_sample == "loop":
-        params = [p for _, p in named]
+        # detached leaves: frozen parameters count too, and no parameter's .grad is touched
+        leaves = {n: p.detach().requires_grad_(True) for n, p in named}
         rows = []
         for b in range(x.shape[0]):
             with torch.enable_grad():
-                loss = _bce_to_ones(model(x[b : b + 1].detach()))
-                grads = torch.autograd.grad(loss, params, allow_unused=True)
+                loss = _bce_to_ones(functional_call(model, leaves, (x[b : b + 1].detach(),)))
+                grads = torch.autograd.grad(loss, list(leaves.values()), allow_unused=True)
             rows.append(
                 torch.stack(
                     [
@@ -448,8 +452,6 @@ def _parameter_energies(model: nn.Module, x: Tensor, per_sample: str) -> Tensor:
         return torch.stack(rows)
     if per_sample != "vmap":
         raise ValueError(f"per_sample must be 'loop' or 'vmap', got {per_sample!r}")
-    from torch.func import functional_call, grad, vmap
-
     detached = {n: p.detach() for n, p in named}
     buffers = {n: b.detach() for n, b in model.named_buffers()}
 

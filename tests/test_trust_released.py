@@ -279,6 +279,17 @@ def test_modes_restored_and_grads_untouched():
         assert np.allclose(s[name], reference[name], rtol=1e-12), name
 
 
+def test_frozen_parameters_give_the_same_scores(model_and_images):
+    model, x = model_and_images
+    reference = trust_scores(model, x)
+    model.requires_grad_(False)
+    frozen = trust_scores(model, x)
+    for name in TRUST_SCORE_NAMES:
+        assert np.allclose(frozen[name], reference[name], rtol=1e-12), name
+    vm_initial, _ = purview(model, x, per_sample="vmap")
+    assert np.allclose(vm_initial, reference["purview_initial"], rtol=1e-4)
+
+
 def test_purview_fresh_gradients_differ_from_accumulated():
     """The demo's purview sees GradNorm's gradients too; ours does not."""
     torch.manual_seed(0)
