@@ -1,4 +1,6 @@
-"""Command line: ``python -m interventions explain|voice|causal --model M --image I --out DIR``.
+"""Command line: ``python -m interventions explain|voice|causal --model M --image I --out DIR``
+and ``python -m interventions trust --model M --images DIR --labels L --out DIR``
+(``interventions.trust_cli``).
 
 Writes PNG overlays (``Explanation.png``, ``Contrast.png``, ``Uncertainty of Explanation.png``
 as the VOICE reference names them), deletion/insertion curve plots and the figures as
@@ -22,6 +24,7 @@ from PIL import Image
 from interventions.causal import causal_curve
 from interventions.explain import METHODS, explain
 from interventions.models import Classifier, load_classifier
+from interventions.trust_cli import add_trust_parser, run_trust
 from interventions.voice import voice
 
 
@@ -170,7 +173,8 @@ def run(args: argparse.Namespace) -> dict[str, object]:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m interventions",
-        description="Explanations (Grad-CAM family), VOICE uncertainty and RISE causal curves.",
+        description="Explanations (Grad-CAM family), VOICE uncertainty, RISE causal curves and "
+        "prediction trust scores (GradTrust and its baselines).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (
@@ -200,6 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
                 type=int,
                 help="pixels per step (default: the input width, i.e. RISE's 224 on 224 x 224)",
             )
+    add_trust_parser(sub)
     return parser
 
 
@@ -210,9 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not args.contrast_classes.isdigit():
             raise SystemExit("error: --contrast-classes must be 'all' or a positive integer")
     try:
-        stats = run(args)
+        stats = run_trust(args) if args.command == "trust" else run(args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.command == "trust":
+        print(json.dumps({k: v for k, v in stats.items() if k != "scores"}))
+        return 0
     print(json.dumps({k: v for k, v in stats.items() if k != "curves"}))
     return 0

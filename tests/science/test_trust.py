@@ -64,5 +64,5 @@ def test_baselines_equal_formulas():
     torch.manual_seed(1)
     model = torchvision.models.resnet18(weights=None, num_classes=5).eval()
     scores = trust_scores(model, torch.randn(2, 3, 32, 32))
-    assert set(scores) == {"prediction", "grad_trust", "softmax", "entropy", "margin", "logit"}
+    assert {"prediction", "grad_trust", "softmax", "entropy", "margin", "logit"} <= set(scores)
     assert all(np.isfinite(v).all() and v.shape == (2,) for v in scores.values())
