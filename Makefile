@@ -4,10 +4,16 @@ VENV    := .venv
 PYBIN   := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 STAMP   := $(VENV)/.installed
+# onnxruntime-web for static/prompting/sam_decoder.js: from the npm registry (package-lock.json), the
+# ES module build and its single wasm copied to static/vendor/ (served, never committed).
+NPM_STAMP  := node_modules/.installed
+ORT_DIST   := node_modules/onnxruntime-web/dist
+ORT_VENDOR := static/vendor/onnxruntime-web
+ORT_FILES  := ort.wasm.min.mjs ort-wasm-simd-threaded.mjs ort-wasm-simd-threaded.wasm
 
 .PHONY: setup demo test test-fast lint bench clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(ORT_VENDOR)/.copied
 
 # Idempotent: the venv is (re)installed only when pyproject.toml changes.
 $(STAMP): pyproject.toml
@@ -15,6 +21,16 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q '.[test]'
 	$(PIP) install -q --no-deps grad-cam==1.5.7
 	@touch $(STAMP)
+
+# `npm ci` only when the lockfile changes; no install scripts run (none is needed).
+$(NPM_STAMP): package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts
+	@touch $(NPM_STAMP)
+
+$(ORT_VENDOR)/.copied: $(NPM_STAMP)
+	@mkdir -p $(ORT_VENDOR)
+	cp $(addprefix $(ORT_DIST)/,$(ORT_FILES)) $(ORT_VENDOR)/
+	@touch $@
 
 demo: setup
 	$(PYBIN) manage.py migrate --noinput
