@@ -111,13 +111,16 @@ class StudyForm(forms.ModelForm):
             ]:
                 self.fields[name].disabled = True
 
-    def protocol_sections(self) -> list[tuple[str, list]]:
-        """(heading, fields) per kind; an option several kinds share is shown once, first."""
-        shown: set[str] = set()
+    def protocol_sections(self) -> list[tuple[str, str, list]]:
+        """(heading, kind name or "", fields): options several kinds share come first, once;
+        then each kind's own options under its name."""
+        kinds = all_kinds()
+        shared = [n for n in self.options if sum(n in k.options for k in kinds) > 1]
         sections = []
-        for kind in all_kinds():
-            names = [n for n in kind.options if n not in shown]
-            shown.update(names)
+        if shared:
+            sections.append(("Every kind", "", [self[PROTOCOL_PREFIX + n] for n in shared]))
+        for kind in kinds:
+            names = [n for n in kind.options if n not in shared]
             sections.append(
                 (f"{kind.label} protocol", kind.name, [self[PROTOCOL_PREFIX + n] for n in names])
             )

@@ -7,7 +7,11 @@ SUBSTRATES = ("zero", "blur", "mean", "noise")
 GOALS = ("flip", "restore", "explore")
 OVERLAYS = ("none", "gradcam", "voice")
 OPTIONS = {
-    "show_ground_truth": Option(True, "Draw the object's outline for annotators."),
+    "show_ground_truth": Option(
+        True,
+        "Show annotators the ground truth (prompting: its own panel, PointPrompt: on; "
+        "intervention: the object's outline).",
+    ),
     "show_top5": Option(True, "Show the model's top-5 predictions."),
     "substrate": Option("zero", "What a deleted region becomes.", SUBSTRATES),
     "goal": Option(

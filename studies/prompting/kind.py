@@ -8,7 +8,10 @@ from studies.core.kinds import Option, StudyKind, register
 from studies.prompting.protocol import DEFAULT_PROTOCOL, MASK_CHOICES
 
 HELP = {
-    "show_ground_truth": "Show the ground-truth panel to annotators (PointPrompt: on).",
+    "show_ground_truth": (
+        "Show annotators the ground truth (prompting: its own panel, PointPrompt: on; "
+        "intervention: the object's outline)."
+    ),
     "show_score": "Show the IoU score under the mask (PointPrompt: on).",
     "min_green": "Green points needed before the first prediction.",
     "min_red": "Red points needed before the first prediction.",
