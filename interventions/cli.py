@@ -4,7 +4,8 @@ and ``python -m interventions trust --model M --images DIR --labels L --out DIR`
 
 Writes PNG overlays (``Explanation.png``, ``Contrast.png``, ``Uncertainty of Explanation.png``
 as the VOICE reference names them), deletion/insertion curve plots and the figures as
-``stats.json``. ``--model`` is ``demo`` (the committed demo CNN), a torchvision name (with
+``stats.json``; every figure comes from the analyses registry (``interventions.analyses``), the
+same code the study precompute runs. ``--model`` is ``demo`` (the committed demo CNN), a torchvision name (with
 ``--weights``) or ``torchscript`` (with ``--weights``, causal curves only).
 """
 
@@ -21,11 +22,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from interventions.causal import causal_curve
-from interventions.explain import METHODS, explain
+from interventions.analyses import analyse_image
+from interventions.explain import METHODS
 from interventions.models import Classifier, load_classifier
+from interventions.substrates import SUBSTRATES
 from interventions.trust_cli import add_trust_parser, run_trust
-from interventions.voice import voice
 
 
 def overlay(image: np.ndarray, saliency: np.ndarray, alpha: float = 0.5) -> np.ndarray:
@@ -65,13 +66,9 @@ def _load(args: argparse.Namespace) -> Classifier:
     )
 
 
-def _top5(classifier: Classifier, logits: torch.Tensor) -> list[dict[str, object]]:
-    probs = torch.softmax(logits[0].double(), dim=0)
-    top = probs.topk(min(5, probs.numel()))
-    return [
-        {"class": int(i), "name": classifier.class_names[int(i)], "probability": float(p)}
-        for p, i in zip(top.values, top.indices, strict=True)
-    ]
+def _top5(top: list[dict]) -> list[dict[str, object]]:
+    """The registry's top-5 in the command line's format ({class, name, probability})."""
+    return [{"class": t["class"], "name": t["name"], "probability": t["prob"]} for t in top]
 
 
 def _save_png(path: Path, image: np.ndarray) -> None:
@@ -102,7 +99,6 @@ def run(args: argparse.Namespace) -> dict[str, object]:
     """Run one sub-command and write its files to ``args.out``; returns the stats written."""
     classifier = _load(args)
     image = _read_image(args.image)
-    x = classifier.preprocess(image)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     layer = classifier.target_layer
@@ -117,54 +113,64 @@ def run(args: argparse.Namespace) -> dict[str, object]:
         raise SystemExit("error: no target layer known for this model; pass --target-layer")
 
     if args.command == "explain":
-        maps, logits = explain(classifier.module, x, layer, args.method, args.class_idx)
-        _save_png(out / "Explanation.png", overlay(image, maps[0].cpu().numpy()))
-        np.save(out / "explanation.npy", maps[0].cpu().numpy())
-        stats.update(method=args.method, top5=_top5(classifier, logits))
+        found = analyse_image(
+            classifier,
+            image,
+            methods=("gradcam",),
+            options={"cam": args.method, "class_idx": args.class_idx},
+        )["gradcam"]
+        _save_png(out / "Explanation.png", overlay(image, found["maps"]["map"]))
+        np.save(out / "explanation.npy", found["maps"]["map"])
+        stats.update(method=args.method, top5=_top5(found["stats"]["top5"]))
     elif args.command == "voice":
         contrast_classes = "all" if args.contrast_classes == "all" else int(args.contrast_classes)
-        result = voice(classifier.module, x, layer, args.method, contrast_classes)
-        for name, m in (
-            ("Explanation", result.explanation),
-            ("Contrast", result.contrast),
-            ("Uncertainty of Explanation", result.uncertainty),
+        options = {
+            "voice_method": args.method,
+            "contrast_classes": contrast_classes,
+            "trust_scores": (),
+        }
+        found = analyse_image(classifier, image, methods=("voice",), options=options)["voice"]
+        for name, key in (
+            ("Explanation", "explanation"),
+            ("Contrast", "contrast"),
+            ("Uncertainty of Explanation", "uncertainty"),
         ):
-            _save_png(out / f"{name}.png", overlay(image, m[0].cpu().numpy()))
-        np.save(out / "uncertainty.npy", result.uncertainty[0].cpu().numpy())
-        st = dict(result.stats[0])
+            _save_png(out / f"{name}.png", overlay(image, found["maps"][key]))
+        np.save(out / "uncertainty.npy", found["maps"]["uncertainty"])
+        st = dict(found["stats"])
         st["prediction_name"] = classifier.class_names[int(st["prediction"])]
         st["contrast_class_name"] = classifier.class_names[int(st["contrast_class"])]
         stats.update(method=args.method, contrast_classes=args.contrast_classes, voice=st)
     else:
-        if layer is not None and not isinstance(classifier.module, torch.jit.ScriptModule):
-            maps, logits = explain(classifier.module, x, layer, args.method)
-            saliency = maps
-            _save_png(out / "Explanation.png", overlay(image, maps[0].cpu().numpy()))
-            stats["saliency"] = args.method
-        else:
+        if layer is None or isinstance(classifier.module, torch.jit.ScriptModule):
             raise SystemExit(
                 "error: causal curves need a saliency map; this model has no target layer"
             )
-        pred = int(logits.argmax(dim=1)[0])
-        h, w = x.shape[-2:]
-        step = args.step or int(w)  # one row of pixels per step: RISE's 224 on 224 x 224
+        found = analyse_image(
+            classifier,
+            image,
+            args.substrate,
+            methods=("gradcam", "causal_gradcam"),
+            options={"cam": args.method, "step": args.step},
+        )
+        _save_png(out / "Explanation.png", overlay(image, found["gradcam"]["maps"]["map"]))
+        stats["saliency"] = args.method
+        causal = found["causal_gradcam"]
+        pred = causal["stats"]["prediction"]
         curves = {}
         for mode in ("deletion", "insertion"):
-            curve = causal_curve(classifier.module, x, saliency, mode, step, class_idx=pred)
-            curves[mode] = {"auc": float(curve.auc[0]), "scores": curve.scores[0].tolist()}
-            _plot_curve(
-                out / f"{mode}.png",
-                curve.scores[0],
-                float(curve.auc[0]),
-                mode,
-                classifier.class_names[pred],
-            )
+            scores, auc = causal["maps"][mode], causal["stats"][f"{mode}_auc"]
+            curves[mode] = {"auc": auc, "scores": scores.tolist()}
+            _plot_curve(out / f"{mode}.png", scores, auc, mode, classifier.class_names[pred])
         stats.update(
             prediction=pred,
             prediction_name=classifier.class_names[pred],
-            step=step,
+            step=causal["params"]["step"],
+            substrate=args.substrate,
+            smallest_flip_deletion=causal["stats"]["smallest_flip_deletion"],
+            smallest_restore_insertion=causal["stats"]["smallest_restore_insertion"],
             curves=curves,
-            top5=_top5(classifier, logits),
+            top5=_top5(found["gradcam"]["stats"]["top5"]),
         )
     (out / "stats.json").write_text(json.dumps(stats, indent=2))
     return stats
@@ -203,6 +209,12 @@ def build_parser() -> argparse.ArgumentParser:
                 "--step",
                 type=int,
                 help="pixels per step (default: the input width, i.e. RISE's 224 on 224 x 224)",
+            )
+            p.add_argument(
+                "--substrate",
+                default="zero",
+                choices=sorted(SUBSTRATES),
+                help="what replaces pixels in the smallest-flip search (default: zero)",
             )
     add_trust_parser(sub)
     return parser

@@ -13,18 +13,14 @@ import io
 import numpy as np
 from PIL import Image
 
+from interventions.analyses import OVERLAYS
 from studies.core.dispatch import run_interactive
 from studies.models import ImageAnalysis
 
-# (analysis method, array name in its .npz) of each map a page can show
-MAP_SOURCES: dict[str, tuple[str, str]] = {
-    "gradcam": ("gradcam", "map"),
-    "counterfactual": ("counterfactual_cam", "map"),
-    "contrast": ("contrast_cam", "map"),
-    "voice": ("voice", "uncertainty"),
-    "voice_explanation": ("voice", "explanation"),
-}
-COLOUR_MAPS = {"voice": "viridis"}
+# (analysis method, array name in its .npz) and colour map of each map a page can show, from the
+# analyses registry
+MAP_SOURCES: dict[str, tuple[str, str]] = {n: (o.method, o.array) for n, o in OVERLAYS.items()}
+COLOUR_MAPS: dict[str, str] = {n: o.colour_map for n, o in OVERLAYS.items()}
 
 
 def load_npz(analysis: ImageAnalysis) -> dict[str, np.ndarray]:

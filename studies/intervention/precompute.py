@@ -3,14 +3,13 @@ a `batch` job with progress (a Job of kind `precompute`), when the study opens."
 
 from __future__ import annotations
 
+from interventions.analyses import ANALYSIS_METHODS  # names only: no torch at import
 from studies.core.dispatch import start_job
 from studies.models import ImageAnalysis, Job, Study
 
 
 def start_image_analyses(study: Study) -> Job:
     """Queue `precompute_image_analyses` (batch queue) with a progress row, after the commit."""
-    from workers.intervention_tasks import ANALYSIS_METHODS  # no torch at import
-
     return start_job(
         study,
         "precompute",
@@ -25,8 +24,6 @@ def start_image_analyses(study: Study) -> Job:
 
 def analyses_complete(study: Study) -> bool:
     """Whether every image of the study's data set has every analysis for the study's model."""
-    from workers.intervention_tasks import ANALYSIS_METHODS
-
     expected = study.dataset.images.count() * len(ANALYSIS_METHODS)
     found = ImageAnalysis.objects.filter(
         image__dataset=study.dataset, model=study.model, method__in=ANALYSIS_METHODS

@@ -19,17 +19,16 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from interventions.analyses import OVERLAYS
 from studies.core.kinds import ProtocolError, require_kind
 from studies.core.views_researcher import researcher_study
 from studies.intervention.overlays import COLOUR_MAPS, MAP_SOURCES, load_npz, overlay_png
 from studies.intervention.precompute import start_image_analyses
 from studies.models import Assignment, ImageAnalysis, InterventionTrial, Participant, Study
 
+# the maps of the image page, titled by the analyses registry
 MAP_TITLES = {
-    "gradcam": "Grad-CAM (prediction)",
-    "counterfactual": "CounterfactualCAM (prediction)",
-    "contrast": "ContrastCAM (second class)",
-    "voice": "VOICE uncertainty",
+    name: OVERLAYS[name].title for name in ("gradcam", "counterfactual", "contrast", "voice")
 }
 
 

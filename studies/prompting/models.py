@@ -58,7 +58,7 @@ class PromptEvent(models.Model):
 
 
 class BaselineResult(models.Model):
-    """One automated prompt (DESIGN.md "Automated prompting baselines"): one shot, seeded.
+    """One automated prompt (docs/design.md "Automated prompting baselines"): one shot, seeded.
 
     `count_source` says where the point counts came from: `human_best` (the counts of one
     assignment's best timestep; `assignment` is set) or `fixed` (the same counts for every image).

@@ -31,6 +31,9 @@ def test_the_web_process_serves_every_url_without_torch():
         "from django.urls import get_resolver; get_resolver().url_patterns\n"
         "import config.wsgi\n"
         "import studies.core.views_participant, studies.core.views_researcher, studies.core.api, studies.intervention.api\n"
+        # the analyses registry's names, labels and code version (no compute)
+        "from interventions.analyses import ANALYSES, ANALYSIS_METHODS, OVERLAYS, code_version\n"
+        "assert ANALYSIS_METHODS and OVERLAYS and ANALYSES['voice'].maps and code_version()\n"
     )
     assert "torch" not in loaded_after(code)
 
