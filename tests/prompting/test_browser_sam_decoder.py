@@ -7,7 +7,6 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from tests.science.test_segmentation_sam import tiny_sam
 
 from interventions.segmentation.browser import (
     embedding_from_f16_bytes,
@@ -17,6 +16,7 @@ from interventions.segmentation.browser import (
 )
 from interventions.segmentation.onnx_export import export_decoder_onnx
 from interventions.segmentation.sam import SamBackend
+from tests.science.test_segmentation_sam import tiny_sam
 from tests.static_server import ROOT, StaticServer
 
 pytestmark = pytest.mark.browser

@@ -6,7 +6,6 @@ import onnxruntime as ort
 import pytest
 import torch
 from segment_anything import SamPredictor
-from tests.science.test_segmentation_sam import tiny_sam
 
 from interventions.segmentation.browser import (
     embedding_from_f16_bytes,
@@ -21,6 +20,7 @@ from interventions.segmentation.onnx_export import (
     state_dict_sha256,
 )
 from interventions.segmentation.sam import SamBackend
+from tests.science.test_segmentation_sam import tiny_sam
 
 # Non-square sizes of both orientations, one with odd sides whose 1024-frame size rounds.
 SIZES = [(96, 128), (333, 517), (200, 150)]

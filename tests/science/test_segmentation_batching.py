@@ -6,10 +6,10 @@ import threading
 import numpy as np
 import pytest
 import torch
-from tests.science.test_segmentation_sam import tiny_sam
 
 from interventions.segmentation.batching import DecodeRequest, MicroBatcher, predict_batch
 from interventions.segmentation.sam import SamBackend
+from tests.science.test_segmentation_sam import tiny_sam
 
 
 @pytest.fixture(scope="module")
