@@ -218,3 +218,18 @@ def test_only_the_owner_and_staff_see_an_evaluation(client):
     }
     client.force_login(alice)
     assert client.get(f"/trust/{evaluation.pk}/").status_code == 200
+
+
+def test_intervention_image_page_names_both_gradtrusts(
+    client, tmp_path, django_capture_on_commit_callbacks
+):
+    from studies.intervention.precompute import start_image_analyses
+    from tests.intervention_fixtures import intervention_study, random_demo_weights
+
+    study = intervention_study(classifier_spec(random_demo_weights(tmp_path)), n_images=1)
+    with django_capture_on_commit_callbacks(execute=True):
+        start_image_analyses(study)
+    client.force_login(study.owner)
+    image = study.dataset.images.get()
+    html = client.get(f"/studies/{study.pk}/intervention/images/{image.pk}/").content.decode()
+    assert "<code>grad_trust</code>" in html and "<code>grad_trust_released</code>" in html
