@@ -233,3 +233,28 @@ def test_intervention_image_page_names_both_gradtrusts(
     image = study.dataset.images.get()
     html = client.get(f"/studies/{study.pk}/intervention/images/{image.pk}/").content.decode()
     assert "<code>grad_trust</code>" in html and "<code>grad_trust_released</code>" in html
+
+
+def test_management_command_runs_and_resumes_an_evaluation():
+    from django.core.management import CommandError, call_command
+
+    spec, dataset = classifier_spec(DEMO_WEIGHTS), labelled_dataset()
+    researcher("alice")
+    out = io.StringIO()
+    call_command(
+        "trust_evaluation", spec.model_id, str(dataset.pk), user="alice", batch_size=4,
+        no_progress=True, stdout=out,
+    )  # fmt: skip
+    evaluation = TrustEvaluation.objects.get()
+    assert evaluation.status == "done" and evaluation.rows.count() == N_IMAGES
+    text = out.getvalue()
+    assert "grad_trust " in text and "grad_trust_released" in text
+    assert f"accuracy {evaluation.summary['accuracy']:.4f}" in text
+    with pytest.raises(CommandError, match="already done"):
+        call_command("trust_evaluation", user="alice", resume=evaluation.pk, no_progress=True)
+    with pytest.raises(CommandError, match="choose a classifier"):
+        call_command(
+            "trust_evaluation", str(classical_spec().pk), str(dataset.pk), user="alice",
+            no_progress=True,
+        )  # fmt: skip
+    assert TrustEvaluation.objects.count() == 1
