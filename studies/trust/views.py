@@ -58,7 +58,7 @@ def evaluation_create(request: HttpRequest) -> HttpResponse:
                 request.user,
                 form.params(),
             )
-            messages.success(request, f"Trust evaluation {evaluation.pk} queued.")
+            messages.success(request, f"Trust evaluation {evaluation.pk} started.")
             return redirect("trust-detail", evaluation_id=evaluation.pk)
         return render(request, "trust/evaluation_form.html", {"form": form}, status=400)
     return render(request, "trust/evaluation_form.html", {"form": form})
