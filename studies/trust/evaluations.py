@@ -130,6 +130,6 @@ def summary_rows(evaluation: TrustEvaluation) -> list[dict]:
         "accuracy": summary.get("accuracy"),
     }
     return [
-        {**common, **{k: s.get(k) for k in SUMMARY_COLUMNS if k in s}, "n_images": s["n_images"]}
+        {**common, **{k: s[k] for k in SUMMARY_COLUMNS if k in s}}
         for s in summary.get("scores", [])
     ]
