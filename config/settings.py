@@ -183,7 +183,12 @@ CELERY_TASK_ROUTES = {
     "*": {"queue": "batch"},
 }
 # Every module that defines tasks (a worker imports them all at start).
-CELERY_IMPORTS = ["workers.tasks", "workers.export_tasks", "workers.intervention_tasks"]
+CELERY_IMPORTS = [
+    "workers.tasks",
+    "workers.export_tasks",
+    "workers.intervention_tasks",
+    "workers.trust_tasks",
+]
 # How long the web waits for an interactive result before answering 503 (the client retries).
 INTERACTIVE_TIMEOUT_S = float(os.environ.get("INTERACTIVE_TIMEOUT_S", "20"))
 

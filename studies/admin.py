@@ -84,3 +84,9 @@ class ImageAnalysisAdmin(admin.ModelAdmin):
 class JobAdmin(admin.ModelAdmin):
     list_display = ("study", "kind", "status", "progress", "created_at")
     list_filter = ("kind", "status")
+
+
+@admin.register(models.TrustEvaluation)
+class TrustEvaluationAdmin(admin.ModelAdmin):
+    list_display = ("pk", "model", "dataset", "created_by", "status", "done", "total", "created_at")
+    list_filter = ("status",)

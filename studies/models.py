@@ -15,3 +15,4 @@ from studies.core.models import (  # noqa: F401
 )
 from studies.intervention.models import ImageAnalysis, InterventionTrial  # noqa: F401
 from studies.prompting.models import BaselineResult, PromptEvent  # noqa: F401
+from studies.trust.models import TrustEvaluation, TrustScoreRow  # noqa: F401

@@ -6,6 +6,7 @@ from studies.core import views_participant, views_researcher
 from studies.intervention import views as views_intervention
 from studies.prompting import views as prompting_views
 from studies.prompting import views_analysis
+from studies.trust import views as trust_views
 
 urlpatterns = [
     path("s/<int:study_id>/join", views_participant.join, name="join"),
@@ -101,5 +102,30 @@ urlpatterns = [
         "studies/<int:study_id>/intervention/trials/<int:trial_id>/region.png",
         views_intervention.trial_region_png,
         name="intervention-trial-region-png",
+    ),
+    # trust evaluations (studies/trust)
+    path("trust/", trust_views.evaluation_list, name="trust-list"),
+    path("trust/new", trust_views.evaluation_create, name="trust-create"),
+    path("trust/<int:evaluation_id>/", trust_views.evaluation_detail, name="trust-detail"),
+    path(
+        "trust/<int:evaluation_id>/progress.json",
+        trust_views.evaluation_progress,
+        name="trust-progress",
+    ),
+    path("trust/<int:evaluation_id>/resume", trust_views.evaluation_resume, name="trust-resume"),
+    path(
+        "trust/<int:evaluation_id>/scores.csv",
+        trust_views.evaluation_scores_csv,
+        name="trust-scores-csv",
+    ),
+    path(
+        "trust/<int:evaluation_id>/summary.csv",
+        trust_views.evaluation_summary_csv,
+        name="trust-summary-csv",
+    ),
+    path(
+        "trust/<int:evaluation_id>/plots/<str:name>.<str:fmt>",
+        trust_views.evaluation_plot,
+        name="trust-plot",
     ),
 ]

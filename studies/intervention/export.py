@@ -2,7 +2,9 @@
 (`interventions/regions.jsonl`), every precomputed map as `.npy`
 (`interventions/maps/<image index>_<method>_<name>.npy`), VOICE and causal-curve stats per image
 (`interventions/image_stats.csv`) and the curves themselves in long form
-(`interventions/curves.csv`). Trials themselves are in the tidy `trials.csv`. Every file is
+(`interventions/curves.csv`), and every trust score per image (`interventions/trust_scores.csv`, both
+GradTrusts named: `grad_trust` as in the tutorial, `grad_trust_released` as released; written when
+the precompute stored them all, so exports of analyses made before keep their bytes). Trials themselves are in the tidy `trials.csv`. Every file is
 listed with its sha256 in the manifest by the archive."""
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import json
 
 import numpy as np
 
+from interventions.trust_names import TRUST_SCORE_NAMES
 from studies.core.exports.archive import ExportArchive
 from studies.core.exports.tables import write_csv
 from studies.intervention.overlays import load_npz
@@ -24,6 +27,8 @@ STAT_COLUMNS = (
     "n_scores", "smallest_flip_deletion", "smallest_restore_insertion", "target_class", "flip_substrate",
     "curve_step", "code_version",
 )  # fmt: skip
+TRUST_COLUMNS = ("image_index", "image_id", "class_label", "prediction", "correct",
+                 *TRUST_SCORE_NAMES)  # fmt: skip
 CURVES = ("deletion", "insertion", "flip_deletion_probs", "flip_insertion_probs")
 
 
@@ -64,7 +69,7 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
     ).select_related("image"):
         by_image.setdefault(a.image_id, {})[a.method] = a
     n_maps = 0
-    stat_rows, curve_rows = [], []
+    stat_rows, curve_rows, trust_rows = [], [], []
     for image in study.dataset.images.order_by("index"):
         analyses = by_image.get(image.pk, {})
         for method, analysis in sorted(analyses.items()):
@@ -106,6 +111,20 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
                 "code_version": next(iter(analyses.values())).code_version,
             }
         )  # fmt: skip
+        if "trust_grad_trust_released" in voice:  # analysed with every trust score
+            prediction = voice.get("prediction")
+            trust_rows.append(
+                {
+                    "image_index": image.index,
+                    "image_id": image.pk,
+                    "class_label": image.class_label,
+                    "prediction": prediction,
+                    "correct": None
+                    if image.class_label is None or prediction is None
+                    else int(image.class_label == prediction),
+                    **{name: voice.get(f"trust_{name}") for name in TRUST_SCORE_NAMES},
+                }
+            )
     n_stats = write_csv(archive, "interventions/image_stats.csv", STAT_COLUMNS, stat_rows)
     write_csv(
         archive,
@@ -113,9 +132,14 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
         ("image_index", "curve", "step", "fraction", "score"),
         curve_rows,
     )
-    return {
+    counts = {
         "intervention_regions": n_regions,
         "analysis_maps": n_maps,
         "analysed_images": n_stats,
         "curve_points": len(curve_rows),
     }
+    if trust_rows:
+        counts["trust_scored_images"] = write_csv(
+            archive, "interventions/trust_scores.csv", TRUST_COLUMNS, trust_rows
+        )
+    return counts

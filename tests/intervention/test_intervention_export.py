@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from interventions.metrics import rle_decode, rle_encode
+from interventions.trust_names import TRUST_SCORE_NAMES
 from studies.core.exports import run_export
 from studies.intervention.precompute import start_image_analyses
 from studies.models import ImageAnalysis
@@ -73,6 +74,14 @@ def test_tidy_export_holds_trials_regions_maps_and_stats(
         )
         assert float(stats[0]["deletion_auc"]) == pytest.approx(causal.stats["deletion_auc"])
         curves = list(csv.DictReader(io.TextIOWrapper(z.open("interventions/curves.csv"), "utf-8")))
+        # every trust score per image, both GradTrusts named, equal to the stored stats
+        trust = list(
+            csv.DictReader(io.TextIOWrapper(z.open("interventions/trust_scores.csv"), "utf-8"))
+        )
+        assert len(trust) == 1 and {"grad_trust", "grad_trust_released"} <= set(trust[0])
+        for name in TRUST_SCORE_NAMES:
+            assert float(trust[0][name]) == voice.stats[f"trust_{name}"], name
+        assert int(trust[0]["prediction"]) == voice.stats["prediction"]
         assert sum(1 for c in curves if c["curve"] == "deletion") == causal.stats["n_scores"]
         manifest = json.loads(z.read("manifest.json"))
         listed = json.dumps(manifest)
