@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from studies.core.api_errors import ApiError
+from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
 from studies.core.kinds import ProtocolError, kind_for_route, require_kind
 from studies.core.participant_auth import request_participant
 from studies.core.recorder import owned_assignment
@@ -60,6 +61,12 @@ class ParticipantView(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    # The largest body this endpoint reads (bytes); never above DATA_UPLOAD_MAX_MEMORY_SIZE.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def initial(self, request, *args, **kwargs):
+        check_body_size(request, self.max_body_bytes)
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc):
         if isinstance(exc, ApiError):

@@ -16,6 +16,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from studies.core.api_errors import ApiError
+from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
 from studies.core.dispatch import start_job
 from studies.core.exports import FORMATS
 from studies.models import Job, Study
@@ -81,6 +82,10 @@ def start_export(study: Study, fmt: object, user) -> Job:
 class ResearcherView(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes: list = []
+
+    def initial(self, request, *args, **kwargs):
+        check_body_size(request, DEFAULT_MAX_BODY_BYTES)
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc):
         if isinstance(exc, ApiError):

@@ -22,10 +22,30 @@ def _study_participant(request: HttpRequest, study: Study) -> Participant | None
     return None
 
 
+# Crowd platforms' ids (PROLIFIC_PID, STUDY_ID, SESSION_ID) are short printable tokens.
+MAX_EXTERNAL_ID = 100
+
+
+def _external_id(request: HttpRequest, name: str) -> str | None:
+    """The query parameter `name`, stripped; None when it is too long or not printable."""
+    value = request.GET.get(name, "").strip()
+    if len(value) > MAX_EXTERNAL_ID or not value.isprintable():
+        return None
+    return value
+
+
 def join(request: HttpRequest, study_id: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=study_id)
     if study.status != "open":
         return render(request, "participant/closed.html", {"study": study}, status=403)
+    for name in ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID", "t", "token"):
+        if _external_id(request, name) is None:
+            reason = (
+                f"The link's {name} is not valid (at most {MAX_EXTERNAL_ID} printable characters)."
+            )
+            return render(
+                request, "participant/closed.html", {"study": study, "reason": reason}, status=400
+            )
     token = request.GET.get("t") or request.GET.get("token")
     pid = request.GET.get("PROLIFIC_PID", "").strip()
     participant = None

@@ -19,7 +19,7 @@ from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import owned_assignment
 from studies.intervention.overlays import COLOUR_MAPS, live_map, overlay_png
-from studies.intervention.trials import trial_state
+from studies.intervention.trials import MAX_RLE_CHARS, trial_state
 
 
 def _intervention_assignment(request, assignment_id: int, *, write: bool = False):
@@ -31,6 +31,8 @@ def _intervention_assignment(request, assignment_id: int, *, write: bool = False
 
 class TrialsView(ActionsView):
     route = "trials"
+    # a region's compressed RLE may be long (a checkerboard brush); everything else is small
+    max_body_bytes = MAX_RLE_CHARS + 64 * 1024
 
     @extend_schema(
         responses=OpenApiTypes.OBJECT,
