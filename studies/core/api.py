@@ -227,19 +227,19 @@ class SurveyView(ParticipantView):
                 'field answers is required (an object, e.g. {"suboptimal_gt": "yes"})',
                 field="answers",
             )
-        for key, value in answers.items():
-            if (
-                not isinstance(value, str | bool | int | float)
-                or isinstance(value, float)
-                and value != value
-            ):
-                raise ApiError(
-                    400, f"field answers.{key} must be a string, number or boolean", field="answers"
-                )
+        check_survey_answers(answers)
         if assignment.status != "finished":
             raise ApiError(409, "finish the image before answering its survey")
-        assignment.survey_answers = answers
-        assignment.save(update_fields=["survey_answers"])
+        if assignment.survey_answers is not None:
+            # answers are written once: a retry of the same answers is fine, a rewrite is not
+            if assignment.survey_answers != answers:
+                raise ApiError(409, "this image's survey is already answered")
+            return Response({"id": assignment.pk, "survey_answers": assignment.survey_answers})
+        updated = Assignment.objects.filter(pk=assignment.pk, survey_answers__isnull=True).update(
+            survey_answers=answers
+        )
+        if not updated:  # a concurrent answer won
+            raise ApiError(409, "this image's survey is already answered")
         _complete_if_done(participant)
         return Response({"id": assignment.pk, "survey_answers": answers})
 
@@ -266,6 +266,39 @@ class FinishView(ParticipantView):
                 "stop_reason": assignment.stop_reason,
             }
         )
+
+
+MAX_SURVEY_ANSWERS = 20
+MAX_SURVEY_KEY = 100
+MAX_SURVEY_TEXT = 2000
+
+
+def check_survey_answers(answers: dict) -> None:
+    """At most 20 answers, keys up to 100 characters, scalar values, texts up to 2000
+    characters; ApiError(400) naming the answer otherwise."""
+    if len(answers) > MAX_SURVEY_ANSWERS:
+        raise ApiError(
+            400, f"field answers holds more than {MAX_SURVEY_ANSWERS} answers", field="answers"
+        )
+    for key, value in answers.items():
+        if not key.strip() or len(key) > MAX_SURVEY_KEY:
+            raise ApiError(
+                400,
+                f"field answers: each key is 1 to {MAX_SURVEY_KEY} characters",
+                field="answers",
+            )
+        if not isinstance(value, str | bool | int | float) or (
+            isinstance(value, float) and value != value
+        ):
+            raise ApiError(
+                400, f"field answers.{key} must be a string, number or boolean", field="answers"
+            )
+        if isinstance(value, str) and len(value) > MAX_SURVEY_TEXT:
+            raise ApiError(
+                400,
+                f"field answers.{key} is longer than {MAX_SURVEY_TEXT} characters",
+                field="answers",
+            )
 
 
 def _complete_if_done(participant: Participant) -> None:

@@ -67,6 +67,7 @@ class StudyForm(forms.ModelForm):
             "images_per_participant",
             "assignment_seed",
             "allow_public_join",
+            "max_participants",
             "completion_code",
             "completion_url",
             "collaborators",
@@ -88,6 +89,7 @@ class StudyForm(forms.ModelForm):
             users = users.exclude(pk=self.owner.pk)
         self.fields["collaborators"].queryset = users
         self.fields["collaborators"].required = False
+        self.fields["max_participants"].required = False
         self.fields["kind"] = forms.ChoiceField(
             choices=kind_choices(), initial=self.instance.kind or "prompting", label="Kind"
         )
@@ -110,6 +112,12 @@ class StudyForm(forms.ModelForm):
                 *(PROTOCOL_PREFIX + n for n in self.options),
             ]:
                 self.fields[name].disabled = True
+
+    def clean_max_participants(self) -> int:
+        value = self.cleaned_data.get("max_participants")
+        if value is None:
+            return self.instance.max_participants  # the default for a new study
+        return value
 
     def protocol_sections(self) -> list[tuple[str, list]]:
         """(heading, fields) per kind; an option several kinds share is shown once, first."""
