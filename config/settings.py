@@ -104,6 +104,10 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Writers take the lock when their transaction begins and wait for it (up to the timeout):
+    # with the deferred default, two concurrent requests that both read and then write fail at
+    # once with "database is locked" (the embedded demo serves several people at once).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
