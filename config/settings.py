@@ -143,6 +143,9 @@ SAM_MODEL_TYPE = os.environ.get("SAM_MODEL_TYPE", "vit_h")
 # Largest accepted upload for imports through the web (bytes).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024))
 
+# Largest image an import accepts (pixels); bigger ones are refused before they are decoded.
+IMPORT_MAX_PIXELS = int(os.environ.get("IMPORT_MAX_PIXELS", str(4096 * 4096)))
+
 # Public enrolments (a consent on a public or crowd link) per client address and hour.
 ENROLMENT_RATE_PER_HOUR = int(os.environ.get("ENROLMENT_RATE_PER_HOUR", "30"))
 
