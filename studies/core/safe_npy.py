@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 from numpy.lib import format as npy_format
 
-
 NUMERIC_KINDS = "biuf"
 MAX_OBJECT_ITEMS = 1_000_000
 
