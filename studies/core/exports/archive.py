@@ -27,7 +27,6 @@ import numpy as np
 
 from studies.core.exports.npy import write_npy, write_object_npy
 
-
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 

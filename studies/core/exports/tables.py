@@ -13,7 +13,6 @@ import math
 
 from studies.core.exports.archive import ExportArchive
 
-
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 CSV_CELLS_NOTE = (
     "text cells starting with = + - @ tab or carriage return are prefixed with a single quote "
