@@ -17,6 +17,18 @@ from rest_framework.views import APIView
 
 from studies.core.api_errors import ApiError
 from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
+from studies.core.api_schema import (
+    PARTICIPANT_ERRORS,
+    ConsentRequestSerializer,
+    ConsentResponseSerializer,
+    EventRequestSerializer,
+    FinishRequestSerializer,
+    FinishResponseSerializer,
+    MeResponseSerializer,
+    SurveyRequestSerializer,
+    SurveyResponseSerializer,
+    errors,
+)
 from studies.core.kinds import ProtocolError, kind_for_route, require_kind
 from studies.core.participant_auth import request_participant
 from studies.core.recorder import owned_assignment
@@ -108,7 +120,8 @@ def assignment_summary(request, assignment: Assignment) -> dict:
 
 class MeView(ParticipantView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, summary="The participant, consent and assignments"
+        responses={200: MeResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="The participant, consent and assignments",
     )
     def get(self, request):
         participant = participant_or_error(request)
@@ -139,7 +152,9 @@ class MeView(ParticipantView):
 
 class ConsentView(ParticipantView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Give consent {version}"
+        request=ConsentRequestSerializer,
+        responses={200: ConsentResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="Give consent {version}",
     )
     def post(self, request):
         participant = participant_or_error(request, write=True)
@@ -172,7 +187,10 @@ def _owned(participant: Participant, assignment_id: int) -> Assignment:
 
 
 class AssignmentView(ParticipantView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="State to resume an assignment")
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="State to resume an assignment (its fields depend on the study kind)",
+    )
     def get(self, request, assignment_id: int):
         participant = participant_or_error(request)
         require_consent(participant)
@@ -187,7 +205,9 @@ class ActionsView(ParticipantView):
     route = ""  # fixed by a subclass, else taken from the URL (a kind added later)
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Post one logged action"
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="Post one logged action of another study kind",
     )
     def post(self, request, assignment_id: int, route: str = ""):
         route = self.route or route
@@ -209,12 +229,20 @@ class ActionsView(ParticipantView):
 class EventsView(ActionsView):
     route = "events"
 
+    @extend_schema(
+        request=EventRequestSerializer,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="Post one prompt event of a prompting study",
+    )
+    def post(self, request, assignment_id: int, route: str = ""):
+        return super().post(request, assignment_id, route)
+
 
 class SurveyView(ParticipantView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
-        summary="Answer the survey {answers}",
+        request=SurveyRequestSerializer,
+        responses={200: SurveyResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="Answer the survey {answers} (once)",
     )
     def post(self, request, assignment_id: int):
         participant = participant_or_error(request, write=True)
@@ -246,7 +274,9 @@ class SurveyView(ParticipantView):
 
 class FinishView(ParticipantView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Finish the image"
+        request=FinishRequestSerializer,
+        responses={200: FinishResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="Finish the image",
     )
     def post(self, request, assignment_id: int):
         participant = participant_or_error(request, write=True)
@@ -314,7 +344,9 @@ def _complete_if_done(participant: Participant) -> None:
 class AssignmentImageView(ParticipantView):
     """The image file of an assignment (participants never get a guessable media URL)."""
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **errors(*PARTICIPANT_ERRORS)}
+    )
     def get(self, request, assignment_id: int):
         participant = participant_or_error(request)
         assignment = _owned(participant, assignment_id)
@@ -324,7 +356,9 @@ class AssignmentImageView(ParticipantView):
 class AssignmentGroundTruthView(ParticipantView):
     """The ground-truth mask, only when the study shows it."""
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **errors(*PARTICIPANT_ERRORS)}
+    )
     def get(self, request, assignment_id: int):
         participant = participant_or_error(request)
         assignment = _owned(participant, assignment_id)

@@ -17,6 +17,14 @@ from rest_framework.views import APIView
 
 from studies.core.api_errors import ApiError
 from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
+from studies.core.api_schema import (
+    ExportJobSerializer,
+    ExportListSerializer,
+    ExportRequestSerializer,
+    errors,
+)
+
+RESEARCHER_ERRORS = (400, 401, 403, 404, 409, 413)
 from studies.core.dispatch import start_job
 from studies.core.exports import FORMATS
 from studies.models import Job, Study
@@ -95,8 +103,8 @@ class ResearcherView(APIView):
 
 class StudyExportsView(ResearcherView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        request=ExportRequestSerializer,
+        responses={202: ExportJobSerializer, **errors(*RESEARCHER_ERRORS)},
         summary="Start an export of a study",
     )
     def post(self, request, study_id: int):
@@ -111,7 +119,10 @@ class StudyExportsView(ResearcherView):
         job.refresh_from_db()  # eager Celery may have finished it already
         return Response(job_answer(request, job), status=202)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The study's exports, newest first")
+    @extend_schema(
+        responses={200: ExportListSerializer, **errors(*RESEARCHER_ERRORS)},
+        summary="The study's exports, newest first",
+    )
     def get(self, request, study_id: int):
         user = researcher_or_error(request)
         study = visible_study(user, study_id)
@@ -122,7 +133,7 @@ class StudyExportsView(ResearcherView):
 
 class ExportView(ResearcherView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses={200: ExportJobSerializer, **errors(*RESEARCHER_ERRORS)},
         summary="An export job: status, progress, download_url, error",
     )
     def get(self, request, export_id: int):
@@ -132,7 +143,7 @@ class ExportView(ResearcherView):
 
 class ExportDownloadView(ResearcherView):
     @extend_schema(
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, **errors(*RESEARCHER_ERRORS)},
         summary="Download a finished export",
     )
     def get(self, request, export_id: int):
