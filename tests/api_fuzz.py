@@ -45,11 +45,7 @@ def fuzz(
 ) -> FuzzReport:
     """Run `examples` generated cases per operation; `headers_for(path) -> dict` gives each
     operation its credentials (a participant's bearer token, a researcher's CSRF header)."""
-    import hypothesis
     import schemathesis
-    from hypothesis import HealthCheck, Phase, given
-    from schemathesis.checks import not_a_server_error
-    from schemathesis.specs.openapi.checks import response_schema_conformance
 
     schema = schemathesis.openapi.from_url(f"{base_url}/api/v1/schema/?format=json")
     report = FuzzReport()
