@@ -23,11 +23,11 @@ from studies.core.api_schema import (
     ExportRequestSerializer,
     errors,
 )
-
-RESEARCHER_ERRORS = (400, 401, 403, 404, 409, 413)
 from studies.core.dispatch import start_job
 from studies.core.exports import FORMATS
 from studies.models import Job, Study
+
+RESEARCHER_ERRORS = (400, 401, 403, 404, 409, 413)
 
 
 def researcher_or_error(request):

@@ -29,9 +29,7 @@ class ErrorSerializer(serializers.Serializer):
 
 def errors(*statuses: int) -> dict:
     """Error answers of an endpoint, all `{"error": ...}`."""
-    return {
-        status: OpenApiResponse(ErrorSerializer, description="error") for status in statuses
-    }
+    return {status: OpenApiResponse(ErrorSerializer, description="error") for status in statuses}
 
 
 # every participant endpoint may answer these
@@ -40,7 +38,8 @@ PARTICIPANT_ERRORS = (400, 401, 403, 404, 409, 413, 503)
 
 class EnvelopeSerializer(serializers.Serializer):
     client_event_id = serializers.CharField(
-        max_length=MAX_CLIENT_EVENT_ID, help_text="the client's id of this action; a retry reuses it"
+        max_length=MAX_CLIENT_EVENT_ID,
+        help_text="the client's id of this action; a retry reuses it",
     )
     seq = serializers.IntegerField(min_value=0, max_value=MAX_EXACT_INT)
     client_ts = serializers.FloatField(required=False, allow_null=True)
