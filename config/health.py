@@ -2,7 +2,9 @@
 
 Answers 200 `{"status": "ok", "checks": {...}}` when every check passes, else 503 with the
 failing check's error, so a load balancer or `docker compose` health check can act on it.
-Each check is bounded by a short timeout; nothing is written anywhere.
+Each check is bounded by a short timeout; nothing is written anywhere. The details (vendor,
+transport, timings, error text, which can name hosts and ports) go only to staff and to
+requests from this machine (the container's own health check); anyone else sees ok / not ok.
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ def check_broker() -> dict:
     }
 
 
+LOCAL_ADDRESSES = {"127.0.0.1", "::1"}
+
+
+def _may_see_details(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated and user.is_staff:
+        return True
+    return request.META.get("REMOTE_ADDR", "") in LOCAL_ADDRESSES
+
+
 @never_cache
 @require_GET
 def healthz(request: HttpRequest) -> JsonResponse:
@@ -59,6 +71,8 @@ def healthz(request: HttpRequest) -> JsonResponse:
         except Exception as exc:  # report any failure of the dependency, never crash the probe
             checks[name] = {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
     healthy = all(c["ok"] for c in checks.values())
+    if not _may_see_details(request):
+        checks = {name: {"ok": c["ok"]} for name, c in checks.items()}
     return JsonResponse(
         {"status": "ok" if healthy else "unavailable", "checks": checks},
         status=200 if healthy else 503,

@@ -61,6 +61,8 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "csp",
+    "axes",
     "studies",
 ]
 
@@ -73,7 +75,40 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    # last, as django-axes asks: it turns a locked-out login into its lockout answer
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Researcher logins (django-axes): after AXES_FAILURE_LIMIT wrong passwords for one username
+# from one address, that pair is locked out for AXES_COOLOFF_TIME hours; a success resets it.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = int(os.environ.get("AXES_FAILURE_LIMIT", "10"))
+AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+
+# Content-Security-Policy (django-csp): scripts only from this site (the pages load ES modules,
+# there is no inline script); WebAssembly for the in-browser SAM decoder; style attributes are
+# allowed (progress bars), inline <style> and <script> are not needed anywhere.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", "'wasm-unsafe-eval'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:", "blob:"],
+        "connect-src": ["'self'"],
+        "worker-src": ["'self'", "blob:"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
 
 ROOT_URLCONF = "config.urls"
 TEMPLATES = [
@@ -104,10 +139,17 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 30
+    # Writers take the lock when their transaction begins and wait for it (up to the timeout):
+    # with the deferred default, two concurrent requests that both read and then write fail at
+    # once with "database is locked" (the embedded demo serves several people at once).
+    DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -139,6 +181,12 @@ SAM_MODEL_TYPE = os.environ.get("SAM_MODEL_TYPE", "vit_h")
 # Largest accepted upload for imports through the web (bytes).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024))
 
+# Largest image an import accepts (pixels); bigger ones are refused before they are decoded.
+IMPORT_MAX_PIXELS = int(os.environ.get("IMPORT_MAX_PIXELS", str(4096 * 4096)))
+
+# Public enrolments (a consent on a public or crowd link) per client address and hour.
+ENROLMENT_RATE_PER_HOUR = int(os.environ.get("ENROLMENT_RATE_PER_HOUR", "30"))
+
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/studies/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
@@ -146,6 +194,13 @@ LOGOUT_REDIRECT_URL = "/accounts/login/"
 REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    # JSON bodies are checked for depth, non-finite and huge numbers, NUL and lone surrogates
+    # (studies/core/api_input.py) so no body ends in a 500.
+    "DEFAULT_PARSER_CLASSES": [
+        "studies.core.api_input.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.SessionAuthentication",
     ],

@@ -24,3 +24,12 @@ def media(settings, tmp_path):
     settings.EMBEDDING_CACHE_DIR = tmp_path / "embeddings"
     settings.SAM_CHECKPOINT = ""
     return settings.MEDIA_ROOT
+
+
+@pytest.fixture(autouse=True)
+def fresh_django_cache():
+    """Counters kept in Django's cache (the enrolment throttle) start at zero in every test."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield

@@ -16,6 +16,19 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from studies.core.api_errors import ApiError
+from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
+from studies.core.api_schema import (
+    PARTICIPANT_ERRORS,
+    ConsentRequestSerializer,
+    ConsentResponseSerializer,
+    EventRequestSerializer,
+    FinishRequestSerializer,
+    FinishResponseSerializer,
+    MeResponseSerializer,
+    SurveyRequestSerializer,
+    SurveyResponseSerializer,
+    errors,
+)
 from studies.core.kinds import ProtocolError, kind_for_route, require_kind
 from studies.core.participant_auth import request_participant
 from studies.core.recorder import owned_assignment
@@ -60,6 +73,12 @@ class ParticipantView(APIView):
 
     authentication_classes: list = []
     permission_classes: list = []
+    # The largest body this endpoint reads (bytes); never above DATA_UPLOAD_MAX_MEMORY_SIZE.
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    def initial(self, request, *args, **kwargs):
+        check_body_size(request, self.max_body_bytes)
+        super().initial(request, *args, **kwargs)
 
     def handle_exception(self, exc):
         if isinstance(exc, ApiError):
@@ -101,7 +120,8 @@ def assignment_summary(request, assignment: Assignment) -> dict:
 
 class MeView(ParticipantView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT, summary="The participant, consent and assignments"
+        responses={200: MeResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="The participant, consent and assignments",
     )
     def get(self, request):
         participant = participant_or_error(request)
@@ -132,7 +152,9 @@ class MeView(ParticipantView):
 
 class ConsentView(ParticipantView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Give consent {version}"
+        request=ConsentRequestSerializer,
+        responses={200: ConsentResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="Give consent {version}",
     )
     def post(self, request):
         participant = participant_or_error(request, write=True)
@@ -165,7 +187,10 @@ def _owned(participant: Participant, assignment_id: int) -> Assignment:
 
 
 class AssignmentView(ParticipantView):
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="State to resume an assignment")
+    @extend_schema(
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="State to resume an assignment (its fields depend on the study kind)",
+    )
     def get(self, request, assignment_id: int):
         participant = participant_or_error(request)
         require_consent(participant)
@@ -180,7 +205,9 @@ class ActionsView(ParticipantView):
     route = ""  # fixed by a subclass, else taken from the URL (a kind added later)
 
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Post one logged action"
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="Post one logged action of another study kind",
     )
     def post(self, request, assignment_id: int, route: str = ""):
         route = self.route or route
@@ -202,12 +229,20 @@ class ActionsView(ParticipantView):
 class EventsView(ActionsView):
     route = "events"
 
+    @extend_schema(
+        request=EventRequestSerializer,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="Post one prompt event of a prompting study",
+    )
+    def post(self, request, assignment_id: int, route: str = ""):
+        return super().post(request, assignment_id, route)
+
 
 class SurveyView(ParticipantView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
-        summary="Answer the survey {answers}",
+        request=SurveyRequestSerializer,
+        responses={200: SurveyResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="Answer the survey {answers} (once)",
     )
     def post(self, request, assignment_id: int):
         participant = participant_or_error(request, write=True)
@@ -220,26 +255,28 @@ class SurveyView(ParticipantView):
                 'field answers is required (an object, e.g. {"suboptimal_gt": "yes"})',
                 field="answers",
             )
-        for key, value in answers.items():
-            if (
-                not isinstance(value, str | bool | int | float)
-                or isinstance(value, float)
-                and value != value
-            ):
-                raise ApiError(
-                    400, f"field answers.{key} must be a string, number or boolean", field="answers"
-                )
+        check_survey_answers(answers)
         if assignment.status != "finished":
             raise ApiError(409, "finish the image before answering its survey")
-        assignment.survey_answers = answers
-        assignment.save(update_fields=["survey_answers"])
+        if assignment.survey_answers is not None:
+            # answers are written once: a retry of the same answers is fine, a rewrite is not
+            if assignment.survey_answers != answers:
+                raise ApiError(409, "this image's survey is already answered")
+            return Response({"id": assignment.pk, "survey_answers": assignment.survey_answers})
+        updated = Assignment.objects.filter(pk=assignment.pk, survey_answers__isnull=True).update(
+            survey_answers=answers
+        )
+        if not updated:  # a concurrent answer won
+            raise ApiError(409, "this image's survey is already answered")
         _complete_if_done(participant)
         return Response({"id": assignment.pk, "survey_answers": answers})
 
 
 class FinishView(ParticipantView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT, responses=OpenApiTypes.OBJECT, summary="Finish the image"
+        request=FinishRequestSerializer,
+        responses={200: FinishResponseSerializer, **errors(*PARTICIPANT_ERRORS)},
+        summary="Finish the image",
     )
     def post(self, request, assignment_id: int):
         participant = participant_or_error(request, write=True)
@@ -261,6 +298,39 @@ class FinishView(ParticipantView):
         )
 
 
+MAX_SURVEY_ANSWERS = 20
+MAX_SURVEY_KEY = 100
+MAX_SURVEY_TEXT = 2000
+
+
+def check_survey_answers(answers: dict) -> None:
+    """At most 20 answers, keys up to 100 characters, scalar values, texts up to 2000
+    characters; ApiError(400) naming the answer otherwise."""
+    if len(answers) > MAX_SURVEY_ANSWERS:
+        raise ApiError(
+            400, f"field answers holds more than {MAX_SURVEY_ANSWERS} answers", field="answers"
+        )
+    for key, value in answers.items():
+        if not key.strip() or len(key) > MAX_SURVEY_KEY:
+            raise ApiError(
+                400,
+                f"field answers: each key is 1 to {MAX_SURVEY_KEY} characters",
+                field="answers",
+            )
+        if not isinstance(value, str | bool | int | float) or (
+            isinstance(value, float) and value != value
+        ):
+            raise ApiError(
+                400, f"field answers.{key} must be a string, number or boolean", field="answers"
+            )
+        if isinstance(value, str) and len(value) > MAX_SURVEY_TEXT:
+            raise ApiError(
+                400,
+                f"field answers.{key} is longer than {MAX_SURVEY_TEXT} characters",
+                field="answers",
+            )
+
+
 def _complete_if_done(participant: Participant) -> None:
     remaining = (
         participant.assignments.exclude(status="finished").exists()
@@ -274,7 +344,9 @@ def _complete_if_done(participant: Participant) -> None:
 class AssignmentImageView(ParticipantView):
     """The image file of an assignment (participants never get a guessable media URL)."""
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **errors(*PARTICIPANT_ERRORS)}
+    )
     def get(self, request, assignment_id: int):
         participant = participant_or_error(request)
         assignment = _owned(participant, assignment_id)
@@ -284,7 +356,9 @@ class AssignmentImageView(ParticipantView):
 class AssignmentGroundTruthView(ParticipantView):
     """The ground-truth mask, only when the study shows it."""
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **errors(*PARTICIPANT_ERRORS)}
+    )
     def get(self, request, assignment_id: int):
         participant = participant_or_error(request)
         assignment = _owned(participant, assignment_id)

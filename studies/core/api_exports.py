@@ -16,9 +16,18 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from studies.core.api_errors import ApiError
+from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
+from studies.core.api_schema import (
+    ExportJobSerializer,
+    ExportListSerializer,
+    ExportRequestSerializer,
+    errors,
+)
 from studies.core.dispatch import start_job
 from studies.core.exports import FORMATS
 from studies.models import Job, Study
+
+RESEARCHER_ERRORS = (400, 401, 403, 404, 409, 413)
 
 
 def researcher_or_error(request):
@@ -82,6 +91,10 @@ class ResearcherView(APIView):
     authentication_classes = [SessionAuthentication]
     permission_classes: list = []
 
+    def initial(self, request, *args, **kwargs):
+        check_body_size(request, DEFAULT_MAX_BODY_BYTES)
+        super().initial(request, *args, **kwargs)
+
     def handle_exception(self, exc):
         if isinstance(exc, ApiError):
             return Response({"error": exc.message, **exc.extra}, status=exc.status)
@@ -90,8 +103,8 @@ class ResearcherView(APIView):
 
 class StudyExportsView(ResearcherView):
     @extend_schema(
-        request=OpenApiTypes.OBJECT,
-        responses=OpenApiTypes.OBJECT,
+        request=ExportRequestSerializer,
+        responses={202: ExportJobSerializer, **errors(*RESEARCHER_ERRORS)},
         summary="Start an export of a study",
     )
     def post(self, request, study_id: int):
@@ -106,7 +119,10 @@ class StudyExportsView(ResearcherView):
         job.refresh_from_db()  # eager Celery may have finished it already
         return Response(job_answer(request, job), status=202)
 
-    @extend_schema(responses=OpenApiTypes.OBJECT, summary="The study's exports, newest first")
+    @extend_schema(
+        responses={200: ExportListSerializer, **errors(*RESEARCHER_ERRORS)},
+        summary="The study's exports, newest first",
+    )
     def get(self, request, study_id: int):
         user = researcher_or_error(request)
         study = visible_study(user, study_id)
@@ -117,7 +133,7 @@ class StudyExportsView(ResearcherView):
 
 class ExportView(ResearcherView):
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses={200: ExportJobSerializer, **errors(*RESEARCHER_ERRORS)},
         summary="An export job: status, progress, download_url, error",
     )
     def get(self, request, export_id: int):
@@ -127,7 +143,7 @@ class ExportView(ResearcherView):
 
 class ExportDownloadView(ResearcherView):
     @extend_schema(
-        responses={(200, "application/zip"): OpenApiTypes.BINARY},
+        responses={(200, "application/zip"): OpenApiTypes.BINARY, **errors(*RESEARCHER_ERRORS)},
         summary="Download a finished export",
     )
     def get(self, request, export_id: int):

@@ -72,16 +72,20 @@ def segmentation_spec() -> tuple[ModelSpec, str]:
 
 
 @transaction.atomic
-def seed_demo(base_url: str = "http://127.0.0.1:8000") -> dict:
-    """Create (or find) the demo and return the JSON of docs/design.md."""
+def seed_demo(base_url: str = "http://127.0.0.1:8000", password: str = DEMO_PASSWORD) -> dict:
+    """Create (or find) the demo and return the JSON of docs/design.md. The researcher account
+    is created with `password` (the published demo password unless given); an account that
+    exists keeps its password, and the JSON then says `password: null`."""
     from interventions.demo_data import DATASETS
 
     User = get_user_model()
     researcher = User.objects.filter(username=DEMO_USERNAME).first()
+    shown_password: str | None = DEMO_PASSWORD if password == DEMO_PASSWORD else None
     if researcher is None:
         researcher = User.objects.create_user(
-            DEMO_USERNAME, password=DEMO_PASSWORD, is_staff=True, is_superuser=True
+            DEMO_USERNAME, password=password, is_staff=True, is_superuser=True
         )
+        shown_password = password
     spec, backend_note = segmentation_spec()
     studies = []
     for name in DATASETS:
@@ -133,7 +137,7 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000") -> dict:
             }
         )
     return {
-        "researcher": {"username": DEMO_USERNAME, "password": DEMO_PASSWORD},
+        "researcher": {"username": DEMO_USERNAME, "password": shown_password},
         "segmentation_backend": backend_note,
         "researcher_url": f"{base_url}/studies/",
         "studies": out,

@@ -40,7 +40,14 @@ def celery_task(name: str):
 def run_interactive(name: str, args: list, what: str = "prediction"):
     """Run `name` on the `interactive` queue and wait for its answer (see the module doc)."""
     try:
-        result = celery_task(name).apply_async(args=args, queue="interactive")
+        task = celery_task(name)
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            # In-process Celery (the embedded default): run the task here. Celery's eager
+            # `apply` sets a process-wide "joining would block" flag while a task runs, so under
+            # a threaded server another request's `get()` would refuse ("Never call
+            # result.get() within a task"); an eager result is already there, nothing blocks.
+            return task.apply(args=args).get(propagate=True, disable_sync_subtasks=False)
+        result = task.apply_async(args=args, queue="interactive")
         return result.get(timeout=settings.INTERACTIVE_TIMEOUT_S, propagate=True)
     except ApiError:
         raise

@@ -8,7 +8,10 @@ shuffled per participant from the study's `assignment_seed`, so orders are repro
 from __future__ import annotations
 
 import random
+import time
 
+from django.conf import settings
+from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
@@ -36,8 +39,10 @@ def enrol_participant(
     prolific_pid: str = "",
     external_study_id: str = "",
     external_session_id: str = "",
+    max_participants: int | None = None,
 ) -> Participant:
-    """Create the next participant (code st<k>) with their shuffled assignments."""
+    """Create the next participant (code st<k>) with their shuffled assignments (none past
+    `max_participants`, checked under the study's lock)."""
     for _ in range(5):
         try:
             with transaction.atomic():
@@ -46,6 +51,10 @@ def enrol_participant(
                     study.participants.order_by("-number").values_list("number", flat=True).first()
                     or 0
                 )
+                if max_participants and study.participants.count() >= max_participants:
+                    raise EnrolmentRefused(
+                        "This study has all the participants it needs. Thank you!", 403
+                    )
                 number = last + 1
                 participant = Participant.objects.create(
                     study=study,
@@ -64,3 +73,46 @@ def enrol_participant(
         except IntegrityError:
             continue  # a concurrent enrolment took the number: try the next one
     raise RuntimeError("could not enrol a participant after 5 attempts")
+
+
+class EnrolmentRefused(Exception):
+    """A public enrolment that the study's quota or the client throttle turns away."""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
+def client_address(request) -> str:
+    """The client's address as the server saw it (a proxy in front sets REMOTE_ADDR correctly
+    only when configured to: see docs/deploy.md)."""
+    return request.META.get("REMOTE_ADDR", "") or "unknown"
+
+
+def _throttle(client: str) -> None:
+    """At most ENROLMENT_RATE_PER_HOUR public enrolments per client address and hour (counted in
+    the default cache; 0 turns the throttle off)."""
+    limit = settings.ENROLMENT_RATE_PER_HOUR
+    if not limit:
+        return
+    key = f"enrol-rate:{client}:{int(time.time() // 3600)}"
+    cache.add(key, 0, timeout=3600)
+    try:
+        count = cache.incr(key)
+    except ValueError:  # evicted between add and incr
+        cache.set(key, 1, timeout=3600)
+        count = 1
+    if count > limit:
+        raise EnrolmentRefused(
+            "Too many people have joined from this network in the last hour; please try later.",
+            429,
+        )
+
+
+def enrol_public(study: Study, *, client: str, **crowd_ids) -> Participant:
+    """Enrol a visitor of the public (or crowd) link who consented: bounded by the study's
+    `max_participants` and by the per-client throttle."""
+    if study.max_participants and study.participants.count() >= study.max_participants:
+        raise EnrolmentRefused("This study has all the participants it needs. Thank you!", 403)
+    _throttle(client)
+    return enrol_participant(study, max_participants=study.max_participants, **crowd_ids)

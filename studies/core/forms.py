@@ -67,15 +67,14 @@ class StudyForm(forms.ModelForm):
             "images_per_participant",
             "assignment_seed",
             "allow_public_join",
+            "max_participants",
             "completion_code",
             "completion_url",
-            "collaborators",
         ]
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 4}),
             "consent_text": forms.Textarea(attrs={"rows": 4}),
             "survey_question": forms.Textarea(attrs={"rows": 2}),
-            "collaborators": forms.SelectMultiple(attrs={"size": 4}),
         }
 
     def __init__(self, *args, owner=None, **kwargs):
@@ -83,11 +82,18 @@ class StudyForm(forms.ModelForm):
         self.owner = owner or (self.instance.owner if self.instance.pk else None)
         self.fields["dataset"].queryset = Dataset.objects.order_by("name")
         self.fields["model"].queryset = ModelSpec.objects.order_by("name")
-        users = get_user_model().objects.order_by("username")
-        if self.owner is not None:
-            users = users.exclude(pk=self.owner.pk)
-        self.fields["collaborators"].queryset = users
-        self.fields["collaborators"].required = False
+        # Collaborators by exact username: the form never lists the site's accounts.
+        self.fields["collaborators"] = forms.CharField(
+            required=False,
+            label="Collaborators",
+            help_text="exact usernames of other researchers, separated by commas or spaces",
+            initial=" ".join(
+                self.instance.collaborators.order_by("username").values_list("username", flat=True)
+            )
+            if self.instance.pk
+            else "",
+        )
+        self.fields["max_participants"].required = False
         self.fields["kind"] = forms.ChoiceField(
             choices=kind_choices(), initial=self.instance.kind or "prompting", label="Kind"
         )
@@ -110,6 +116,25 @@ class StudyForm(forms.ModelForm):
                 *(PROTOCOL_PREFIX + n for n in self.options),
             ]:
                 self.fields[name].disabled = True
+
+    def clean_collaborators(self) -> list:
+        raw = self.cleaned_data.get("collaborators", "")
+        names = list(dict.fromkeys(raw.replace(",", " ").split()))
+        if len(names) > 50:
+            raise forms.ValidationError("at most 50 collaborators")
+        users = {u.username: u for u in get_user_model().objects.filter(username__in=names)}
+        unknown = [n for n in names if n not in users]
+        if unknown:
+            raise forms.ValidationError(f"no researcher is called {', '.join(unknown)}")
+        if self.owner is not None and self.owner.username in users:
+            raise forms.ValidationError("the owner is not listed as a collaborator")
+        return [users[n] for n in names]
+
+    def clean_max_participants(self) -> int:
+        value = self.cleaned_data.get("max_participants")
+        if value is None:
+            return self.instance.max_participants  # the default for a new study
+        return value
 
     def protocol_sections(self) -> list[tuple[str, str, list]]:
         """(heading, kind name or "", fields): options several kinds share come first, once;
@@ -159,6 +184,7 @@ class StudyForm(forms.ModelForm):
         if commit:
             study.save()
             self.save_m2m()
+            study.collaborators.set(self.cleaned_data.get("collaborators", []))
         return study
 
 

@@ -131,6 +131,10 @@ class Study(models.Model):
     )
     assignment_seed = models.IntegerField(default=0)
     allow_public_join = models.BooleanField(default=True)
+    max_participants = models.PositiveIntegerField(
+        default=1000,
+        help_text="public and crowd links enrol no one past this many participants (0 = no limit)",
+    )
     completion_code = models.CharField(max_length=100, blank=True)
     completion_url = models.URLField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)

@@ -1,8 +1,15 @@
 """Participants' pages: join (participant link, Prolific parameters or public link), consent,
 instructions, the annotation page and the completion page. Re-opening the join link resumes:
-it leads to the first step not yet done (consent, instructions, the next image, completion)."""
+it leads to the first step not yet done (consent, instructions, the next image, completion).
+
+A visitor without a participant is enrolled when they give consent (a POST), never by a GET
+(link previews and crawlers create nothing). A PROLIFIC_PID alone neither enrols into a study
+whose public join is off nor resumes a participant: resuming needs this browser's session or
+the SESSION_ID that started it."""
 
 from __future__ import annotations
+
+from urllib.parse import urlencode
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -10,7 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
-from studies.core.enrolment import enrol_participant
+from studies.core.enrolment import EnrolmentRefused, client_address, enrol_public
 from studies.core.participant_auth import login_participant, request_participant
 from studies.models import Participant, Study
 
@@ -22,44 +29,104 @@ def _study_participant(request: HttpRequest, study: Study) -> Participant | None
     return None
 
 
+# Crowd platforms' ids (PROLIFIC_PID, STUDY_ID, SESSION_ID) are short printable tokens.
+CROWD_IDS = ("PROLIFIC_PID", "STUDY_ID", "SESSION_ID")
+MAX_EXTERNAL_ID = 100
+
+
+def _refuse(request: HttpRequest, study: Study, reason: str, status: int) -> HttpResponse:
+    return render(
+        request, "participant/closed.html", {"study": study, "reason": reason}, status=status
+    )
+
+
+def _crowd_ids(data) -> dict[str, str] | None:
+    """PROLIFIC_PID, STUDY_ID, SESSION_ID of a query or form; None when one is not valid."""
+    ids = {}
+    for name in CROWD_IDS:
+        value = data.get(name, "").strip()
+        if len(value) > MAX_EXTERNAL_ID or not value.isprintable():
+            return None
+        ids[name] = value
+    return ids
+
+
+def _crowd_participant(study: Study, ids: dict[str, str]) -> Participant | None | bool:
+    """The participant a crowd platform's PROLIFIC_PID started; resuming needs the SESSION_ID
+    that started it (a PID alone is someone's public id, not a password)."""
+    participant = Participant.objects.filter(study=study, prolific_pid=ids["PROLIFIC_PID"]).first()
+    if participant is None:
+        return None
+    session_id = ids["SESSION_ID"]
+    if session_id and participant.external_session_id == session_id:
+        return participant
+    return False
+
+
 def join(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Open a link. A personal link (`?t=`) or this browser's session resumes; a new visitor is
+    led to the consent page, and is enrolled only when consenting (a POST), never on a GET."""
     study = get_object_or_404(Study, pk=study_id)
     if study.status != "open":
         return render(request, "participant/closed.html", {"study": study}, status=403)
-    token = request.GET.get("t") or request.GET.get("token")
-    pid = request.GET.get("PROLIFIC_PID", "").strip()
-    participant = None
+    ids = _crowd_ids(request.GET)
+    token = request.GET.get("t") or request.GET.get("token") or ""
+    if ids is None or len(token) > MAX_EXTERNAL_ID or not token.isprintable():
+        reason = (
+            f"The link is not valid (its ids are at most {MAX_EXTERNAL_ID} printable characters)."
+        )
+        return _refuse(request, study, reason, 400)
     if token:
         participant = Participant.objects.filter(study=study, token=token).first()
         if participant is None:
-            return render(
-                request,
-                "participant/closed.html",
-                {"study": study, "reason": "This link is not valid."},
-                status=404,
-            )
-    elif pid:
-        participant = Participant.objects.filter(study=study, prolific_pid=pid).first()
-        if participant is None:
-            participant = enrol_participant(
-                study,
-                prolific_pid=pid,
-                external_study_id=request.GET.get("STUDY_ID", "").strip(),
-                external_session_id=request.GET.get("SESSION_ID", "").strip(),
-            )
-    else:
-        participant = _study_participant(request, study)
-        if participant is None:
-            if not study.allow_public_join:
-                return render(
-                    request,
-                    "participant/closed.html",
-                    {"study": study, "reason": "This study needs a personal link."},
-                    status=403,
-                )
-            participant = enrol_participant(study)
-    login_participant(request, participant)
-    return redirect(next_step(participant))
+            return _refuse(request, study, "This link is not valid.", 404)
+        login_participant(request, participant)
+        return redirect(next_step(participant))
+    participant = _study_participant(request, study)
+    if participant is not None and (
+        not ids["PROLIFIC_PID"] or participant.prolific_pid == ids["PROLIFIC_PID"]
+    ):
+        return redirect(next_step(participant))
+    if ids["PROLIFIC_PID"]:
+        found = _crowd_participant(study, ids)
+        if found is False:
+            return _refuse(request, study, ALREADY_STARTED, 403)
+        if found is not None:
+            login_participant(request, found)
+            return redirect(next_step(found))
+    if not study.allow_public_join:
+        return _refuse(request, study, "This study needs a personal link.", 403)
+    query = urlencode({k: v for k, v in ids.items() if v})
+    return redirect(reverse("consent", args=[study.pk]) + (f"?{query}" if query else ""))
+
+
+ALREADY_STARTED = (
+    "This Prolific ID has already started this study in another browser session. "
+    "Please continue in the browser where you started, from the study link your platform gave you."
+)
+
+
+def _enrol_on_consent(request: HttpRequest, study: Study, ids: dict[str, str]):
+    """Enrol the visitor who just consented (public join or a new crowd id); a response when
+    refused (public join off, id taken, quota reached, too many enrolments from this client)."""
+    if not study.allow_public_join:
+        return _refuse(request, study, "This study needs a personal link.", 403)
+    if ids["PROLIFIC_PID"]:
+        found = _crowd_participant(study, ids)
+        if found is False:
+            return _refuse(request, study, ALREADY_STARTED, 403)
+        if found is not None:
+            return found
+    try:
+        return enrol_public(
+            study,
+            client=client_address(request),
+            prolific_pid=ids["PROLIFIC_PID"],
+            external_study_id=ids["STUDY_ID"],
+            external_session_id=ids["SESSION_ID"],
+        )
+    except EnrolmentRefused as exc:
+        return _refuse(request, study, str(exc), exc.status)
 
 
 def next_step(participant: Participant) -> str:
@@ -78,13 +145,23 @@ def next_step(participant: Participant) -> str:
 def consent(request: HttpRequest, study_id: int) -> HttpResponse:
     study = get_object_or_404(Study, pk=study_id)
     participant = _study_participant(request, study)
+    ids = _crowd_ids(request.POST if request.method == "POST" else request.GET)
     if participant is None:
-        return redirect("join", study_id=study.pk)
+        # a new visitor: the consent page, and enrolment only on consenting
+        if study.status != "open" or not study.allow_public_join or ids is None:
+            return redirect("join", study_id=study.pk)
+    context = {"study": study, "participant": participant, "crowd_ids": ids or {}}
     if request.method == "POST":
         if (
             request.POST.get("agree") == "yes"
             and request.POST.get("version") == study.consent_version
         ):
+            if participant is None:
+                enrolled = _enrol_on_consent(request, study, ids)
+                if isinstance(enrolled, HttpResponse):
+                    return enrolled
+                participant = enrolled
+                login_participant(request, participant)
             if not participant.consented:
                 participant.consent_version = study.consent_version
                 participant.consented_at = timezone.now()
@@ -95,15 +172,10 @@ def consent(request: HttpRequest, study_id: int) -> HttpResponse:
             if request.POST.get("agree") != "yes"
             else "The consent text has changed: please read it again."
         )
-        return render(
-            request,
-            "participant/consent.html",
-            {"study": study, "participant": participant, "error": error},
-            status=400,
-        )
-    if participant.consented:
+        return render(request, "participant/consent.html", {**context, "error": error}, status=400)
+    if participant is not None and participant.consented:
         return redirect(next_step(participant))
-    return render(request, "participant/consent.html", {"study": study, "participant": participant})
+    return render(request, "participant/consent.html", context)
 
 
 def instructions(request: HttpRequest, study_id: int) -> HttpResponse:

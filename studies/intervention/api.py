@@ -16,10 +16,11 @@ from studies.core.api import (
     study_kind,
 )
 from studies.core.api_errors import ApiError
+from studies.core.api_schema import PARTICIPANT_ERRORS, TrialRequestSerializer, errors
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import owned_assignment
 from studies.intervention.overlays import COLOUR_MAPS, live_map, overlay_png
-from studies.intervention.trials import trial_state
+from studies.intervention.trials import MAX_RLE_CHARS, trial_state
 
 
 def _intervention_assignment(request, assignment_id: int, *, write: bool = False):
@@ -31,14 +32,24 @@ def _intervention_assignment(request, assignment_id: int, *, write: bool = False
 
 class TrialsView(ActionsView):
     route = "trials"
+    # a region's compressed RLE may be long (a checkerboard brush); everything else is small
+    max_body_bytes = MAX_RLE_CHARS + 64 * 1024
 
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
         summary="Trials so far (to resume an intervention assignment)",
     )
     def get(self, request, assignment_id: int):
         participant, _ = _intervention_assignment(request, assignment_id)
         return Response(trial_state(participant, assignment_id))
+
+    @extend_schema(
+        request=TrialRequestSerializer,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="Post one trial (delete or insert a region) of an intervention study",
+    )
+    def post(self, request, assignment_id: int, route: str = ""):
+        return super().post(request, assignment_id, route)
 
 
 class InterventionInfoView(ParticipantView):
@@ -46,7 +57,7 @@ class InterventionInfoView(ParticipantView):
     goal, substrate and overlay condition, and the overlay's URL when one is shown."""
 
     @extend_schema(
-        responses=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
         summary="Top-5, goal and overlay of an intervention assignment",
     )
     def get(self, request, assignment_id: int):
@@ -91,7 +102,9 @@ class OverlayView(ParticipantView):
     """The study's overlay (Grad-CAM or VOICE uncertainty) as an RGBA PNG at the image size;
     404 when the study shows none."""
 
-    @extend_schema(responses={(200, "image/png"): OpenApiTypes.BINARY})
+    @extend_schema(
+        responses={(200, "image/png"): OpenApiTypes.BINARY, **errors(*PARTICIPANT_ERRORS)}
+    )
     def get(self, request, assignment_id: int):
         participant, assignment = _intervention_assignment(request, assignment_id)
         study = participant.study

@@ -130,11 +130,16 @@ def parse_trial(data: dict, width: int, height: int, study_substrate: str) -> Tr
     if client_ts is not None:
         if isinstance(client_ts, bool) or not isinstance(client_ts, int | float):
             raise ApiError(400, "field client_ts must be a number", field="client_ts")
+        try:
+            client_ts = float(client_ts)
+        except OverflowError:  # an integer with hundreds of digits
+            raise ApiError(
+                400, "field client_ts is a number too large", field="client_ts"
+            ) from None
         if not math.isfinite(client_ts):
             raise ApiError(
                 400, f"field client_ts must be finite (got {client_ts})", field="client_ts"
             )
-        client_ts = float(client_ts)
     region, _ = _region(data.get("region_rle"), width, height)
     return TrialRequest(operation, region, substrate, client_ts)
 

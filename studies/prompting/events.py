@@ -35,9 +35,13 @@ def _number(data: dict, name: str, *, required: bool) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ApiError(400, f"field {name} must be a number", field=name)
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an integer with hundreds of digits
+        raise ApiError(400, f"field {name} is a number too large", field=name) from None
+    if not math.isfinite(number):
         raise ApiError(400, f"field {name} must be finite (got {value})", field=name)
-    return float(value)
+    return number
 
 
 def parse_action(data: dict, width: int, height: int) -> tuple[Action, float | None]:

@@ -190,7 +190,10 @@ def baselines_start(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     strategies = request.POST.getlist("strategy")
     try:
-        seed = int(request.POST.get("seed") or 0)
+        raw = (request.POST.get("seed") or "0").strip()
+        seed = int(raw) if raw.isdigit() and len(raw) <= 10 else -1
+        if not 0 <= seed < 2**32:
+            raise ValueError(f"seed must be an integer from 0 to {2**32 - 1}, got {raw[:40]!r}")
         job = start_baselines(study, strategies, seed)
     except ValueError as exc:
         messages.error(request, str(exc))

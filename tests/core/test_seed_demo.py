@@ -93,3 +93,24 @@ def test_seed_demo_names_a_missing_checkpoint(settings, tmp_path):
     with pytest.raises(CommandError, match="nowhere.pth is not a file"):
         seed()
     assert not Study.objects.exists()
+
+
+def test_seed_demo_refuses_production_unless_forced(settings):
+    """Issue 11, finding 7: no published superuser password on a deployment."""
+    from django.contrib.auth import get_user_model
+
+    settings.PRODUCTION = True
+    with pytest.raises(CommandError, match="production"):
+        call_command("seed_demo", "--json", stdout=io.StringIO())
+    assert not get_user_model().objects.exists() and not Study.objects.exists()
+    out = io.StringIO()
+    call_command("seed_demo", "--force-production", stdout=out)
+    text = out.getvalue()
+    user = get_user_model().objects.get(username="researcher")
+    assert not user.check_password("intervene-demo")
+    password = text.split("Researcher: researcher / ")[1].split()[0]
+    assert len(password) >= 20 and user.check_password(password)
+    assert "shown only now" in text
+    again = io.StringIO()
+    call_command("seed_demo", "--force-production", stdout=again)
+    assert password not in again.getvalue() and "password unchanged" in again.getvalue()

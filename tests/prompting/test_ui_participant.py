@@ -118,9 +118,24 @@ def test_reopening_the_link_resumes_where_the_participant_was(client):
 def test_prolific_parameters_enrol_once_and_resume(client):
     study = prompting_study(participants=0)
     url = f"/s/{study.pk}/join?PROLIFIC_PID=abc123&STUDY_ID=s9&SESSION_ID=x1"
-    assert client.get(url).status_code == 302
+    response = client.get(url)
+    assert response.status_code == 302 and "/consent?" in response["Location"]
+    assert not study.participants.exists()  # enrolled on consent, not on the GET
+    consent = client.get(response["Location"])
+    assert b'name="PROLIFIC_PID" value="abc123"' in consent.content
+    client.post(
+        f"/s/{study.pk}/consent",
+        {
+            "agree": "yes",
+            "version": study.consent_version,
+            "PROLIFIC_PID": "abc123",
+            "STUDY_ID": "s9",
+            "SESSION_ID": "x1",
+        },
+    )
     other = client.__class__()
-    assert other.get(url).status_code == 302  # same PID from another browser: same participant
+    # same PID and the platform's session id from another browser: the same participant
+    assert other.get(url)["Location"].endswith("/instructions")
     participant = study.participants.get()
     assert (
         participant.prolific_pid,
@@ -250,8 +265,8 @@ def test_completion_page_shows_the_code_and_the_return_url(client):
     study.completion_url = "https://app.prolific.com/submissions/complete?cc=C0DE-42"
     study.save()
     response = client.get(f"/s/{study.pk}/join")
-    participant = study.participants.get()
     client.post(f"/s/{study.pk}/consent", {"agree": "yes", "version": study.consent_version})
+    participant = study.participants.get()
     assert b"still have images" in client.get(f"/s/{study.pk}/done").content
     api = ParticipantClient(client, participant)
     a = participant.assignments.get()

@@ -4,6 +4,9 @@ Each entry is streamed through `ZipFile.open(name, "w")` (ZIP_DEFLATED), so noth
 whole in memory; the list of (name, sha256, bytes) goes to a spool file on disk, not a list, and
 is read back once to write the manifest; zipfile's own per-entry list (the central directory,
 written at close) is spooled to disk as well, so memory does not grow with the entry count.
+
+Entry names pass through `safe_entry_name`: names built from user text (a data set called
+`../x`) never climb out of the folder the archive is unpacked into.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import hashlib
 import io
 import json
 import pickle
+import re
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -22,6 +26,23 @@ from typing import IO
 import numpy as np
 
 from studies.core.exports.npy import write_npy, write_object_npy
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def safe_entry_name(name: str) -> str:
+    """A zip entry name that stays inside the folder it is unpacked into: separators are "/",
+    no empty, "." or ".." segment, no control character, no drive ("C:"); ordinary names are
+    returned unchanged."""
+    parts = []
+    for part in re.split(r"[/\\]", _CONTROL.sub("_", name)):
+        part = part.strip()
+        if part in ("", ".", ".."):
+            continue
+        parts.append(part.replace(":", "_") if not parts else part)
+    if not parts:
+        raise ValueError(f"export entry name {name!r} has nothing left once made safe")
+    return "/".join(parts)
 
 
 class SpooledFileList:
@@ -101,6 +122,7 @@ class ExportArchive:
     @contextmanager
     def open(self, name: str, *, large: bool = False) -> Iterator[HashingWriter]:
         """Open one entry for writing; `large` allows entries over 2 GiB (zip64)."""
+        name = safe_entry_name(name)
         with self.zip.open(name, "w", force_zip64=large) as entry:
             writer = HashingWriter(entry)
             yield writer

@@ -17,6 +17,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from studies.core.exports.archive import ExportArchive
+from studies.core.exports.tables import CSV_CELLS_NOTE
 from studies.core.kinds import full_protocol
 from studies.models import BaselineResult, Study
 
@@ -117,6 +118,7 @@ def write_manifest(
         "models": models_block(study),
         "coordinates": COORDINATES,
         "counts": {**counts, "files": archive.count},
+        "csv_cells": CSV_CELLS_NOTE,
         **(extra or {}),
     }
     with archive.open_text(MANIFEST_NAME) as out:

@@ -1,4 +1,9 @@
-"""CSV tables inside an export archive: one cell convention for every table."""
+"""CSV tables inside an export archive: one cell convention for every table.
+
+A text cell that a spreadsheet would run as a formula (it starts with =, +, -, @, a tab or a
+carriage return) is written with a leading single quote, as OWASP recommends against CSV
+injection; numbers are never changed (-0.5 stays -0.5). The manifest says so (`csv_cells`).
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,18 @@ import math
 
 from studies.core.exports.archive import ExportArchive
 
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+CSV_CELLS_NOTE = (
+    "text cells starting with = + - @ tab or carriage return are prefixed with a single quote "
+    "(OWASP CSV injection); numeric cells are unchanged"
+)
+
 
 def cell(value) -> object:
-    """CSV cell: lists as JSON, times as ISO 8601, None and NaN as empty."""
+    """CSV cell: lists as JSON, times as ISO 8601, None and NaN as empty, formula-like text
+    quoted."""
+    if isinstance(value, str):
+        return "'" + value if value.startswith(FORMULA_STARTS) else value
     if value is None:
         return ""
     if isinstance(value, float) and math.isnan(value):
