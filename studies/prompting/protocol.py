@@ -27,7 +27,6 @@ DEFAULT_PROTOCOL: dict = {
     "browser_decoder": True,  # preview each click's mask in the browser when available
     "hover_preview": False,  # preview the mask under the resting cursor before a click
 }
-PROTOCOL_VERSION = 2
 SINCE = {"browser_decoder": 2, "hover_preview": 2}  # options added after version 1
 
 MASK_CHOICES = ("first", "best_predicted")
