@@ -13,6 +13,7 @@ import time
 
 from celery import shared_task
 
+from workers.batching import batcher_for
 from workers.jobs import running_job
 from workers.model_cache import (
     backend_for,
@@ -71,7 +72,15 @@ def predict_mask(
     if previous_logits_b64:
         raw = base64.b64decode(previous_logits_b64)
         mask_input = np.frombuffer(raw, dtype=np.float16).astype(np.float32).reshape(1, 256, 256)
-    prediction = backend.predict(embedding, points, labels, mask_input=mask_input, multimask=True)
+    batcher = batcher_for(backend)  # a threads-pool worker batches concurrent SAM clicks
+    if batcher is not None:
+        from interventions.segmentation.batching import DecodeRequest
+
+        prediction = batcher.predict(DecodeRequest(embedding, points, labels, mask_input))
+    else:
+        prediction = backend.predict(
+            embedding, points, labels, mask_input=mask_input, multimask=True
+        )
     if mask_choice == "best_predicted":
         index = int(np.argmax(prediction.predicted_iou))
     else:
