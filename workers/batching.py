@@ -60,6 +60,7 @@ def batcher_for(backend):
 
             batcher = MicroBatcher(backend, **_settings)
             _batchers[id(backend)] = batcher
+            log.info("SAM micro-batching on for %s (%s)", backend.model_id, _settings)
         return batcher
 
 
@@ -83,6 +84,5 @@ def _on_worker_init(sender=None, **_kwargs) -> None:
             int(os.environ.get("INTERVENE_MICROBATCH_MAX", "8")),
             float(os.environ.get("INTERVENE_MICROBATCH_WAIT_MS", "5")),
         )
-        log.info("SAM micro-batching on (%d threads, %s)", concurrency, _settings)
     else:
         disable()
