@@ -148,9 +148,7 @@ def shown_iou(shown: Shown, server_rle: dict | None) -> float | None:
         return 1.0
     if shown.mask is None:
         return None
-    if not shown.mask.any() and not server.any():
-        return 1.0
-    return float(iou(shown.mask, server))
+    return float(iou(shown.mask, server))  # two empty masks hash alike: 1.0 above
 
 
 def request_prediction(assignment: Assignment, green, red, previous_logits: bytes | None) -> dict:
