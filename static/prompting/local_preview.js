@@ -63,6 +63,8 @@ class LocalPreview {
     this.embeddings = new Map();  // assignment id -> Promise<ArrayBuffer>
     this.embeddingFor = null;  // the assignment whose embedding the decoder holds
     this.lastLowRes = null;  // chained low-res logits (study option chain_low_res_mask)
+    this.hoverTicket = 0;  // the latest hover wins; older ones answer null
+    this.hoverBusy = null;
     this.ready = this._load();  // resolves true (previews possible) or false
   }
 
@@ -156,7 +158,7 @@ class LocalPreview {
    *   sha256: string|null, latencyMs: number, decodeMs: number, maskIndex: number,
    *   predictedIou: number, clickedAt: number}|null>}
    */
-  async decodeClick(points, labels, { clickedAt = performance.now() } = {}) {
+  async decodeClick(points, labels, { clickedAt = performance.now(), hover = false } = {}) {
     if (!(await this.ready)) return null;
     try {
       await this._useEmbedding(this.assignmentId);
@@ -165,7 +167,7 @@ class LocalPreview {
         maskChoice: this.block.mask_choice,
         maskInput: chain ? this.sd.roundToFloat16(this.lastLowRes) : null,
       });
-      if (this.block.chain_low_res_mask) this.lastLowRes = out.lowResLogits;
+      if (this.block.chain_low_res_mask && !hover) this.lastLowRes = out.lowResLogits;
       const sha256 = await this.sd.maskSha256(out.mask);
       return {
         mask: out.mask,
@@ -183,6 +185,23 @@ class LocalPreview {
       this.lastError = err;
       return null;
     }
+  }
+
+  /**
+   * The hover preview (study option hover_preview): the mask the prompt would give with a green
+   * point at `cursor` ([x, y]) added, without touching the chained mask. Only the latest call
+   * is decoded: one made while a decode runs waits, and answers null if a newer one came.
+   * null too when the study has no hover preview.
+   */
+  async hover(points, labels, cursor) {
+    if (!this.block || !this.block.hover_preview) return null;
+    const ticket = ++this.hoverTicket;
+    while (this.hoverBusy) await this.hoverBusy;
+    if (ticket !== this.hoverTicket) return null;
+    const run = this.decodeClick([...points, cursor], [...labels, 1], { hover: true });
+    this.hoverBusy = run.then(() => { this.hoverBusy = null; });
+    const out = await run;
+    return ticket === this.hoverTicket ? out : null;
   }
 
   /**

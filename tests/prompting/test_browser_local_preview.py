@@ -89,11 +89,18 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
         const prefetched = await preview.prefetch(second);
         const moved = await preview.setAssignment(second);
         const other = await preview.decodeClick([green], [1]);
+        const hoverOff = await preview.hover([green], [1], red);
+        const hovering = lp.createLocalPreview(second, { ...state.body.decoder, hover_preview: true },
+            { fetchInit: { headers: { Authorization: "Bearer " + token } } });
+        const hovers = await Promise.all([[9, 9], [19, 9], red].map(
+            (at) => hovering.hover([green], [1], at)));
+        const direct = await hovering.decodeClick([green, red], [1, 1]);
         window.preview = preview;
         return { ready, reason: preview.reason, bits: bits(local.mask), width: local.width,
                  height: local.height, rle: local.rle, sha256: local.sha256,
                  latencyMs: local.latencyMs, shown, answer, prefetched, moved,
-                 otherBits: other && bits(other.mask) };
+                 otherBits: other && bits(other.mask), hoverOff,
+                 hoverBits: hovers.map((h) => h && bits(h.mask)), directBits: bits(direct.mask) };
     }""",
         [first.pk, second.pk, green, red],
     )
@@ -102,7 +109,9 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
     assert (out["width"], out["height"]) == (w, h)
     assert out["rle"] == rle_encode(mask)  # the JS encoder writes pycocotools' string
     assert out["sha256"] == mask_sha256(mask)
-    assert out["shown"]["source"] == "local" and out["shown"]["latency_ms"] >= out["latencyMs"]
+    assert (
+        out["shown"]["source"] == "local" and out["shown"]["latency_ms"] >= out["latencyMs"] - 1e-3
+    )
     assert out["answer"]["status"] == 200, out["answer"]
     server = rle_decode(out["answer"]["body"]["mask_rle"])
     assert iou(mask, server) > 0.99  # float16 embedding vs the server's float32
@@ -111,6 +120,9 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
     assert row.shown_iou_vs_server == pytest.approx(iou(mask, server))
     assert row.client_latency_ms == pytest.approx(out["shown"]["latency_ms"])
     assert out["prefetched"] is True and out["moved"] is True and out["otherBits"]
+    # hover: off by default; on, the latest of three quick hovers is the one decoded
+    assert out["hoverOff"] is None
+    assert out["hoverBits"][:2] == [None, None] and out["hoverBits"][2] == out["directBits"]
 
 
 def test_no_preview_for_a_classical_study_or_without_webassembly(
