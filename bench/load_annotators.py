@@ -21,6 +21,10 @@ worker (one click at a time per process), as before.
     .venv/bin/python bench/load_annotators.py [--annotators 40] [--duration 20]
     .venv/bin/python bench/load_annotators.py --annotators 5,10,20,40 --backends classical
     .venv/bin/python bench/load_annotators.py --quick   # short levels, vit_b with and without batching
+
+In --quick mode compare latencies only: with 6 s levels each annotator's first click (green
+alone, no timestep) and the spread start keep throughput under 80% of the offered rate, so the
+knee is always the first level.
 """
 
 from __future__ import annotations
