@@ -12,8 +12,19 @@ nothing stored that was not acknowledged). Prints ONE JSON line with a "knee" pe
 first level whose p95 exceeds 3x the lowest level's p95 or whose throughput falls below 80% of
 the offered click rate.
 
+vit_b runs twice (`--batching both`, the default) on an `interactive` worker with a threads
+pool (`-P threads -c --interactive-concurrency`): without micro-batching
+(INTERVENE_MICROBATCH=0, one `SamBackend.predict` per click) as `vit_b`, and with it
+(workers/batching.py) as `vit_b_batched`; `--batching off` runs vit_b once on the prefork
+worker (one click at a time per process), as before.
+
     .venv/bin/python bench/load_annotators.py [--annotators 40] [--duration 20]
     .venv/bin/python bench/load_annotators.py --annotators 5,10,20,40 --backends classical
+    .venv/bin/python bench/load_annotators.py --quick   # short levels, vit_b with and without batching
+
+In --quick mode compare latencies only: with 6 s levels each annotator's first click (green
+alone, no timestep) and the spread start keep throughput under 80% of the offered rate, so the
+knee is always the first level.
 """
 
 from __future__ import annotations
@@ -208,8 +219,25 @@ def main() -> None:
         default=os.cpu_count() or 1,
         help="torch threads per Celery worker process (default: all cores)",
     )
+    parser.add_argument(
+        "--batching",
+        choices=("both", "off"),
+        default="both",
+        help="vit_b with and without micro-batching on a threads-pool worker, or prefork only",
+    )
+    parser.add_argument(
+        "--interactive-concurrency",
+        type=int,
+        default=4,
+        help="threads of the interactive worker's pool when comparing batching",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="levels 2,4,8 of 6 s each, vit_b only (batching)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.quick:
+        args.annotators, args.duration, args.backends = "2,4,8", 6.0, "vit_b"
     reason = services_missing()
     if reason:
         raise SystemExit(f"load_annotators needs the real services: {reason}")
@@ -223,13 +251,23 @@ def main() -> None:
         "worker_threads": args.worker_threads,
         "backends": {},
     }
+    runs = []  # (name in the JSON, backend, interactive pool, worker environment)
     for backend in args.backends.split(","):
+        if backend == "vit_b" and args.batching == "both":
+            pool = ("threads", args.interactive_concurrency)
+            runs.append(("vit_b", backend, pool, {"INTERVENE_MICROBATCH": "0"}))
+            runs.append(("vit_b_batched", backend, pool, {"INTERVENE_MICROBATCH": "1"}))
+        else:
+            runs.append((backend, backend, ("prefork", 1), {}))
+    if args.batching == "both":
+        result["interactive_pool"] = f"threads x{args.interactive_concurrency}"
+    for name, backend, pool, worker_env in runs:
         checkpoint = random_sam_vit_b_checkpoint(CHECKPOINT, seed=0) if backend == "vit_b" else None
         with LiveStack(
             participants=sum(levels) + 1, images=4, backend="sam" if backend == "vit_b" else "classical", sam_checkpoint=checkpoint,
             protocol=PROTOCOL, consented=True, embed=True, web_workers=args.web_workers, web_threads=args.web_threads,
             queues=("interactive",) * args.interactive_workers + ("batch",),
-            worker_threads=args.worker_threads,
+            worker_threads=args.worker_threads, interactive_pool=pool, worker_env=worker_env,
         ) as stack:  # fmt: skip
             warm = stack.annotator(
                 sum(levels)
@@ -245,7 +283,18 @@ def main() -> None:
             for n in levels:
                 out.append(run_level(stack, first, n, args.duration, args.rate, args.seed))
                 first += n
-        result["backends"][backend] = {"levels": out, "knee_annotators": knee(out)}
+            batched = stack.worker("interactive").text().count("SAM micro-batching on")
+        at_knee = knee(out)
+        result["backends"][name] = {
+            "levels": out,
+            "knee_annotators": at_knee,
+            "max_throughput_timesteps_per_s": max(x["throughput_timesteps_per_s"] for x in out),
+            "throughput_at_knee": next(
+                (x["throughput_timesteps_per_s"] for x in out if x["annotators"] == at_knee), None
+            ),
+            "pool": f"{pool[0]} x{pool[1]}",
+            "micro_batching": bool(batched),
+        }
     print(json.dumps(result))
 
 

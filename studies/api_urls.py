@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from studies.core import api, api_exports
 from studies.intervention import api as api_trials
+from studies.prompting import api as api_prompting
 
 urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
@@ -23,6 +24,17 @@ urlpatterns = [
         "assignments/<int:assignment_id>/ground_truth",
         api.AssignmentGroundTruthView.as_view(),
         name="api-assignment-ground-truth",
+    ),
+    # prompting studies: the browser decoder's files (studies/prompting/api.py)
+    path(
+        "assignments/<int:assignment_id>/decoder.onnx",
+        api_prompting.DecoderView.as_view(),
+        name="api-assignment-decoder",
+    ),
+    path(
+        "assignments/<int:assignment_id>/embedding.f16",
+        api_prompting.EmbeddingView.as_view(),
+        name="api-assignment-embedding",
     ),
     # intervention studies (studies/api_trials.py)
     path(

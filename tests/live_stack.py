@@ -231,6 +231,7 @@ class LiveStack:
         interactive_timeout_s: float = 20.0,
         worker_env: dict | None = None,
         worker_threads: int = 1,
+        interactive_pool: tuple[str, int] = ("prefork", 1),
         env: dict | None = None,
         consented: bool = False,
         embed: bool = False,
@@ -253,6 +254,7 @@ class LiveStack:
         # threads per process oversubscribe the cores (measured 2-4x slower SAM clicks).
         self.worker_env = {"OMP_NUM_THREADS": str(worker_threads), **(worker_env or {})}
         self.extra_env = env or {}
+        self.interactive_pool = interactive_pool  # (Celery pool, concurrency) of `interactive`
         self.embed = embed
         self.startup_timeout_s = startup_timeout_s
         self.procs: list[Proc] = []
@@ -453,11 +455,13 @@ class LiveStack:
         return self.web
 
     def start_worker(self, queue: str, name: str | None = None, env: dict | None = None) -> Proc:
-        """`celery -A config worker -Q <queue> --pool prefork --concurrency 1` (not yet ready)."""
+        """`celery -A config worker -Q <queue> --pool prefork --concurrency 1` (not yet ready);
+        the `interactive` queue's pool and concurrency are `interactive_pool`."""
         name = name or f"{queue}-{secrets.token_hex(3)}"
+        pool, concurrency = self.interactive_pool if queue == "interactive" else ("prefork", 1)
         argv = [
             str(VENV_BIN / "celery"), "-A", "config", "worker",
-            "-Q", queue, "--pool", "prefork", "--concurrency", "1",
+            "-Q", queue, "--pool", pool, "--concurrency", str(concurrency),
             "-n", f"{name}@%h", "--loglevel", "INFO", "--without-mingle", "--without-gossip",
         ]  # fmt: skip
         proc = spawn(name, argv, {**self.env, **self.worker_env, **(env or {})}, self.logs)

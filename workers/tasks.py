@@ -13,6 +13,7 @@ import time
 
 from celery import shared_task
 
+from workers.batching import batcher_for
 from workers.jobs import running_job
 from workers.model_cache import (
     backend_for,
@@ -71,7 +72,15 @@ def predict_mask(
     if previous_logits_b64:
         raw = base64.b64decode(previous_logits_b64)
         mask_input = np.frombuffer(raw, dtype=np.float16).astype(np.float32).reshape(1, 256, 256)
-    prediction = backend.predict(embedding, points, labels, mask_input=mask_input, multimask=True)
+    batcher = batcher_for(backend)  # a threads-pool worker batches concurrent SAM clicks
+    if batcher is not None:
+        from interventions.segmentation.batching import DecodeRequest
+
+        prediction = batcher.predict(DecodeRequest(embedding, points, labels, mask_input))
+    else:
+        prediction = backend.predict(
+            embedding, points, labels, mask_input=mask_input, multimask=True
+        )
     if mask_choice == "best_predicted":
         index = int(np.argmax(prediction.predicted_iou))
     else:
@@ -112,7 +121,58 @@ def precompute_embeddings(self, job_id: int) -> dict:
             return {"images": 0}
         image_ids = list(study.dataset.images.order_by("index").values_list("pk", flat=True))
         job.start(len(image_ids))
+        browser = _browser_decoder_wanted(study)
         for image_id in image_ids:
             image_embedding(study.model, image_id)
+            if browser:  # the float16 copy participants' browsers fetch, made while it is hot
+                browser_embedding(study.model.pk, image_id)
             job.advance()
     return {"images": len(image_ids)}
+
+
+def _browser_decoder_wanted(study) -> bool:
+    from studies.prompting.decoder_files import unavailable_reason
+
+    return unavailable_reason(study.model) is None and bool(study.option("browser_decoder"))
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def export_decoder(self, job_id: int) -> dict:
+    """Export the study's SAM prompt encoder + mask decoder to ONNX for the browser, once per
+    weights (cached by architecture + weights sha256 + decoder format; safe to run twice)."""
+    from interventions.segmentation.onnx_export import cached_decoder_onnx
+    from studies.prompting.decoder_files import decoder_dir, unavailable_reason
+
+    with running_job(job_id) as job:
+        if job is None:
+            return {"exported": False}
+        model = job.job.study.model
+        reason = unavailable_reason(model)
+        if reason:
+            raise ValueError(reason)
+        job.start(1)
+        backend = backend_for(model)
+        path = cached_decoder_onnx(
+            backend.predictor.model, decoder_dir(), model.architecture, model.weights_sha256
+        )
+        job.advance()
+    return {"exported": True, "file": path.name, "bytes": path.stat().st_size}
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def browser_embedding(self, spec_id: int, image_id: int) -> str:
+    """Write (once) the float16 copy of an image's embedding that the browser decoder reads,
+    from the shared embedding cache (computing the embedding if it is missing); its file name."""
+    from interventions.segmentation.browser import embedding_to_f16_bytes, write_atomically
+    from studies.prompting.decoder_files import embedding_file, unavailable_reason
+
+    model_spec = spec(spec_id)
+    reason = unavailable_reason(model_spec)
+    if reason:
+        raise ValueError(reason)
+    _, _, sha = image_files(image_id)
+    path = embedding_file(model_spec, sha)
+    if not path.is_file():
+        _, embedding = image_embedding(model_spec, image_id)
+        write_atomically(path, embedding_to_f16_bytes(embedding))
+    return path.name

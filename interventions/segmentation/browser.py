@@ -9,15 +9,64 @@ test can run the very graph the browser runs (onnxruntime) on the very inputs it
 from __future__ import annotations
 
 import hashlib
+import os
 import struct
+from pathlib import Path
 
 import numpy as np
 
 from interventions.segmentation.backend import LOW_RES, Embedding
+from interventions.segmentation.cache import EmbeddingCache
 
 MASK_CHOICES = ("first", "best_predicted")  # studies' protocol option mask_choice
+# Part of the exported decoder's cache key: bump when the graph's inputs, outputs or meaning
+# change (onnx_export.py writes it; the web process finds the file by it, without torch).
+DECODER_FORMAT = "decoder-v1"
 F16_MAGIC = b"SAMEMB16"
 _HEADER = struct.Struct("<8sII")  # magic, header length in bytes (= data offset), ndim
+
+
+def decoder_onnx_path(
+    cache_dir: str | os.PathLike[str], model_type: str, weights_sha256: str
+) -> Path:
+    """Where ``onnx_export.cached_decoder_onnx`` keeps the exported decoder of these weights:
+    ``<cache_dir>/<model_type>-<weights sha256>-decoder-v1.onnx``."""
+    if len(weights_sha256) != 64 or not all(ch in "0123456789abcdef" for ch in weights_sha256):
+        raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
+    if not model_type or not model_type.replace("_", "").isalnum():
+        raise ValueError(f"model_type must be a name such as vit_b, got {model_type!r}")
+    return Path(cache_dir) / f"{model_type}-{weights_sha256}-{DECODER_FORMAT}.onnx"
+
+
+def f16_embedding_path(
+    cache_dir: str | os.PathLike[str],
+    image_sha256: str,
+    model_id: str,
+    weights_sha256: str | None,
+) -> Path:
+    """Where the browser's float16 copy of an image embedding is kept: the embedding cache's
+    key (model id / image sha256 - weights sha256) with ``.f16`` under ``cache_dir``."""
+    return Path(cache_dir) / (EmbeddingCache.key(image_sha256, model_id, weights_sha256) + ".f16")
+
+
+def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file + ``os.replace`` (readers never see a
+    partial file; concurrent writers of the same bytes are harmless)."""
+    import tempfile
+
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=".tmp-", suffix=out.suffix)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, out)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return out
 
 
 def embedding_to_f16_bytes(embedding: Embedding) -> bytes:

@@ -42,9 +42,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from interventions.segmentation.browser import DECODER_FORMAT, decoder_onnx_path
+
 ONNX_OPSET = 17  # onnxruntime-web's wasm backend runs every op of this graph at opset 17
-# Part of the cache key: bump when the graph's inputs, outputs or semantics change.
-DECODER_FORMAT = "decoder-v1"
+__all__ = ["DECODER_FORMAT", "cached_decoder_onnx", "export_decoder_onnx", "state_dict_sha256"]
 INPUT_NAMES = [
     "image_embeddings",
     "point_coords",
@@ -190,12 +191,8 @@ def cached_decoder_onnx(
     (``<cache_dir>/<model_type>-<sha256>-decoder-v1.onnx``); written to a temporary file and
     renamed, so concurrent exporters and readers never see a partial file.
     """
-    if len(weights_sha256) != 64 or not all(ch in "0123456789abcdef" for ch in weights_sha256):
-        raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
-    if not model_type or not model_type.replace("_", "").isalnum():
-        raise ValueError(f"model_type must be a name such as vit_b, got {model_type!r}")
-    root = Path(cache_dir)
-    path = root / f"{model_type}-{weights_sha256}-{DECODER_FORMAT}.onnx"
+    path = decoder_onnx_path(cache_dir, model_type, weights_sha256)
+    root = path.parent
     if path.is_file() and path.stat().st_size > 0:
         return path
     root.mkdir(parents=True, exist_ok=True)

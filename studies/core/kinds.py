@@ -34,6 +34,10 @@ class Option:
     help: str = ""
     choices: tuple[str, ...] = ()
     minimum: int | None = None  # integers only
+    # The kind's protocol version that added the option (1: from the start). A study whose
+    # stored protocol is non-empty and lacks an option with since > 1 predates it: it runs
+    # with the default, but its manifest writes the protocol as stored (see full_protocol).
+    since: int = 1
 
     def check(self, name: str, value: Any) -> Any:
         if isinstance(self.default, bool):
@@ -171,7 +175,19 @@ def option_names() -> list[str]:
 
 
 def full_protocol(study) -> dict:
-    """The study's protocol with its kind's defaults filled in, in registry order."""
-    merged = {**kind_of(study).defaults, **(study.protocol or {})}
+    """The study's protocol with its kind's defaults filled in, in registry order.
+
+    An option added later (`Option.since` > 1) that a non-empty stored protocol lacks is left
+    out: that study was created before the option existed, and its export keeps the protocol
+    it was run with (exports of an old database stay byte-identical). An empty stored protocol
+    means "all defaults", so every option is written."""
+    kind = kind_of(study)
+    stored = study.protocol or {}
+    defaults = {
+        name: opt.default
+        for name, opt in kind.options.items()
+        if not stored or opt.since <= 1 or name in stored
+    }
+    merged = {**defaults, **stored}
     ordered = {n: merged[n] for n in option_names() if n in merged}
     return {**ordered, **{k: v for k, v in merged.items() if k not in ordered}}

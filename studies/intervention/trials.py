@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import ActionLog, Envelope, owned_assignment, record
+from studies.core.rle import decode_rle_field
 from studies.intervention.protocol import OVERLAYS, SUBSTRATES
 from studies.models import Assignment, InterventionTrial, Participant
 
 OPERATIONS = ("delete", "insert")
-MAX_RLE_CHARS = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -36,64 +36,9 @@ class TrialRequest:
 
 def _region(value: object, width: int, height: int) -> tuple[dict, int]:
     """The region as a normalised COCO RLE dict and its pixel count; 400 naming region_rle."""
-    from interventions.metrics import rle_decode, rle_encode  # numpy + pycocotools, no torch
+    from interventions.metrics import rle_encode  # numpy + pycocotools, no torch
 
-    if value is None:
-        raise ApiError(
-            400, "field region_rle is required ({size: [h, w], counts})", field="region_rle"
-        )
-    if (
-        not isinstance(value, dict)
-        or set(value) - {"size", "counts"}
-        or not {"size", "counts"} <= set(value)
-    ):
-        raise ApiError(
-            400,
-            "field region_rle must be an object with exactly size and counts",
-            field="region_rle",
-        )
-    size = value["size"]
-    if (
-        not isinstance(size, list)
-        or len(size) != 2
-        or not all(isinstance(v, int) and not isinstance(v, bool) for v in size)
-    ):
-        raise ApiError(
-            400, "field region_rle.size must be [height, width] (two integers)", field="region_rle"
-        )
-    if size != [height, width]:
-        raise ApiError(
-            400,
-            f"field region_rle.size {size} differs from the image size [{height}, {width}] (height, width)",
-            field="region_rle",
-        )
-    counts = value["counts"]
-    if isinstance(counts, str):
-        if len(counts) > MAX_RLE_CHARS:
-            raise ApiError(400, "field region_rle.counts is too long", field="region_rle")
-    elif isinstance(counts, list):
-        if len(counts) > height * width + 1 or not all(
-            isinstance(c, int) and not isinstance(c, bool) for c in counts
-        ):
-            raise ApiError(
-                400,
-                "field region_rle.counts must be a string or a list of integers",
-                field="region_rle",
-            )
-    else:
-        raise ApiError(
-            400,
-            "field region_rle.counts must be a string (compressed) or a list of run lengths",
-            field="region_rle",
-        )
-    try:
-        mask = rle_decode({"size": size, "counts": counts})
-    except Exception as exc:  # pycocotools and our checks: every malformed RLE is the input's fault
-        raise ApiError(
-            400,
-            f"field region_rle is not a valid COCO RLE of this image: {exc}",
-            field="region_rle",
-        ) from None
+    mask = decode_rle_field(value, width, height, "region_rle")
     area = int(mask.sum())
     if area == 0:
         raise ApiError(

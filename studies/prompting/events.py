@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import base64
 import math
+from dataclasses import dataclass
+
+import numpy as np
 
 from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
 from studies.core.kinds import kind_of
 from studies.core.recorder import ActionLog, Envelope, record
+from studies.core.rle import decode_rle_field
 from studies.models import Assignment, Participant, PromptEvent
 from studies.prompting.protocol import (
     ACTIONS,
@@ -27,8 +31,9 @@ from studies.prompting.protocol import (
 )
 
 
-def _number(data: dict, name: str, *, required: bool) -> float | None:
-    value = data.get(name)
+def _number(data: dict, key: str, *, required: bool, name: str = "") -> float | None:
+    value = data.get(key)
+    name = name or key
     if value is None:
         if required:
             raise ApiError(400, f"field {name} is required", field=name)
@@ -72,6 +77,84 @@ def parse_action(data: dict, width: int, height: int) -> tuple[Action, float | N
     return Action(kind, mode), client_ts
 
 
+SHOWN_FIELDS = ("mask_rle", "sha256", "latency_ms", "source")
+SHOWN_SOURCES = ("local",)
+MAX_CLIENT_LATENCY_MS = 3_600_000.0
+
+
+@dataclass(frozen=True)
+class Shown:
+    """What the browser displayed before the server's answer (its local decoder's mask)."""
+
+    sha256: str
+    latency_ms: float | None
+    mask: np.ndarray | None  # decoded from shown.mask_rle, when sent
+
+
+def parse_shown(value: object, width: int, height: int) -> Shown | None:
+    """The optional `shown` object of an event: {mask_rle (COCO RLE at the image size),
+    sha256 (of the displayed mask, as `mask_sha256`), latency_ms, source: "local"}; 400 naming
+    the field otherwise. A sent mask_rle must hash to the sent sha256."""
+    from interventions.segmentation.browser import mask_sha256
+
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ApiError(400, "field shown must be an object", field="shown")
+    unknown = set(value) - set(SHOWN_FIELDS)
+    if unknown:
+        raise ApiError(
+            400,
+            f"field shown has unknown key(s) {', '.join(sorted(unknown))}; "
+            f"expected {', '.join(SHOWN_FIELDS)}",
+            field="shown",
+        )
+    if value.get("source") not in SHOWN_SOURCES:
+        raise ApiError(
+            400,
+            f"field shown.source must be one of {', '.join(SHOWN_SOURCES)}",
+            field="shown.source",
+        )
+    sha = value.get("sha256")
+    if not isinstance(sha, str) or len(sha) != 64 or set(sha) - set("0123456789abcdef"):
+        raise ApiError(
+            400, "field shown.sha256 must be 64 lowercase hex digits", field="shown.sha256"
+        )
+    latency = _number(value, "latency_ms", required=False, name="shown.latency_ms")
+    if latency is not None and not (0 <= latency <= MAX_CLIENT_LATENCY_MS):
+        raise ApiError(
+            400,
+            f"field shown.latency_ms must be between 0 and {MAX_CLIENT_LATENCY_MS:.0f}",
+            field="shown.latency_ms",
+        )
+    mask = None
+    if value.get("mask_rle") is not None:
+        mask = decode_rle_field(value["mask_rle"], width, height, "shown.mask_rle")
+        if mask_sha256(mask) != sha:
+            raise ApiError(
+                400,
+                "field shown.sha256 is not the sha256 of the mask in shown.mask_rle",
+                field="shown.sha256",
+            )
+    return Shown(sha, latency, mask)
+
+
+def shown_iou(shown: Shown, server_rle: dict | None) -> float | None:
+    """IoU of the displayed mask vs the server's: 1.0 when the hashes agree, else computed from
+    the sent RLE; None without a server mask or without a sent RLE."""
+    from interventions.metrics import iou, rle_decode
+    from interventions.segmentation.browser import mask_sha256
+
+    if server_rle is None:
+        return None
+    server = rle_decode(server_rle)
+    if mask_sha256(server) == shown.sha256:
+        return 1.0
+    if shown.mask is None:
+        return None
+    return float(iou(shown.mask, server))  # two empty masks hash alike: 1.0 above
+
+
 def request_prediction(assignment: Assignment, green, red, previous_logits: bytes | None) -> dict:
     """Run the click -> mask task on the `interactive` queue and wait for its answer."""
     study = assignment.participant.study
@@ -96,10 +179,11 @@ class PromptLog(ActionLog):
 
     def parse(self, data: dict, assignment: Assignment, envelope: Envelope):
         image = assignment.image
-        return parse_action(data, image.width, image.height)
+        action, client_ts = parse_action(data, image.width, image.height)
+        return action, client_ts, parse_shown(data.get("shown"), image.width, image.height)
 
     def same_request(self, row: PromptEvent, envelope: Envelope, request) -> bool:
-        action, _ = request
+        action = request[0]
         return (
             row.seq == envelope.seq
             and row.action == action.kind
@@ -110,7 +194,7 @@ class PromptLog(ActionLog):
         )
 
     def compute(self, assignment: Assignment, envelope: Envelope, request) -> dict:
-        action, _ = request
+        action, _, shown = request
         study = assignment.participant.study
         protocol = {**kind_of(study).defaults, **study.protocol}
         state = State.from_json(assignment.state)
@@ -134,10 +218,13 @@ class PromptLog(ActionLog):
             "step": step,
             "after": after,
             "prediction": prediction,
+            "shown_iou": shown_iou(shown, prediction["mask_rle"] if prediction else None)
+            if shown
+            else None,
         }
 
     def store(self, locked, envelope, request, result, latency_ms, now) -> dict:
-        action, client_ts = request
+        action, client_ts, shown = request
         step, after, prediction = result["step"], result["after"], result["prediction"]
         new_state = after.state
         timestep = step.state.timesteps if prediction else None
@@ -163,6 +250,8 @@ class PromptLog(ActionLog):
             "stagnation": new_state.counter,
             "latency_ms": round(latency_ms, 3),
         }
+        if shown is not None:
+            response["shown_iou_vs_server"] = result["shown_iou"]
         PromptEvent.objects.create(
             assignment=locked,
             seq=envelope.seq,
@@ -189,6 +278,9 @@ class PromptLog(ActionLog):
             stop_reason=new_state.stop_reason,
             low_res_logits=low_res,
             response=response,
+            shown_mask_sha256=shown.sha256 if shown else None,
+            shown_iou_vs_server=result["shown_iou"],
+            client_latency_ms=shown.latency_ms if shown else None,
         )
         locked.state = new_state.to_json()
         locked.status = "finished" if new_state.finished else "active"
@@ -207,7 +299,10 @@ def submit_event(participant: Participant, assignment_id: int, data: object) -> 
 
 
 def assignment_state(participant: Participant, assignment: Assignment) -> dict:
-    """What a client needs to resume: round, timestep count, point sets and the last result."""
+    """What a client needs to resume: round, timestep count, point sets, the last result and
+    the browser decoder's block (studies/prompting/api.py `decoder_block`)."""
+    from studies.prompting.api import decoder_block
+
     state = State.from_json(assignment.state)
     last = assignment.events.filter(timestep__isnull=False).order_by("-seq").first()
     answer = {
@@ -221,6 +316,7 @@ def assignment_state(participant: Participant, assignment: Assignment) -> dict:
         "stagnation": state.counter,
         "stop_reason": assignment.stop_reason or None,
         "last": last.response if last is not None else None,
+        "decoder": decoder_block(participant.study, assignment.pk),
     }
     if not participant.study.option("show_score") and answer["last"] is not None:
         answer["last"] = {**answer["last"], "iou": None}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from studies.core.dispatch import start_job
 from studies.core.kinds import Option, StudyKind, register
-from studies.prompting.protocol import DEFAULT_PROTOCOL, MASK_CHOICES
+from studies.prompting.protocol import DEFAULT_PROTOCOL, MASK_CHOICES, SINCE
 
 HELP = {
     "show_ground_truth": (
@@ -19,11 +19,21 @@ HELP = {
     "chain_low_res_mask": "Feed the previous low-res logits back as mask_input (off in PointPrompt).",
     "stagnation_limit": "A round ends on this many consecutive non-improving timesteps (PointPrompt code: 10).",
     "max_rounds": "Rounds per image; the image ends when the last round ends.",
+    "browser_decoder": (
+        "Preview each click's mask with SAM's decoder in the browser when the device can "
+        "(the server's mask stays the record; classical models never have one)."
+    ),
+    "hover_preview": (
+        "Preview the mask under the resting cursor before a click, as the SAM demo does "
+        "(needs browser_decoder)."
+    ),
 }
 MINIMUM = {"min_green": 0, "min_red": 0, "stagnation_limit": 1, "max_rounds": 1}
 CHOICES = {"mask_choice": MASK_CHOICES}
 OPTIONS = {
-    name: Option(default, HELP[name], CHOICES.get(name, ()), MINIMUM.get(name))
+    name: Option(
+        default, HELP[name], CHOICES.get(name, ()), MINIMUM.get(name), since=SINCE.get(name, 1)
+    )
     for name, default in DEFAULT_PROTOCOL.items()
 }
 
@@ -64,13 +74,28 @@ def finish(participant, assignment, body: dict) -> None:
 
 
 def on_open(study):
-    """Precompute every image's embedding (batch queue) so the first click is fast."""
-    return start_job(
-        study,
-        "precompute",
-        "workers.tasks.precompute_embeddings",
-        params={"model": study.model.model_id},
-    )
+    """Precompute every image's embedding (batch queue) so the first click is fast, and, for a
+    SAM model, export its decoder to ONNX for the browser (cached by weights sha256)."""
+    from studies.prompting.decoder_files import unavailable_reason
+
+    jobs = [
+        start_job(
+            study,
+            "precompute",
+            "workers.tasks.precompute_embeddings",
+            params={"model": study.model.model_id},
+        )
+    ]
+    if unavailable_reason(study.model) is None and study.option("browser_decoder"):
+        jobs.append(
+            start_job(
+                study,
+                "onnx_export",
+                "workers.tasks.export_decoder",
+                params={"model": study.model.model_id},
+            )
+        )
+    return jobs
 
 
 PROMPTING = register(

@@ -45,6 +45,17 @@ class PromptEvent(models.Model):
         null=True, blank=True, help_text="npy float16, only when chaining"
     )
     response = models.JSONField(default=dict, help_text="the answer sent, replayed on retries")
+    # What the participant saw before the server's answer, when the browser decoded a preview
+    # (docs/browser_decoder.md); the server's mask above stays the record.
+    shown_mask_sha256 = models.CharField(
+        max_length=64, null=True, blank=True, help_text="sha256 of the mask the browser displayed"
+    )
+    shown_iou_vs_server = models.FloatField(
+        null=True, blank=True, help_text="IoU of the displayed mask vs the server's, server-side"
+    )
+    client_latency_ms = models.FloatField(
+        null=True, blank=True, help_text="browser: click -> local mask drawn"
+    )
 
     class Meta:
         ordering = ["assignment", "seq"]

@@ -23,7 +23,11 @@ DEFAULT_PROTOCOL: dict = {
     "chain_low_res_mask": False,
     "stagnation_limit": 10,
     "max_rounds": 2,
+    # protocol version 2 (docs/browser_decoder.md): the in-browser SAM decoder
+    "browser_decoder": True,  # preview each click's mask in the browser when available
+    "hover_preview": False,  # preview the mask under the resting cursor before a click
 }
+SINCE = {"browser_decoder": 2, "hover_preview": 2}  # options added after version 1
 
 MASK_CHOICES = ("first", "best_predicted")
 ACTIONS = ("add", "remove", "clear", "finish")

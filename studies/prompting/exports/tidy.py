@@ -38,6 +38,11 @@ EVENT_FIELDS = (
     "predicted_iou", "mask_index", "model_id", "latency_ms", "stagnation", "round_ended", "finished",
     "stop_reason",
 )  # fmt: skip
+# What the participant saw before the server's answer (docs/browser_decoder.md). events.csv has
+# these columns, at the end, only when the study has an event with a shown mask, so exports of
+# studies that never used the browser decoder keep their bytes; the manifest's
+# counts.events_with_shown says how many events have them (absent: no such columns).
+SHOWN_EVENT_FIELDS = ("shown_mask_sha256", "shown_iou_vs_server", "client_latency_ms")
 TIMESTEP_COLUMNS = (
     "participant", "assignment_id", "image_index", "timestep", "seq", "round", "n_green", "n_red", "green",
     "red", "iou", "predicted_iou", "mask_index", "model_id", "latency_ms", "server_ts", *FEATURE_NAMES[2:],
@@ -73,15 +78,17 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
     events = PromptEvent.objects.filter(assignment__participant__study=study).order_by(
         "assignment_id", "seq"
     )
+    n_shown = events.filter(shown_mask_sha256__isnull=False).count()
+    event_fields = EVENT_FIELDS + (SHOWN_EVENT_FIELDS if n_shown else ())
     event_rows = (
         {
             **row,
             "participant": row["assignment__participant__code"],
             "image_index": row["assignment__image__index"],
         }
-        for row in events.values(*EVENT_FIELDS).iterator(chunk_size=CHUNK)
+        for row in events.values(*event_fields).iterator(chunk_size=CHUNK)
     )
-    event_columns = ("participant", "assignment_id", "image_index", *EVENT_FIELDS[3:])
+    event_columns = ("participant", "assignment_id", "image_index", *event_fields[3:])
     n_events = write_csv(archive, "events.csv", event_columns, event_rows)
 
     meta = {
@@ -232,6 +239,7 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         "participants": n_participants,
         "assignments": n_assignments,
         "events": n_events,
+        **({"events_with_shown": n_shown} if n_shown else {}),
         "timesteps": n_timesteps,
         "trials": n_trials,
         "baseline_results": n_baselines,

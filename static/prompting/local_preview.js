@@ -1,0 +1,233 @@
+// The participant page's local preview of a click (docs/browser_decoder.md, "The page"):
+// SAM's decoder in the browser on the image's float16 embedding, shown at once, while the
+// server's answer (the record) is on its way. Every failure means "no preview": decodeClick
+// answers null and the page uses the server path alone.
+//
+//   import { createLocalPreview } from "/static/prompting/local_preview.js";
+//   const preview = createLocalPreview(assignmentId, state.decoder);  // GET assignments/<id>
+//   const local = await preview.decodeClick(points, labels);          // null: no preview
+//   if (local) drawMask(local.mask, local.width, local.height);
+//   body.shown = preview.shownPayload(local, performance.now());      // on the event POST
+
+const DECODER_MODULE = new URL("./sam_decoder.js", import.meta.url).href;
+
+/** COCO compressed RLE of a row-major 0/1 mask (pycocotools' string form, column-major runs
+ * starting with background), as interventions.metrics.rle_encode writes it. */
+export function encodeRle(mask, width, height) {
+  const runs = [];
+  let value = 0, run = 0;
+  for (let x = 0; x < width; x++) {
+    for (let y = 0; y < height; y++) {
+      const v = mask[y * width + x] !== 0 ? 1 : 0;
+      if (v !== value) { runs.push(run); run = 0; value = v; }
+      run++;
+    }
+  }
+  runs.push(run);
+  let counts = "";
+  for (let i = 0; i < runs.length; i++) {
+    let x = runs[i];
+    if (i > 2) x -= runs[i - 2];
+    let more = true;
+    while (more) {
+      let c = x & 0x1f;
+      x >>= 5;
+      more = c & 0x10 ? x !== -1 : x !== 0;
+      if (more) c |= 0x20;
+      counts += String.fromCharCode(c + 48);
+    }
+  }
+  return { size: [height, width], counts };
+}
+
+/** The embedding URL of another assignment of the same study (the block's URL, re-pointed). */
+function embeddingUrlOf(block, assignmentId) {
+  return block.embedding_url.replace(/assignments\/\d+\//, `assignments/${assignmentId}/`);
+}
+
+class LocalPreview {
+  /**
+   * @param {number} assignmentId the assignment on screen
+   * @param {object|null} block the `decoder` block of GET /api/v1/assignments/<id>
+   * @param {{fetchInit?: RequestInit, numThreads?: number, decoderModule?: string}} options
+   *   fetchInit: extra fetch options (e.g. an Authorization header); numThreads: wasm threads
+   *   where the page is cross-origin isolated
+   */
+  constructor(assignmentId, block, options = {}) {
+    this.block = block || null;
+    this.options = options;
+    this.assignmentId = assignmentId;
+    this.reason = null;
+    this.decoder = null;
+    this.sd = null;  // the lazily imported sam_decoder.js
+    this.embeddings = new Map();  // assignment id -> Promise<ArrayBuffer>
+    this.embeddingFor = null;  // the assignment whose embedding the decoder holds
+    this.lastLowRes = null;  // chained low-res logits (study option chain_low_res_mask)
+    this.hoverTicket = 0;  // the latest hover wins; older ones answer null
+    this.hoverBusy = null;
+    this.ready = this._load();  // resolves true (previews possible) or false
+  }
+
+  get available() {
+    return this.decoder !== null && this.reason === null;
+  }
+
+  async _load() {
+    const block = this.block;
+    if (!block || !block.available) {
+      this.reason = (block && block.reason) || "the study has no browser decoder";
+      return false;
+    }
+    if (typeof WebAssembly !== "object") {
+      this.reason = "this browser has no WebAssembly";
+      return false;
+    }
+    try {
+      this.sd = await import(this.options.decoderModule || DECODER_MODULE);
+      const why = this.sd.webAssemblyUnavailableReason();
+      if (why) throw new Error(why);
+      const model = await this._fetch(block.model_url);
+      this.decoder = await this.sd.loadSamDecoder({
+        modelUrl: new Uint8Array(model),
+        numThreads: this.options.numThreads || 1,
+      });
+      await this._useEmbedding(this.assignmentId);
+      return true;
+    } catch (err) {
+      this.reason = (err && (err.reason || err.message)) || String(err);
+      this.decoder = null;
+      return false;
+    }
+  }
+
+  async _fetch(url) {
+    const init = { credentials: "same-origin", ...(this.options.fetchInit || {}) };
+    const response = await fetch(url, init);
+    if (!response.ok) throw new Error(`GET ${url} answered ${response.status}`);
+    return response.arrayBuffer();
+  }
+
+  _embedding(assignmentId) {
+    let pending = this.embeddings.get(assignmentId);
+    if (!pending) {
+      pending = this._fetch(embeddingUrlOf(this.block, assignmentId));
+      pending.catch(() => this.embeddings.delete(assignmentId));  // a later call retries
+      this.embeddings.set(assignmentId, pending);
+    }
+    return pending;
+  }
+
+  async _useEmbedding(assignmentId) {
+    const buffer = await this._embedding(assignmentId);
+    if (this.embeddingFor !== assignmentId) {
+      this.decoder.setEmbedding(buffer);
+      this.embeddingFor = assignmentId;
+      this.lastLowRes = null;
+    }
+  }
+
+  /** Fetch another assignment's embedding now (e.g. the next image), kept for setAssignment. */
+  prefetch(assignmentId) {
+    if (!this.block || !this.block.available) return Promise.resolve(false);
+    return this._embedding(assignmentId).then(() => true, () => false);
+  }
+
+  /** The page moved to another assignment of the same study. */
+  async setAssignment(assignmentId) {
+    this.assignmentId = assignmentId;
+    if (!(await this.ready)) return false;
+    try {
+      await this._useEmbedding(assignmentId);
+      return true;
+    } catch (err) {
+      this.reason = `the embedding did not load: ${err && err.message}`;
+      return false;
+    }
+  }
+
+  /** Forget the chained low-res mask (call when the server's answer starts a new round). */
+  resetChain() {
+    this.lastLowRes = null;
+  }
+
+  /**
+   * The mask the server would answer for this prompt, decoded here; null when no preview can
+   * be made (no decoder, a failed decode).
+   * @param {Array<[number, number]>} points (x, y) in image pixels; labels 1 green / 0 red
+   * @returns {Promise<{mask: Uint8Array, width: number, height: number, rle: object,
+   *   sha256: string|null, latencyMs: number, decodeMs: number, maskIndex: number,
+   *   predictedIou: number, clickedAt: number}|null>}
+   */
+  async decodeClick(points, labels, { clickedAt = performance.now(), hover = false } = {}) {
+    if (!(await this.ready)) return null;
+    try {
+      await this._useEmbedding(this.assignmentId);
+      const chain = this.block.chain_low_res_mask && this.lastLowRes;
+      const out = await this.decoder.decode(points, labels, {
+        maskChoice: this.block.mask_choice,
+        maskInput: chain ? this.sd.roundToFloat16(this.lastLowRes) : null,
+      });
+      if (this.block.chain_low_res_mask && !hover) this.lastLowRes = out.lowResLogits;
+      const sha256 = await this.sd.maskSha256(out.mask);
+      return {
+        mask: out.mask,
+        width: out.width,
+        height: out.height,
+        rle: encodeRle(out.mask, out.width, out.height),
+        sha256,
+        latencyMs: performance.now() - clickedAt,
+        decodeMs: out.decodeMs,
+        maskIndex: out.maskIndex,
+        predictedIou: out.predictedIou,
+        clickedAt,
+      };
+    } catch (err) {
+      this.lastError = err;
+      return null;
+    }
+  }
+
+  /**
+   * The hover preview (study option hover_preview): the mask the prompt would give with a green
+   * point at `cursor` ([x, y]) added, without touching the chained mask. Only the latest call
+   * is decoded: one made while a decode runs waits, and answers null if a newer one came.
+   * null too when the study has no hover preview.
+   */
+  async hover(points, labels, cursor) {
+    if (!this.block || !this.block.hover_preview) return null;
+    const ticket = ++this.hoverTicket;
+    while (this.hoverBusy) await this.hoverBusy;
+    if (ticket !== this.hoverTicket) return null;
+    const run = this.decodeClick([...points, cursor], [...labels, 1], { hover: true });
+    this.hoverBusy = run.then(() => { this.hoverBusy = null; });
+    const out = await run;
+    return ticket === this.hoverTicket ? out : null;
+  }
+
+  /**
+   * The `shown` object of the event POST for a preview that was displayed: null without one
+   * (or where crypto.subtle is missing: no sha256). `drawnAt` (performance.now() once the mask
+   * is on screen) makes latency_ms click -> drawn; without it, click -> decoded.
+   */
+  shownPayload(result, drawnAt = null) {
+    if (!result || !result.sha256) return null;
+    const latency = drawnAt === null ? result.latencyMs : drawnAt - result.clickedAt;
+    return {
+      mask_rle: result.rle,
+      sha256: result.sha256,
+      latency_ms: Math.max(0, Math.round(latency * 1000) / 1000),
+      source: "local",
+    };
+  }
+
+  release() {
+    if (this.decoder) this.decoder.release();
+    this.decoder = null;
+    this.embeddings.clear();
+  }
+}
+
+/** A LocalPreview of this assignment (see the top of this file); never throws. */
+export function createLocalPreview(assignmentId, block, options = {}) {
+  return new LocalPreview(assignmentId, block, options);
+}

@@ -1,0 +1,108 @@
+"""The participants' API of the browser decoder (docs/browser_decoder.md): the study model's
+exported SAM decoder and an image's float16 embedding, served as files (nothing is computed
+here: a missing embedding file is written by a worker task), and the `decoder` block a page
+needs to decide whether it previews clicks locally."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.http import FileResponse, HttpResponseNotModified
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiTypes, extend_schema
+
+from interventions.segmentation.browser import DECODER_FORMAT
+from studies.core.api import ParticipantView, participant_or_error, require_consent, study_kind
+from studies.core.api_errors import ApiError
+from studies.core.dispatch import run_interactive
+from studies.core.recorder import owned_assignment
+from studies.prompting.decoder_files import decoder_file, embedding_file, unavailable_reason
+
+IMMUTABLE = "private, max-age=31536000, immutable"
+
+
+def _assignment(request, assignment_id: int):
+    participant = participant_or_error(request)
+    require_consent(participant)
+    study_kind(participant, "prompting")
+    return owned_assignment(participant, assignment_id)
+
+
+def _why_not(study) -> str | None:
+    """Why this study's browser decoder is not served (None when it may be)."""
+    reason = unavailable_reason(study.model)
+    if reason is None and not study.option("browser_decoder"):
+        reason = "the study turned the browser decoder off (protocol option browser_decoder)"
+    return reason
+
+
+def decoder_block(study, assignment_id: int) -> dict:
+    """What a page needs to preview clicks in the browser: whether it can, why not, the two
+    file URLs and the options the local decoder must follow to answer as the server does."""
+    reason = _why_not(study)
+    if reason is None and not decoder_file(study.model).is_file():
+        reason = "the decoder is not exported yet (the study's onnx_export job)"
+    return {
+        "available": reason is None,
+        "reason": reason,
+        "model_url": reverse("api-assignment-decoder", args=[assignment_id]),
+        "embedding_url": reverse("api-assignment-embedding", args=[assignment_id]),
+        "model_id": study.model.model_id,
+        "decoder_format": DECODER_FORMAT,
+        "mask_choice": study.option("mask_choice"),
+        "chain_low_res_mask": bool(study.option("chain_low_res_mask")),
+        "hover_preview": bool(study.option("hover_preview")),
+    }
+
+
+def _immutable_file(request, path: Path, etag: str, content_type: str):
+    if request.META.get("HTTP_IF_NONE_MATCH") == etag:
+        response = HttpResponseNotModified()
+    else:
+        response = FileResponse(path.open("rb"), content_type=content_type)
+    response["ETag"] = etag
+    response["Cache-Control"] = IMMUTABLE
+    return response
+
+
+class DecoderView(ParticipantView):
+    """The study model's SAM prompt encoder + mask decoder as ONNX; 404 with the reason when
+    there is none (a classical model, the option off, or not exported yet)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, assignment_id: int):
+        assignment = _assignment(request, assignment_id)
+        study = assignment.participant.study
+        reason = _why_not(study)
+        if reason:
+            raise ApiError(404, reason)
+        path = decoder_file(study.model)
+        if not path.is_file():
+            raise ApiError(404, "the decoder is not exported yet (the study's onnx_export job)")
+        etag = f'"{study.model.weights_sha256[:32]}-{DECODER_FORMAT}"'
+        return _immutable_file(request, path, etag, "application/octet-stream")
+
+
+class EmbeddingView(ParticipantView):
+    """The assignment image's SAM embedding as float16 (`SAMEMB16`, browser.py); written from
+    the shared embedding cache by the `browser_embedding` task when missing."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
+    def get(self, request, assignment_id: int):
+        assignment = _assignment(request, assignment_id)
+        study = assignment.participant.study
+        reason = _why_not(study)
+        if reason:
+            raise ApiError(404, reason)
+        image_sha = assignment.image.sha256
+        etag = f'"{image_sha[:32]}-{study.model.model_id}"'
+        path = embedding_file(study.model, image_sha)
+        if not path.is_file():
+            run_interactive(
+                "workers.tasks.browser_embedding",
+                [study.model.pk, assignment.image_id],
+                what="embedding",
+            )
+            if not path.is_file():
+                raise ApiError(503, "the embedding was not written; retry")
+        return _immutable_file(request, path, etag, "application/octet-stream")
