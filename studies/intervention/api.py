@@ -19,8 +19,9 @@ from studies.core.api_errors import ApiError
 from studies.core.api_schema import PARTICIPANT_ERRORS, TrialRequestSerializer, errors
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import owned_assignment
+from studies.core.rle import MAX_RLE_CHARS
 from studies.intervention.overlays import COLOUR_MAPS, live_map, overlay_png
-from studies.intervention.trials import MAX_RLE_CHARS, trial_state
+from studies.intervention.trials import trial_state
 
 
 def _intervention_assignment(request, assignment_id: int, *, write: bool = False):
