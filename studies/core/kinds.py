@@ -34,6 +34,10 @@ class Option:
     help: str = ""
     choices: tuple[str, ...] = ()
     minimum: int | None = None  # integers only
+    maximum: int | None = None  # integers only
+    # An option added after studies already existed: a stored protocol that lacks it predates
+    # it, so the export manifest does not claim its default for that study (full_protocol).
+    since: str = ""
 
     def check(self, name: str, value: Any) -> Any:
         if isinstance(self.default, bool):
@@ -44,8 +48,12 @@ class Option:
                 isinstance(value, bool)
                 or not isinstance(value, int)
                 or (self.minimum is not None and value < self.minimum)
+                or (self.maximum is not None and value > self.maximum)
             ):
-                raise ProtocolError(f"protocol option {name} must be an integer >= {self.minimum}")
+                bounds = f">= {self.minimum}"
+                if self.maximum is not None:
+                    bounds = f"between {self.minimum} and {self.maximum}"
+                raise ProtocolError(f"protocol option {name} must be an integer {bounds}")
         elif self.choices and value not in self.choices:
             raise ProtocolError(f"protocol option {name} must be one of {', '.join(self.choices)}")
         return value
@@ -171,7 +179,19 @@ def option_names() -> list[str]:
 
 
 def full_protocol(study) -> dict:
-    """The study's protocol with its kind's defaults filled in, in registry order."""
-    merged = {**kind_of(study).defaults, **(study.protocol or {})}
+    """The study's protocol with its kind's defaults filled in, in registry order.
+
+    An option marked `since` is filled in only when the stored protocol is empty (a study that
+    takes every default) or names it: a study whose stored protocol predates the option ran
+    without it, and its manifest stays what it was when the data were collected.
+    """
+    stored = study.protocol or {}
+    kind = kind_of(study)
+    defaults = {
+        name: opt.default
+        for name, opt in kind.options.items()
+        if not opt.since or not stored or name in stored
+    }
+    merged = {**defaults, **stored}
     ordered = {n: merged[n] for n in option_names() if n in merged}
     return {**ordered, **{k: v for k, v in merged.items() if k not in ordered}}
