@@ -23,13 +23,7 @@ def _protocol_field(name: str, option: Option) -> forms.Field:
     if isinstance(default, bool):
         return forms.BooleanField(required=False, initial=default, label=label, help_text=help_text)
     if isinstance(default, int):
-        return forms.IntegerField(
-            initial=default,
-            label=label,
-            help_text=help_text,
-            min_value=option.minimum,
-            max_value=option.maximum,
-        )
+        return forms.IntegerField(initial=default, label=label, help_text=help_text)
     if option.choices:
         return forms.ChoiceField(
             choices=[(c, c) for c in option.choices],

@@ -78,12 +78,16 @@ def test_join_consent_instructions_annotate_flow(client):
     for element in (
         b'id="canvas-image"',
         b'id="canvas-gt"',
-        b'id="canvas-mask"',
         b'id="score"',
         b'id="finish"',
         b'id="survey"',
     ):
         assert element in annotate.content
+    # the mask is drawn on the image; the released tool's separate mask panel is a layout option
+    assert b'id="canvas-mask"' not in annotate.content
+    study.protocol = {**study.protocol, "layout": "pointprompt"}
+    study.save()
+    assert b'id="canvas-mask"' in client.get(f"/s/{study.pk}/annotate").content
     assert (
         b"annotate-config" in annotate.content
         and study.survey_question.encode() in annotate.content
