@@ -69,11 +69,15 @@ function layout() {
   if (!s.views.image) return;
   const stage = ui.stage.getBoundingClientRect();
   s.views.image.fit(stage.width - 8, stage.height - 8);
-  for (const name of ["gt", "mask"]) {
-    const v = s.views[name];
-    if (!v) continue;
-    const box = v.canvas.parentElement.getBoundingClientRect();
-    v.fit(Math.max(box.width - 16, 80), Math.max(Math.min(box.height - 30, stage.height / 2), 80));
+  // side panels share the side area, whose size never depends on theirs (no resize loop)
+  const side = document.querySelector(".ws-side");
+  const panels = ["gt", "mask"].map((n) => s.views[n]).filter(Boolean);
+  if (side && panels.length) {
+    const box = side.getBoundingClientRect();
+    const across = getComputedStyle(side).flexDirection === "row";
+    const w = across ? box.width / panels.length - 24 : box.width - 24;
+    const h = across ? box.height - 44 : box.height / panels.length - 52;
+    for (const v of panels) v.fit(Math.max(w, 60), Math.max(h, 60));
   }
   render();
 }
