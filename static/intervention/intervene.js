@@ -538,6 +538,7 @@ async function openAssignment(index) {
     $("overlay-caption").textContent = info.overlay === "voice" ? "Model's uncertainty (VOICE)" : "Model's explanation (Grad-CAM)";
   }
   ui.goal.textContent = GOALS[info.goal] || info.goal;
+  ui.goal.title = ui.goal.textContent;
   ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Substrate: ${info.substrate}`;
   ui.progress.textContent = `Image ${index + 1} of ${s.assignments.length}`;
   app.dataset.assignment = String(a.id);
