@@ -131,8 +131,9 @@ function layout() {
   if (!views.paint) return;
   const stage = ui.stage.getBoundingClientRect();
   views.paint.fit(stage.width - 8, stage.height - 8);
-  const side = document.querySelector(".ws-side").getBoundingClientRect();
-  const w = Math.max(Math.min(side.width - 24, 260), 60);
+  const sideEl = document.querySelector(".ws-side"), side = sideEl.getBoundingClientRect();
+  const across = getComputedStyle(sideEl).flexDirection === "row";  // narrow: panels side by side
+  const w = Math.max(across ? Math.min(side.height - 64, side.width / 4) : Math.min(side.width - 24, 260), 48);
   for (const v of [views.result, views.overlay]) if (v) v.fit(w, w);
   render();
 }
