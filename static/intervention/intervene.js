@@ -503,13 +503,20 @@ function fetchImage(url) {
   return prefetched.get(url);
 }
 
-/** The image's analysis (GET .../intervention) can take seconds on a cold server: show how long. */
+/** The image's analysis (GET .../intervention) can take seconds on a cold server: show how
+ * long, and how far the study's precomputation is (GET participants/me/preparation). */
 async function withProgress(promise) {
   const t0 = performance.now();
+  let prep = null, asking = false;
   ui.loading.dataset.on = "1";
   const tick = () => {
     const sec = Math.round((performance.now() - t0) / 1000);
-    ui.loadingText.textContent = sec < 1 ? "Loading the image…" : `Preparing the model's view of this image… ${sec} s (the first image can take a little while)`;
+    if (sec >= 1 && !asking && sec % 2 === 1) {
+      asking = true;
+      api.once("participants/me/preparation").then((p) => { prep = p; }).catch(() => {}).finally(() => { asking = false; });
+    }
+    const jobs = prep && prep.total && prep.status !== "done" ? ` · ${prep.done} of ${prep.total} images prepared` : "";
+    ui.loadingText.textContent = sec < 1 ? "Loading the image…" : `Preparing the model's view of this image… ${sec} s${jobs}`;
     ui.loading.setAttribute("aria-valuetext", ui.loadingText.textContent);
   };
   tick();

@@ -317,3 +317,24 @@ def test_workspace_options_reach_the_page_and_undo_is_logged(client):
     )
     assert early.status_code == 400 and "at least 2 predictions" in early.json()["error"]
     assert list(a.events.order_by("seq").values_list("action", flat=True)) == ["add", "add", "undo"]
+
+
+def test_preparation_reports_the_precompute_jobs_progress_to_the_participant(client):
+    from studies.models import Job
+
+    study = prompting_study(participants=1, n_images=2)
+    participant = study.participants.get()
+    api = ParticipantClient(client, participant)
+    assert api.get("participants/me/preparation").json() == {
+        "status": "none",
+        "done": 0,
+        "total": 0,
+    }
+    Job.objects.create(study=study, kind="export", status="running", total=9, done=8)
+    Job.objects.create(study=study, kind="precompute", status="running", total=2, done=1)
+    assert api.get("participants/me/preparation").json() == {
+        "status": "running",
+        "done": 1,
+        "total": 2,
+    }
+    assert client.get("/api/v1/participants/me/preparation").status_code in (401, 403)
