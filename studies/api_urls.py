@@ -11,6 +11,11 @@ urlpatterns = [
     path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("participants/me", api.MeView.as_view(), name="api-me"),
     path("participants/me/consent", api.ConsentView.as_view(), name="api-consent"),
+    path(
+        "participants/me/preparation",
+        api.PreparationView.as_view(),
+        name="api-preparation",
+    ),
     path("assignments/<int:assignment_id>", api.AssignmentView.as_view(), name="api-assignment"),
     path("assignments/<int:assignment_id>/events", api.EventsView.as_view(), name="api-events"),
     path("assignments/<int:assignment_id>/survey", api.SurveyView.as_view(), name="api-survey"),

@@ -4,21 +4,29 @@
 // model's new top-5, the change of the target class's probability and whether the prediction
 // flipped. Undo takes back the last paint step or the last apply (the trial stays logged: the
 // log is the server's, undo only changes what the page shows and the region being edited).
-// Trials are sent one at a time in `seq` order and retried with the same client_event_id.
+// Trials are sent one at a time in `seq` order and retried with the same client_event_id; a
+// conflict re-synchronises from GET /api/v1/assignments/<id>, which also restores the last
+// result after a reload. The image lives in the shared workspace (static/core/workspace.js):
+// it fills the window, zooms and pans, takes mouse, touch and pen; the keys are the prompting
+// page's map (`?` shows it; x is the rectangle, Enter only ever closes a polygon).
 import { Api, ApiFailure } from "../core/api.js";
-import { displayScale, loadImage } from "../core/canvas_view.js";
+import { decodeRle } from "../core/rle.js";
+import { ZoomView, announce, focusIntoView, loadImage } from "../core/workspace.js";
 
 const $ = (id) => document.getElementById(id);
 const app = $("app");
-const config = { surveyQuestion: app.dataset.surveyQuestion, doneUrl: app.dataset.doneUrl };
+const config = JSON.parse($("intervene-config").textContent);
 const ui = {
   progress: $("progress"), goal: $("goal"), pending: $("pending"), banner: $("banner"), error: $("error"),
   errorText: $("error-text"), retry: $("retry"), workspace: $("workspace"), area: $("area"), apply: $("apply"),
   undo: $("undo"), finish: $("finish"), survey: $("survey"), radius: $("radius"), radiusValue: $("radius-value"),
   substrate: $("substrate"), flip: $("flip"), top5: $("top5").querySelector("tbody"), history: $("history"),
   trialCount: $("trial-count"), toolHelp: $("tool-help"), seenNote: $("seen-note"),
+  stage: $("stage"), confirm: $("confirm"), help: $("help"), announce: $("announce"), loading: $("loading"),
+  loadingText: $("loading-text"), paint: $("canvas-paint"),
 };
-const api = new Api({ onRetry: (attempt, total, err) => showPending(`Connection problem (${err.message}): retrying ${attempt}/${total}…`) });
+const views = {};
+const api = new Api({ onRetry: (attempt, total) => showPending(`Connection problem: trying again (${attempt} of ${total})…`) });
 
 const GOALS = {
   flip: "Goal: find the smallest region whose deletion changes the model's prediction.",
@@ -33,6 +41,7 @@ const TOOL_HELP = {
   brush: "Brush: drag to paint. Change the radius with the slider.",
   rect: "Rectangle: drag from one corner to the opposite corner.",
   polygon: "Polygon: click the corners; click the first corner again, double-click or press Enter to close (Esc cancels).",
+
   eraser: "Eraser: drag to take pixels out of the region.",
 };
 
@@ -47,12 +56,13 @@ function newId() {
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
-function showPending(text) { ui.pending.textContent = text; ui.pending.hidden = false; app.dataset.busy = "1"; }
-function hidePending() { ui.pending.hidden = true; app.dataset.busy = "0"; }
+function showPending(text) { ui.pending.textContent = text; ui.pending.dataset.on = "1"; app.dataset.busy = "1"; }
+function hidePending() { ui.pending.textContent = ""; ui.pending.dataset.on = "0"; app.dataset.busy = "0"; }
 function showBanner(text, kind = "info") { ui.banner.textContent = text; ui.banner.className = `banner ${kind}`; ui.banner.hidden = false; }
 function showError(text, onRetry) {
   ui.errorText.textContent = text; ui.error.hidden = false; ui.retry.hidden = !onRetry;
   ui.retry.onclick = onRetry ? () => { ui.error.hidden = true; onRetry(); } : null;
+  if (onRetry) ui.retry.focus({ preventScroll: true });
 }
 const pct = (v) => `${(100 * v).toFixed(1)}%`;
 const operation = () => document.querySelector("input[name=operation]:checked").value;
@@ -116,10 +126,16 @@ export function encodeRle(mask, width, height) {
 
 // ---------- drawing ----------
 
-function canvasFor(id) {
-  const c = $(id);
-  c.width = Math.round(s.width * s.scale); c.height = Math.round(s.height * s.scale);
-  return c;
+/** Fit the paint canvas to the stage and the side canvases to the side area. */
+function layout() {
+  if (!views.paint) return;
+  const stage = ui.stage.getBoundingClientRect();
+  views.paint.fit(stage.width - 8, stage.height - 8);
+  const sideEl = document.querySelector(".ws-side"), side = sideEl.getBoundingClientRect();
+  const across = getComputedStyle(sideEl).flexDirection === "row";  // narrow: panels side by side
+  const w = Math.max(across ? Math.min(side.height - 64, side.width / 4) : Math.min(side.width - 24, 260), 48);
+  for (const v of [views.result, views.overlay]) if (v) v.fit(w, w);
+  render();
 }
 
 function layerFromMask(mask, rgba) {
@@ -176,11 +192,8 @@ function substrateCanvas() {
 }
 
 function drawResult() {
-  const c = $("canvas-result"), ctx = c.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.clearRect(0, 0, c.width, c.height);
   const applied = s.result && s.result.mask;
-  if (!applied) { ctx.drawImage(s.image, 0, 0, c.width, c.height); ui.seenNote.textContent = "(unmodified)"; return; }
+  if (!applied) { views.result.draw({ image: s.image }); ui.seenNote.textContent = "(unmodified)"; return; }
   const composite = document.createElement("canvas");
   composite.width = s.width; composite.height = s.height;
   const cc = composite.getContext("2d");
@@ -193,45 +206,41 @@ function drawResult() {
   pc.drawImage(s.result.operation === "delete" ? substrateCanvas() : s.image, 0, 0);
   pc.globalCompositeOperation = "destination-in"; pc.drawImage(keep, 0, 0);
   cc.drawImage(patch, 0, 0);
-  ctx.drawImage(composite, 0, 0, c.width, c.height);
+  views.result.draw({ image: composite });
   ui.seenNote.textContent = `(after ${s.result.operation}, trial ${s.result.seq + 1})`;
 }
 
 function render() {
-  const c = $("canvas-paint"), ctx = c.getContext("2d");
-  ctx.imageSmoothingEnabled = false;
-  ctx.clearRect(0, 0, c.width, c.height);
-  ctx.drawImage(s.image, 0, 0, c.width, c.height);
-  ctx.drawImage(layerFromMask(s.region, [255, 40, 160, 140]), 0, 0, c.width, c.height);
-  if (s.gtLayer) ctx.drawImage(s.gtLayer, 0, 0, c.width, c.height);
-  const sc = s.scale;
+  if (!views.paint || !s.image) return;
+  const view = views.paint, ctx = view.ctx;
+  const alpha = Math.round(255 * Math.min(Math.max(config.overlayOpacity / 100, 0.15), 1));
+  view.draw({ image: s.image, layers: [layerFromMask(s.region, [255, 40, 160, alpha]), s.gtLayer] });
+  const at = (x, y) => view.toCanvas(x, y);
   if (s.drag && s.tool === "rect" && s.drag.to) {
     const [a, b] = [s.drag.from, s.drag.to];
+    const [x0, y0] = at(Math.min(a[0], b[0]), Math.min(a[1], b[1]));
+    const [x1, y1] = at(Math.max(a[0], b[0]) + 1, Math.max(a[1], b[1]) + 1);
     ctx.strokeStyle = "#ff28a0"; ctx.setLineDash([4, 3]); ctx.lineWidth = 2;
-    ctx.strokeRect(Math.min(a[0], b[0]) * sc, Math.min(a[1], b[1]) * sc, (Math.abs(b[0] - a[0]) + 1) * sc, (Math.abs(b[1] - a[1]) + 1) * sc);
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
     ctx.setLineDash([]);
   }
   if (s.polygon.length) {
     ctx.strokeStyle = "#ff28a0"; ctx.lineWidth = 2; ctx.beginPath();
-    s.polygon.forEach(([x, y], i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, (x + 0.5) * sc, (y + 0.5) * sc));
+    s.polygon.forEach(([x, y], i) => (i ? ctx.lineTo : ctx.moveTo).call(ctx, ...at(x + 0.5, y + 0.5)));
     ctx.stroke();
-    for (const [x, y] of s.polygon) { ctx.beginPath(); ctx.arc((x + 0.5) * sc, (y + 0.5) * sc, 3, 0, 2 * Math.PI); ctx.fillStyle = "#ff28a0"; ctx.fill(); }
+    for (const [x, y] of s.polygon) { ctx.beginPath(); ctx.arc(...at(x + 0.5, y + 0.5), 4, 0, 2 * Math.PI); ctx.fillStyle = "#ff28a0"; ctx.fill(); }
   }
-  if (s.overlayImg) {
-    const o = $("canvas-overlay").getContext("2d");
-    o.clearRect(0, 0, c.width, c.height);
-    o.drawImage(s.image, 0, 0, c.width, c.height);
-    o.drawImage(s.overlayImg, 0, 0, c.width, c.height);
-  }
+  if (s.overlayImg && views.overlay) views.overlay.draw({ image: s.image, layers: [s.overlayImg] });
   drawResult();
   const area = regionArea();
   ui.area.textContent = `Region: ${area} pixels (${pct(area / (s.width * s.height))} of the image)`;
   ui.trialCount.textContent = `${s.trials.length} trial${s.trials.length === 1 ? "" : "s"} on this image`;
-  document.querySelectorAll(".tool").forEach((b) => b.classList.toggle("active", b.dataset.tool === s.tool));
+  document.querySelectorAll(".tool").forEach((b) => { b.classList.toggle("active", b.dataset.tool === s.tool); b.setAttribute("aria-pressed", String(b.dataset.tool === s.tool)); });
   ui.toolHelp.textContent = TOOL_HELP[s.tool];
   ui.apply.disabled = s.finished || s.busy || area === 0;
   ui.undo.disabled = s.finished || s.busy || !s.undo.length;
   ui.finish.disabled = s.finished || s.busy;
+  ui.finish.title = s.trials.length < config.minTrials ? `This image needs at least ${config.minTrials} trials first.` : "";
   app.dataset.area = String(area);
   app.dataset.trials = String(s.trials.length);
   app.dataset.tool = s.tool;
@@ -270,18 +279,14 @@ function renderPrediction() {
 
 // ---------- input ----------
 
-function pixelAt(event) {
-  const rect = $("canvas-paint").getBoundingClientRect();
-  const x = Math.floor(((event.clientX - rect.left) / rect.width) * s.width);
-  const y = Math.floor(((event.clientY - rect.top) / rect.height) * s.height);
-  return [Math.min(Math.max(x, 0), s.width - 1), Math.min(Math.max(y, 0), s.height - 1)];
-}
+function pixelAt(event) { return views.paint.pixelAt(event.clientX, event.clientY); }
 
 const radius = () => Number(ui.radius.value);
 
 function onDown(event) {
-  if (s.finished || event.button !== 0) return;
+  if (s.finished || event.button !== 0 || event.altKey || views.paint.pointers.size > 1) return;
   event.preventDefault();
+  ui.paint.setPointerCapture?.(event.pointerId);
   const p = pixelAt(event);
   if (s.tool === "polygon") { addPolygonPoint(p); return; }
   pushUndo(s.tool);
@@ -292,6 +297,7 @@ function onDown(event) {
 
 function onMove(event) {
   if (!s.drag) return;
+  if (views.paint.panning || views.paint.pointers.size > 1) { s.drag = null; const step = s.undo.pop(); if (step) s.region = step.region; render(); return; }
   const p = pixelAt(event);
   if (s.tool === "brush" || s.tool === "eraser") { paintSegment(s.drag.last, p, radius(), s.tool === "brush" ? 1 : 0); s.drag.last = p; }
   else s.drag.to = p;
@@ -307,7 +313,8 @@ function onUp(event) {
 
 function addPolygonPoint(p) {
   const first = s.polygon[0];
-  if (first && s.polygon.length >= 3 && Math.hypot(first[0] - p[0], first[1] - p[1]) * s.scale <= 8) { closePolygon(); return; }
+  const cssPerPixel = (ui.paint.getBoundingClientRect().width / s.width) * views.paint.zoom;
+  if (first && s.polygon.length >= 3 && Math.hypot(first[0] - p[0], first[1] - p[1]) * cssPerPixel <= 8) { closePolygon(); return; }
   s.polygon.push(p);
   render();
 }
@@ -329,18 +336,38 @@ function undo() {
   render();
 }
 
+function clearRegion() { if (regionArea()) { pushUndo("clear"); s.region.fill(0); render(); showBanner("Region cleared. Press u (or Undo) to bring it back.", "info"); } }
+
 function onKey(event) {
-  if (!ui.survey.hidden || s.finished) return;
+  if (ui.survey.open || ui.confirm.open || ui.help.open || s.finished) return;
   if (event.target instanceof HTMLInputElement && event.target.type !== "radio" && event.target.type !== "range") return;
-  if ((event.ctrlKey || event.metaKey) && event.key.toLowerCase() === "z") { event.preventDefault(); undo(); return; }
+  const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  if (key === "Enter") {
+    // Enter closes a polygon and does nothing else: it never presses a focused button
+    // (apply, clear, finish) the participant did not mean
+    event.preventDefault();
+    if (s.tool === "polygon" && s.polygon.length) closePolygon();
+    return;
+  }
+  if ((event.ctrlKey || event.metaKey) && key === "z") { event.preventDefault(); undo(); return; }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
-  const key = event.key.toLowerCase();
+  const view = views.paint;
   if (key === "b") setTool("brush");
-  else if (key === "r") setTool("rect");
+  else if (key === "x") setTool("rect");
   else if (key === "p") setTool("polygon");
   else if (key === "e") setTool("eraser");
-  else if (key === "enter" && s.polygon.length) closePolygon();
-  else if (key === "escape") { s.polygon = []; render(); }
+  else if (key === "u") undo();
+  else if (key === "a") apply();
+  else if (key === " ") { event.preventDefault(); clearRegion(); }
+  else if (key === "?") ui.help.showModal();
+  else if (key === "+" || key === "=") view?.zoomAt(1.25);
+  else if (key === "-" || key === "_") view?.zoomAt(0.8);
+  else if (key === "0") view?.reset();
+  else if (key === "Escape") { s.polygon = []; render(); }
+  else if (key.startsWith("Arrow") && view && event.target === ui.paint) {
+    event.preventDefault();
+    view.panBy(key === "ArrowLeft" ? 40 : key === "ArrowRight" ? -40 : 0, key === "ArrowUp" ? 40 : key === "ArrowDown" ? -40 : 0);
+  }
 }
 
 // ---------- trials ----------
@@ -362,14 +389,19 @@ async function send(item, mask) {
     hidePending();
     const status = err instanceof ApiFailure ? err.status : 0;
     if (status === 409 && err.data.expected_seq !== undefined) {
-      await loadTrials();
+      try {
+        await loadTrials();
+        showError("This page was behind what is saved (another tab, or an answer that got lost). It now shows your saved trials; press Apply again if your last one is missing.");
+      } catch (e) {
+        showError("This page is out of date and could not reload your saved work.", () => { loadTrials().then(() => { ui.error.hidden = true; render(); }); });
+      }
       s.busy = false; render();
-      showError(`Your view was out of date (${err.message}); apply again.`);
     } else if (status >= 400 && status < 500) {
       s.busy = false; render();
-      showError(`This trial was not accepted: ${err.message}`);
+      showError(`That trial was not accepted: ${err.message}`);
     } else {
-      showError(`The trial could not be saved after several tries (${err.message}). It is kept: press Retry.`, () => { showPending("Waiting for the model…"); send(item, mask); });
+      const why = status ? err.message : "the server did not answer";
+      showError(`Your trial could not be saved yet (${why}). It is kept — press Retry.`, () => { showPending("Waiting for the model…"); send(item, mask); });
     }
     return;
   }
@@ -379,6 +411,8 @@ async function send(item, mask) {
   s.trials.push(res);
   s.result = { mask, operation: item.operation, seq: res.seq, response: res };
   addHistory(res);
+  const names = s.info.class_names;
+  announce(ui.announce, `${res.target_name}: probability ${res.prob_after.toFixed(2)}, change ${res.prob_change >= 0 ? "+" : ""}${res.prob_change.toFixed(2)}. ${res.flipped ? `The prediction flipped to ${names[res.prediction_after]}.` : "The prediction did not flip."}`);
   s.busy = false;
   if (!ui.banner.classList.contains("done")) ui.banner.hidden = true;
   render();
@@ -390,11 +424,35 @@ function addHistory(r) {
   ui.history.append(li);
 }
 
+/** The server's view of this assignment (GET /api/v1/assignments/<id>): trials, next seq, and
+ * the last trial's region and result, which the page shows again as it showed them. */
 async function loadTrials() {
-  const st = await api.get(`assignments/${s.assignment.id}/trials`);
+  const st = await api.get(`assignments/${s.assignment.id}`);
   s.seq = st.next_seq; s.trials = st.trials; s.finished = st.status === "finished";
   ui.history.replaceChildren(); st.trials.forEach(addHistory);
+  const last = st.trials[st.trials.length - 1];
+  if (last && last.region_rle) {
+    const { mask, width, height } = decodeRle(last.region_rle);
+    if (width === s.assignment.width && height === s.assignment.height) {
+      s.result = { mask, operation: last.operation, seq: last.seq, response: last };
+      s.region = mask.slice();
+      s.undo = [];
+    }
+  }
   return st;
+}
+
+function askFinish() {
+  if (s.busy || s.finished) return;
+  if (s.trials.length < config.minTrials) {
+    showBanner(`This image needs at least ${config.minTrials} trials before you can finish it (so far ${s.trials.length}).`, "info");
+    return;
+  }
+  $("confirm-text").textContent = s.trials.length
+    ? "You cannot come back to this image afterwards."
+    : "You have not applied any change to this image yet. You cannot come back to it afterwards.";
+  ui.confirm.showModal();
+  $("confirm-no").focus();
 }
 
 async function finish() {
@@ -414,10 +472,11 @@ async function finish() {
 function endImage() {
   s.finished = true;
   showBanner("You finished this image.", "done");
-  ui.survey.hidden = false;
   app.dataset.phase = "survey";
   ui.survey.querySelectorAll("button").forEach((b) => { b.disabled = false; });
   render();
+  if (!ui.survey.open) ui.survey.showModal();
+  $("survey-yes").focus();
 }
 
 async function answerSurvey(answer) {
@@ -427,41 +486,79 @@ async function answerSurvey(answer) {
     await api.post(`assignments/${s.assignment.id}/survey`, { answers: { answer, question: config.surveyQuestion } });
   } catch (err) {
     hidePending();
-    showError(`Your answer was not saved (${err.message}).`, () => answerSurvey(answer));
+    ui.survey.close();
+    showError("Your answer was not saved: the server did not answer.", () => endImage());
     return;
   }
   hidePending();
-  ui.survey.hidden = true;
+  ui.survey.close();
   loadFirst();
 }
 
 // ---------- the sequence of images ----------
 
+const prefetched = new Map();
+function fetchImage(url) {
+  if (!prefetched.has(url)) prefetched.set(url, loadImage(url));
+  return prefetched.get(url);
+}
+
+/** The image's analysis (GET .../intervention) can take seconds on a cold server: show how
+ * long, and how far the study's precomputation is (GET participants/me/preparation). */
+async function withProgress(promise) {
+  const t0 = performance.now();
+  let prep = null, asking = false;
+  ui.loading.dataset.on = "1";
+  const tick = () => {
+    const sec = Math.round((performance.now() - t0) / 1000);
+    if (sec >= 1 && !asking && sec % 2 === 1) {
+      asking = true;
+      api.once("participants/me/preparation").then((p) => { prep = p; }).catch(() => {}).finally(() => { asking = false; });
+    }
+    const jobs = prep && prep.total && prep.status !== "done" ? ` · ${prep.done} of ${prep.total} images prepared` : "";
+    ui.loadingText.textContent = sec < 1 ? "Loading the image…" : `Preparing the model's view of this image… ${sec} s${jobs}`;
+    ui.loading.setAttribute("aria-valuetext", ui.loadingText.textContent);
+  };
+  tick();
+  const timer = setInterval(tick, 500);
+  try { return await promise; } finally { clearInterval(timer); ui.loading.dataset.on = "0"; }
+}
+
 async function openAssignment(index) {
   s.index = index;
   const a = (s.assignment = s.assignments[index]);
   app.dataset.phase = "loading";
-  ui.banner.hidden = true; ui.error.hidden = true; ui.survey.hidden = true;
-  const [image, info] = await Promise.all([loadImage(a.image_url), api.get(`assignments/${a.id}/intervention`), loadTrials()]);
-  Object.assign(s, { image, info, width: a.width, height: a.height, scale: displayScale(a.width, a.height), undo: [], result: null, polygon: [], drag: null, busy: false });
+  ui.banner.hidden = true; ui.error.hidden = true;
+  Object.assign(s, { width: a.width, height: a.height, undo: [], result: null, polygon: [], drag: null, busy: false });
   s.region = new Uint8Array(a.width * a.height);
-  s.gtLayer = a.ground_truth_url ? outlineLayer(await loadImage(a.ground_truth_url)) : null;
-  s.overlayImg = info.overlay_url ? await loadImage(info.overlay_url) : null;
-  canvasFor("canvas-paint"); canvasFor("canvas-result");
+  const [image, info] = await withProgress(Promise.all([fetchImage(a.image_url), api.get(`assignments/${a.id}/intervention`), loadTrials()]));
+  Object.assign(s, { image, info });
+  s.gtLayer = a.ground_truth_url ? outlineLayer(await fetchImage(a.ground_truth_url)) : null;
+  s.overlayImg = info.overlay_url ? await fetchImage(info.overlay_url) : null;
+  ui.workspace.hidden = false;
+  if (!views.paint) {
+    views.paint = new ZoomView(ui.paint, a.width, a.height, { interactive: true, onChange: render });
+    views.result = new ZoomView($("canvas-result"), a.width, a.height);
+    views.overlay = new ZoomView($("canvas-overlay"), a.width, a.height);
+  } else for (const v of Object.values(views)) v.setSize(a.width, a.height);
   $("panel-overlay").hidden = !s.overlayImg;
   if (s.overlayImg) {
-    canvasFor("canvas-overlay");
     $("overlay-caption").textContent = info.overlay === "voice" ? "Model's uncertainty (VOICE)" : "Model's explanation (Grad-CAM)";
   }
   ui.goal.textContent = GOALS[info.goal] || info.goal;
+  ui.goal.title = ui.goal.textContent;
   ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Substrate: ${info.substrate}`;
   ui.progress.textContent = `Image ${index + 1} of ${s.assignments.length}`;
   app.dataset.assignment = String(a.id);
   app.dataset.width = String(a.width);
   app.dataset.height = String(a.height);
   app.dataset.phase = "annotate";
-  ui.workspace.hidden = false;
-  render();
+  layout();
+  window.scrollTo(0, 0);
+  focusIntoView(ui.paint);
+  announce(ui.announce, `Image ${index + 1} of ${s.assignments.length}.`);
+  const nextOne = s.assignments[index + 1];
+  if (nextOne) fetchImage(nextOne.image_url).catch(() => {});
   if (s.finished) endImage();
 }
 
@@ -474,23 +571,35 @@ async function next() {
 }
 
 function loadFirst() {
-  next().catch((err) => showError(`The page could not load your task (${err.message}).`, loadFirst));
+  next().catch(() => showError("The page could not load your task. Check your connection and press Retry.", loadFirst));
 }
 
 function start() {
-  const c = $("canvas-paint");
-  c.addEventListener("mousedown", onDown);
-  window.addEventListener("mousemove", onMove);
-  window.addEventListener("mouseup", onUp);
+  const c = ui.paint;
+  c.addEventListener("pointerdown", onDown);
+  c.addEventListener("pointermove", onMove);
+  c.addEventListener("pointerup", onUp);
+  c.addEventListener("pointercancel", () => { s.drag = null; render(); });
   c.addEventListener("dblclick", (e) => { e.preventDefault(); if (s.tool === "polygon") closePolygon(); });
   c.addEventListener("contextmenu", (e) => e.preventDefault());
   document.addEventListener("keydown", onKey);
-  document.querySelectorAll(".tool").forEach((b) => b.addEventListener("click", () => setTool(b.dataset.tool)));
+  // tool buttons hand focus back to the image, so a later Enter or Space never presses them
+  const back = () => c.focus({ preventScroll: true });
+  document.querySelectorAll(".tool").forEach((b) => b.addEventListener("click", () => { setTool(b.dataset.tool); back(); }));
   ui.radius.addEventListener("input", () => { ui.radiusValue.textContent = ui.radius.value; });
-  $("clear-region").addEventListener("click", () => { if (regionArea()) { pushUndo("clear"); s.region.fill(0); render(); } });
-  ui.apply.addEventListener("click", apply);
-  ui.undo.addEventListener("click", undo);
-  ui.finish.addEventListener("click", finish);
+  $("clear-region").addEventListener("click", () => { clearRegion(); back(); });
+  ui.apply.addEventListener("click", () => { apply(); back(); });
+  ui.undo.addEventListener("click", () => { undo(); back(); });
+  $("zoom-in").addEventListener("click", () => { views.paint?.zoomAt(1.25); back(); });
+  $("zoom-out").addEventListener("click", () => { views.paint?.zoomAt(0.8); back(); });
+  $("zoom-fit").addEventListener("click", () => { views.paint?.reset(); back(); });
+  $("btn-help").addEventListener("click", () => ui.help.showModal());
+  $("help-close").addEventListener("click", () => ui.help.close());
+  ui.finish.addEventListener("click", askFinish);
+  $("confirm-yes").addEventListener("click", () => { ui.confirm.close(); finish(); });
+  $("confirm-no").addEventListener("click", () => { ui.confirm.close(); back(); });
+  ui.survey.addEventListener("cancel", (e) => e.preventDefault());
+  new ResizeObserver(() => layout()).observe(ui.stage);
   $("survey-yes").addEventListener("click", () => answerSurvey("yes"));
   $("survey-no").addEventListener("click", () => answerSurvey("no"));
   loadFirst();

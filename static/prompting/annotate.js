@@ -1,12 +1,16 @@
-// The prompting annotation page (docs/design.md "Prompting protocol"): three panels, keys g / r /
-// space / z, left click adds, right click removes the nearest point of the current mode.
-// The server is the source of truth: the page sends actions, one at a time in `seq` order, and
-// draws the point sets, round, mask and score the answers carry. Clicks made while a request is
-// out are queued and shown as pending; failed requests are retried with the same
-// client_event_id and seq, then reported with a Retry button. Re-opening resumes from
-// GET /api/v1/assignments/<id> (next_seq, points, last result).
+// The prompting annotation page (docs/design.md "Prompting protocol") on the shared workspace
+// (static/core/workspace.js): the image fills the window, the model's mask is drawn on it, keys
+// and buttons share one map (`?` shows it). The server is the source of truth: the page sends
+// actions one at a time in `seq` order and draws the point sets, round, mask and score the
+// answers carry. Clicks made while a request is out are queued and shown as pending; failed
+// requests are retried with the same client_event_id and seq, then reported with a Retry
+// button; a conflict re-synchronises from GET /api/v1/assignments/<id>. Undo and redo are
+// logged actions. `showMask(maskOrRle, {source})` draws a mask from any source ("local" for an
+// in-browser decoder's preview, "server" for the logged answer, which replaces the preview).
 import { Api, ApiFailure } from "../core/api.js";
-import { COLORS, View, displayScale, loadImage, pngMaskLayer, rleLayer } from "../core/canvas_view.js";
+import {
+  COLORS, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, toMask,
+} from "../core/workspace.js";
 
 const config = JSON.parse(document.getElementById("annotate-config").textContent);
 const $ = (id) => document.getElementById(id);
@@ -16,53 +20,104 @@ const ui = {
   progress: $("progress"), round: $("round"), mode: $("mode"), counts: $("counts"), pending: $("pending"),
   banner: $("banner"), error: $("error"), errorText: $("error-text"), retry: $("retry"), score: $("score"),
   maskNote: $("mask-note"), finish: $("finish"), survey: $("survey"), workspace: $("workspace"), timestep: $("timestep"),
+  stage: $("stage"), canvas: $("canvas-image"), announce: $("announce"), opacity: $("opacity"),
+  outline: $("btn-outline"), confirm: $("confirm"), help: $("help"), meter: $("round-meter"),
+  undo: $("btn-undo"), redo: $("btn-redo"),
 };
 
 const api = new Api({
-  onRetry: (attempt, total, err) => showPending(`Connection problem (${err.message}): retrying ${attempt}/${total}…`),
+  onRetry: (attempt, total) => showPending(`Connection problem: trying again (${attempt} of ${total})…`),
 });
 
 const s = {
-  assignments: [], index: 0, assignment: null, image: null, gtLayer: null, maskLayer: null,
-  views: {}, mode: "green", radius: 5, seq: 0, round: 1, timesteps: 0, green: [], red: [],
+  assignments: [], index: 0, assignment: null, image: null, gtLayer: null,
+  mask: null, maskSource: null, maskLayers: {}, maskColor: [30, 144, 255],
+  views: {}, mode: "green", radius: 7, seq: 0, round: 1, timesteps: 0, green: [], red: [], stagnation: 1,
   score: null, queue: [], sending: false, stalled: false, finished: false, blocked: false,
+  history: 0, future: 0, opacity: config.overlayOpacity / 100, style: config.overlayStyle, maskHidden: false,
+  clickStarts: new Map(),
 };
+window.__timings = [];  // click -> mask drawn (ms), measured in the page (bench/workspace_click.py)
+window.__workspace = { showMask: (m, o) => showMask(m, o) };
 
 function newId() {
   if (crypto.randomUUID) return crypto.randomUUID();
   return `${Date.now().toString(36)}-${Math.random().toString(36).slice(2)}`;
 }
 
+// ---------- the mask ----------
+
+/** Draw a mask on the image: `maskOrRle` is a COCO RLE, {mask, width, height} or null. */
+export function showMask(maskOrRle, { source = "server" } = {}) {
+  s.mask = maskOrRle ? toMask(maskOrRle) : null;
+  s.maskSource = s.mask ? source : null;
+  s.maskLayers = {};
+  if (s.mask && s.image) s.maskColor = contrastColor(s.image, s.mask.mask, s.mask.width, s.mask.height);
+  app.dataset.maskSource = s.maskSource || "";
+  render();
+}
+
+function maskLayer(style) {
+  if (!s.mask) return null;
+  if (!s.maskLayers[style]) s.maskLayers[style] = maskCanvas(s.mask.mask, s.mask.width, s.mask.height, s.maskColor, style);
+  return s.maskLayers[style];
+}
+
 // ---------- rendering ----------
+
+function layout() {
+  if (!s.views.image) return;
+  const stage = ui.stage.getBoundingClientRect();
+  s.views.image.fit(stage.width - 8, stage.height - 8);
+  // side panels share the side area, whose size never depends on theirs (no resize loop)
+  const side = document.querySelector(".ws-side");
+  const panels = ["gt", "mask"].map((n) => s.views[n]).filter(Boolean);
+  if (side && panels.length) {
+    const box = side.getBoundingClientRect();
+    const across = getComputedStyle(side).flexDirection === "row";
+    const w = across ? box.width / panels.length - 24 : box.width - 24;
+    const h = across ? box.height - 44 : box.height / panels.length - 52;
+    for (const v of panels) v.fit(Math.max(w, 60), Math.max(h, 60));
+  }
+  render();
+}
 
 function render() {
   const pending = s.queue.filter((q) => q.action === "add" || q.action === "remove");
   const pts = { green: s.green, red: s.red, pending, radius: s.radius };
-  s.views.image?.draw({ image: s.image, ...pts });
+  const onImage = config.layout !== "pointprompt" && !s.maskHidden;
+  s.views.image?.draw({ image: s.image, layers: onImage ? [maskLayer(s.style)] : [], opacity: s.opacity, ...pts });
   s.views.gt?.draw({ image: s.image, dim: 0.45, layers: [s.gtLayer], ...pts });
-  s.views.mask?.draw({ image: s.image, layers: [s.maskLayer], ...pts });
-  ui.mode.textContent = s.mode === "green" ? "GREEN · on the object" : "RED · not the object";
+  s.views.mask?.draw({ image: s.image, layers: [maskLayer("fill")], opacity: 0.6, ...pts });
+  ui.mode.textContent = s.mode === "green" ? "GREEN ⊕ on the object" : "RED ⊖ not the object";
   ui.mode.className = `mode ${s.mode}`;
+  $("btn-green").setAttribute("aria-pressed", String(s.mode === "green"));
+  $("btn-red").setAttribute("aria-pressed", String(s.mode === "red"));
+  ui.outline.setAttribute("aria-pressed", String(s.style === "outline"));
   app.dataset.mode = s.mode;
   ui.round.textContent = `Round ${s.round} of ${config.maxRounds}`;
+  if (ui.meter) ui.meter.textContent = `${Math.max(s.stagnation - 1, 0)} of ${config.stagnationLimit} without improvement`;
   ui.progress.textContent = `Image ${s.index + 1} of ${s.assignments.length}`;
   ui.counts.textContent = `${s.green.length} green · ${s.red.length} red`;
   ui.timestep.textContent = `${s.timesteps} prediction${s.timesteps === 1 ? "" : "s"}`;
   if (ui.score) ui.score.textContent = s.score === null ? "–" : s.score.toFixed(3);
-  app.dataset.seq = String(s.seq);
-  app.dataset.round = String(s.round);
-  app.dataset.timesteps = String(s.timesteps);
-  app.dataset.green = String(s.green.length);
-  app.dataset.red = String(s.red.length);
-  app.dataset.queue = String(s.queue.length);
+  Object.assign(app.dataset, {
+    seq: String(s.seq), round: String(s.round), timesteps: String(s.timesteps), green: String(s.green.length),
+    red: String(s.red.length), queue: String(s.queue.length),
+  });
+  const short = s.timesteps < config.minTimesteps;
   ui.finish.disabled = s.finished || s.blocked;
+  ui.finish.setAttribute("aria-disabled", String(short));
+  ui.finish.title = short ? `This image needs at least ${config.minTimesteps} predictions first.` : "";
+  ui.undo.disabled = s.finished || s.blocked || s.history === 0;
+  ui.redo.disabled = s.finished || s.blocked || s.future === 0;
   if (s.stalled) showPending("Not saved yet — press Retry.");
   else if (!s.queue.length && !s.sending) hidePending();
   else showPending(s.queue.length > 1 ? `Waiting for the model… (${s.queue.length} actions queued)` : "Waiting for the model…");
 }
 
-function showPending(text) { ui.pending.textContent = text; ui.pending.hidden = false; app.dataset.busy = "1"; }
-function hidePending() { ui.pending.hidden = true; app.dataset.busy = "0"; }
+function showPending(text) { ui.pending.textContent = text; ui.pending.dataset.on = "1"; app.dataset.busy = "1"; }
+function hidePending() { ui.pending.textContent = ""; ui.pending.dataset.on = "0"; app.dataset.busy = "0"; }
 
 function showBanner(text, kind = "info") {
   ui.banner.textContent = text;
@@ -75,6 +130,7 @@ function showError(text, onRetry) {
   ui.error.hidden = false;
   ui.retry.hidden = !onRetry;
   ui.retry.onclick = onRetry ? () => { ui.error.hidden = true; onRetry(); } : null;
+  if (onRetry) ui.retry.focus({ preventScroll: true });
 }
 
 function setMaskNote(text) { if (ui.maskNote) ui.maskNote.textContent = text; }
@@ -89,27 +145,46 @@ function needsMore(green, red) {
 
 // ---------- the server's answers ----------
 
-function applyResult(res) {
+function applyResult(res, item) {
   s.seq = res.seq + 1;
   s.green = res.green; s.red = res.red;
+  if (typeof res.stagnation === "number") s.stagnation = res.stagnation;
+  trackHistory(res);
   if (res.timestep !== null && res.timestep !== undefined) {
     s.timesteps = res.timestep + 1;
-    s.maskLayer = res.mask_rle ? rleLayer(res.mask_rle, COLORS.mask) : null;
     s.score = res.iou;
     setMaskNote(config.showScore ? "" : "Score hidden in this study.");
+    showMask(res.mask_rle, { source: "server" });
+    announce(ui.announce, config.showScore && res.iou !== null ? `New mask. IoU ${res.iou.toFixed(2)}.` : "New mask.");
+    const t0 = item && s.clickStarts.get(item.cid);
+    if (t0 !== undefined) {
+      s.clickStarts.delete(item.cid);
+      requestAnimationFrame(() => window.__timings.push(performance.now() - t0));
+    }
   } else if (res.action !== "finish") {
-    s.maskLayer = null; s.score = null;
+    s.score = null;
+    showMask(null);
     setMaskNote(needsMore(res.green, res.red) || "No prediction for this change.");
   }
   if (res.round_ended && !res.finished) {
     showBanner(`Round ${res.round} ended: the mask did not improve for several predictions. All points were cleared — round ${res.next_round} of ${config.maxRounds} starts now.`, "reset");
-    s.round = res.next_round; s.green = []; s.red = []; s.maskLayer = null; s.score = null;
+    announce(ui.announce, `Round ${res.round} ended. Round ${res.next_round} starts; all points were cleared.`);
+    s.round = res.next_round; s.green = []; s.red = []; s.score = null; s.history = 0; s.future = 0; s.stagnation = 1;
+    showMask(null);
     s.queue.length = 0;  // clicks queued before the reset belong to the old round: drop them
     setMaskNote(needsMore([], []));
+  } else if (res.action === "clear" && (s.history > 0)) {
+    showBanner("All points cleared. Press u (or Undo) to bring them back.", "info");
   } else if (ui.banner.classList.contains("info") || (ui.banner.classList.contains("reset") && res.timestep !== null)) {
     ui.banner.hidden = true;  // hints go with the next action, the reset notice with the next mask
   }
   if (res.finished) endImage(res.stop_reason);
+}
+
+/** How many steps undo / redo can take, as the server's engine counts them. */
+function trackHistory(res) {
+  if (typeof res.undo === "number") s.history = res.undo;
+  if (typeof res.redo === "number") s.future = res.redo;
 }
 
 function endImage(reason) {
@@ -123,10 +198,12 @@ function endImage(reason) {
 // ---------- sending actions ----------
 
 function enqueue(action, extra = {}) {
-  if (s.finished || s.blocked || s.queue.some((q) => q.action === "finish")) return;
-  s.queue.push({ cid: newId(), action, mode: s.mode, client_ts: Date.now(), ...extra });
+  if (s.finished || s.blocked || s.queue.some((q) => q.action === "finish")) return null;
+  const item = { cid: newId(), action, mode: s.mode, client_ts: Date.now(), ...extra };
+  s.queue.push(item);
   render();
   pump();
+  return item;
 }
 
 async function pump() {
@@ -148,7 +225,7 @@ async function pump() {
     }
     if (s.queue[0] === item) s.queue.shift();
     ui.error.hidden = true;
-    applyResult(res);
+    applyResult(res, item);
     render();
   }
   s.sending = false;
@@ -158,17 +235,23 @@ async function pump() {
 async function failed(item, err) {
   const status = err instanceof ApiFailure ? err.status : 0;
   if (status === 409 && err.data.expected_seq !== undefined) {
-    // another tab or a lost answer moved the log on: take the server's state and drop the queue
+    // another tab or a lost answer moved the log on: take the server's state and carry on
     s.queue.length = 0;
-    await loadState(s.assignment);
-    showError(`Your view was out of date (${err.message}); it now shows what the server has stored.`);
+    try {
+      await loadState(s.assignment);
+      showError("This page was behind what is saved (another tab, or an answer that got lost). It now shows your saved points; repeat your last click if it is missing.");
+    } catch (e) {
+      showError("This page is out of date and could not reload your saved work.", () => resync());
+      return;
+    }
   } else if (status === 400 || status === 403 || status === 404 || status === 409) {
     s.queue.shift();
-    showError(`This action was not accepted: ${err.message}`);
+    showError(`That action was not accepted: ${err.message}`);
     if (status === 409) s.blocked = true;  // study closed or image finished elsewhere
   } else {
     s.stalled = true;
-    showError(`Your action could not be saved after several tries (${err.message}). It is kept: press Retry.`, () => { s.stalled = false; pump(); });
+    const why = status ? err.message : "the server did not answer";  // a 5xx carries words meant for people
+    showError(`Your last action could not be saved yet (${why}). It is kept — press Retry.`, () => { s.stalled = false; pump(); });
     render();
     return;
   }
@@ -176,43 +259,106 @@ async function failed(item, err) {
   pump();
 }
 
+async function resync() {
+  try { await loadState(s.assignment); ui.error.hidden = true; render(); }
+  catch (e) { showError("Your saved work could not be loaded yet.", () => resync()); }
+}
+
 // ---------- input ----------
 
-function setMode(mode) { s.mode = mode; render(); }
+function setMode(mode) { s.mode = mode; render(); announce(ui.announce, mode === "green" ? "Green points" : "Red points"); }
+function toggleSize() { s.radius = s.radius === 7 ? 11 : 7; render(); }
 
-function onLeftClick(event) {
+function onPointerDown(event) {
+  if (event.button !== 0 || event.altKey) return;
+  s.down = { x: event.clientX, y: event.clientY, t: performance.now(), id: event.pointerId };
+}
+
+function onPointerUp(event) {
+  const down = s.down;
+  s.down = null;
+  const view = s.views.image;
+  if (!down || down.id !== event.pointerId || event.button !== 0 || view.panning || view.pointers.size > 1) return;
+  if (Math.hypot(event.clientX - down.x, event.clientY - down.y) > 8) return;  // a drag, not a click
   event.preventDefault();
-  const [x, y] = s.views.image.pixelAt(event);
-  enqueue("add", { x, y });
+  const [x, y] = view.pixelAt(event.clientX, event.clientY);
+  const item = enqueue("add", { x, y });
+  if (item) s.clickStarts.set(item.cid, down.t);
 }
 
 function onRightClick(event) {
   event.preventDefault();
-  const [x, y] = s.views.image.pixelAt(event);
+  const [x, y] = s.views.image.pixelAt(event.clientX, event.clientY);
   const mine = s.mode === "green" ? s.green : s.red;
   if (!mine.length && !s.queue.length) { showBanner(`There is no ${s.mode} point to remove.`, "info"); return; }
   enqueue("remove", { x, y });
 }
 
+function clearPoints() { if (s.green.length || s.red.length || s.queue.length) enqueue("clear"); }
+function undo() { if (s.history > 0 || s.queue.length) enqueue("undo"); }
+function redo() { if (s.future > 0) enqueue("redo"); }
+function setOpacity(v) { s.opacity = Math.min(Math.max(v, 0), 1); ui.opacity.value = String(Math.round(s.opacity * 100)); render(); }
+
+function anyDialogOpen() { return ui.survey.open || ui.confirm.open || ui.help.open; }
+
 function onKey(event) {
-  if (event.target instanceof HTMLInputElement || event.target instanceof HTMLTextAreaElement || event.ctrlKey || event.metaKey || event.altKey) return;
-  if (!ui.survey.hidden) return;
-  const key = event.key.toLowerCase();
-  if (key === "g") setMode("green");
-  else if (key === "r") setMode("red");
-  else if (key === " " || event.code === "Space") {
+  if (event.target instanceof HTMLInputElement && event.target.type !== "range") return;
+  if (event.target instanceof HTMLTextAreaElement) return;
+  if (anyDialogOpen()) return;
+  const key = event.key;
+  if (key === "Enter" && event.target instanceof HTMLButtonElement && event.target.closest(".ws-bar")) {
+    // Enter on a focused tool button does nothing: only a click (or Space on clear) acts
+    if (event.target !== ui.finish) { event.preventDefault(); return; }
+  }
+  if ((event.ctrlKey || event.metaKey) && !event.altKey) {
+    if (key === "z" || key === "Z") { event.preventDefault(); if (event.shiftKey) redo(); else undo(); }
+    else if (key === "y") { event.preventDefault(); redo(); }
+    return;
+  }
+  if (event.altKey) return;
+  const view = s.views.image;
+  const k = key.length === 1 ? key.toLowerCase() : key;
+  if (k === "g") setMode("green");
+  else if (k === "r") setMode("red");
+  else if (k === "u") { if (event.shiftKey) redo(); else undo(); }
+  else if (key === " " || event.code === "Space") { event.preventDefault(); clearPoints(); }
+  else if (k === "z") toggleSize();
+  else if (k === "?") ui.help.showModal();
+  else if (k === "+" || k === "=") view?.zoomAt(1.25);
+  else if (k === "-" || k === "_") view?.zoomAt(0.8);
+  else if (k === "0") view?.reset();
+  else if (k === "o") { s.style = s.style === "outline" ? "fill" : "outline"; render(); }
+  else if (k === "m") { s.maskHidden = !s.maskHidden; render(); }
+  else if (k === "[") setOpacity(s.opacity - 0.1);
+  else if (k === "]") setOpacity(s.opacity + 0.1);
+  else if (key.startsWith("Arrow") && view && event.target === ui.canvas) {
     event.preventDefault();
-    if (s.green.length || s.red.length || s.queue.length) enqueue("clear");
-  } else if (key === "z") { s.radius = s.radius === 5 ? 9 : 5; render(); }
+    const d = 40;
+    view.panBy(key === "ArrowLeft" ? d : key === "ArrowRight" ? -d : 0, key === "ArrowUp" ? d : key === "ArrowDown" ? -d : 0);
+  }
 }
 
-// ---------- the survey and the sequence of images ----------
+// ---------- finishing, the survey and the sequence of images ----------
+
+function askFinish() {
+  if (s.finished || s.blocked) return;
+  if (s.timesteps < config.minTimesteps) {
+    showBanner(`This image needs at least ${config.minTimesteps} predictions before you can finish it (so far ${s.timesteps}).`, "info");
+    return;
+  }
+  $("confirm-text").textContent = s.timesteps
+    ? "You cannot come back to this image afterwards."
+    : "The model has not made a prediction for this image yet. You cannot come back to it afterwards.";
+  ui.confirm.showModal();
+  $("confirm-no").focus();
+}
 
 function openSurvey() {
   ui.finish.disabled = true;
-  ui.survey.hidden = false;
   app.dataset.phase = "survey";
   ui.survey.querySelectorAll("button").forEach((b) => { b.disabled = false; });
+  if (!ui.survey.open) ui.survey.showModal();
+  $("survey-yes").focus();
 }
 
 async function answerSurvey(answer) {
@@ -222,45 +368,78 @@ async function answerSurvey(answer) {
     await api.post(`assignments/${s.assignment.id}/survey`, { answers: { answer, question: config.surveyQuestion } });
   } catch (err) {
     hidePending();
-    showError(`Your answer was not saved (${err.message}).`, () => answerSurvey(answer));
+    ui.survey.close();
+    showError("Your answer was not saved: the server did not answer.", () => { openSurvey(); });
     return;
   }
   hidePending();
-  ui.survey.hidden = true;
+  ui.survey.close();
   loadFirst();
 }
 
 async function loadState(assignment) {
   const st = await api.get(`assignments/${assignment.id}`);
-  s.seq = st.next_seq; s.round = st.round; s.timesteps = st.timestep;
-  s.green = st.green; s.red = st.red; s.maskLayer = null; s.score = null;
+  s.seq = st.next_seq; s.round = st.round; s.timesteps = st.timestep; s.stagnation = st.stagnation ?? 1;
+  s.green = st.green; s.red = st.red; s.score = null;
+  s.history = st.undo ?? 0; s.future = st.redo ?? 0;
   s.finished = st.status === "finished";
   const last = st.last;
   const same = last && !last.round_ended && JSON.stringify(last.green) === JSON.stringify(st.green) && JSON.stringify(last.red) === JSON.stringify(st.red);
-  if (same && last.mask_rle) { s.maskLayer = rleLayer(last.mask_rle, COLORS.mask); s.score = last.iou; setMaskNote(""); }
-  else setMaskNote(needsMore(st.green, st.red) || "Change a point to see the model's mask.");
+  if (same && last.mask_rle) { s.score = last.iou; setMaskNote(config.showScore ? "" : "Score hidden in this study."); showMask(last.mask_rle); }
+  else { showMask(null); setMaskNote(needsMore(st.green, st.red) || "Change a point to see the model's mask."); }
   return st;
+}
+
+const prefetched = new Map();
+function fetchImage(url) {
+  if (!prefetched.has(url)) prefetched.set(url, loadImage(url));
+  return prefetched.get(url);
 }
 
 async function openAssignment(index) {
   s.index = index;
   s.assignment = s.assignments[index];
   s.queue.length = 0; s.blocked = false;
-  ui.banner.hidden = true; ui.error.hidden = true; ui.survey.hidden = true;
+  ui.banner.hidden = true; ui.error.hidden = true;
   app.dataset.phase = "loading";
   const a = s.assignment;
-  const [image, st] = await Promise.all([loadImage(a.image_url), loadState(a)]);
+  const [image, st] = await Promise.all([fetchImage(a.image_url), loadState(a)]);
   s.image = image;
-  s.gtLayer = a.ground_truth_url ? pngMaskLayer(await loadImage(a.ground_truth_url), COLORS.gt) : null;
-  const scale = displayScale(a.width, a.height);
-  s.views.image = new View($("canvas-image"), a.width, a.height, scale);
-  if (config.showGroundTruth && $("canvas-gt")) s.views.gt = new View($("canvas-gt"), a.width, a.height, scale);
-  s.views.mask = new View($("canvas-mask"), a.width, a.height, scale);
+  if (s.mask) s.maskColor = contrastColor(s.image, s.mask.mask, s.mask.width, s.mask.height);
+  s.maskLayers = {};
+  s.gtLayer = null;
+  if (a.ground_truth_url && config.showGroundTruth) {
+    const gt = decodePng(await fetchImage(a.ground_truth_url));
+    s.gtLayer = maskCanvas(gt.mask, gt.width, gt.height, COLORS.gt, "fill");
+  }
+  ui.workspace.hidden = false;
+  if (s.views.image) {
+    for (const v of Object.values(s.views)) v.setSize(a.width, a.height);
+  } else {
+    s.views.image = new ZoomView(ui.canvas, a.width, a.height, { interactive: true, onChange: render });
+    if ($("canvas-gt")) s.views.gt = new ZoomView($("canvas-gt"), a.width, a.height);
+    if ($("canvas-mask")) s.views.mask = new ZoomView($("canvas-mask"), a.width, a.height);
+  }
   app.dataset.assignment = String(a.id);
   app.dataset.phase = "annotate";
-  ui.workspace.hidden = false;
-  render();
+  layout();
+  window.scrollTo(0, 0);
+  focusIntoView(ui.canvas);
+  announce(ui.announce, `Image ${index + 1} of ${s.assignments.length}.`);
+  const nextOne = s.assignments[index + 1];
+  if (nextOne) { fetchImage(nextOne.image_url).catch(() => {}); if (nextOne.ground_truth_url) fetchImage(nextOne.ground_truth_url).catch(() => {}); }
   if (s.finished) endImage(st.stop_reason);
+}
+
+function decodePng(img) {
+  const c = document.createElement("canvas");
+  c.width = img.naturalWidth; c.height = img.naturalHeight;
+  const ctx = c.getContext("2d", { willReadFrequently: true });
+  ctx.drawImage(img, 0, 0);
+  const px = ctx.getImageData(0, 0, c.width, c.height).data;
+  const mask = new Uint8Array(c.width * c.height);
+  for (let i = 0; i < mask.length; i++) mask[i] = px[i * 4] > 127 ? 1 : 0;
+  return { mask, width: c.width, height: c.height };
 }
 
 async function next() {
@@ -272,21 +451,37 @@ async function next() {
 }
 
 function loadFirst() {
-  next().catch((err) => showError(`The page could not load your task (${err.message}).`, loadFirst));
+  next().catch((err) => showError("The page could not load your task. Check your connection and press Retry.", loadFirst));
 }
 
 function start() {
-  const canvas = $("canvas-image");
-  canvas.addEventListener("click", onLeftClick);
+  const canvas = ui.canvas;
+  canvas.addEventListener("pointerdown", onPointerDown);
+  canvas.addEventListener("pointerup", onPointerUp);
   canvas.addEventListener("contextmenu", onRightClick);
   document.addEventListener("keydown", onKey);
-  $("btn-green").addEventListener("click", () => setMode("green"));
-  $("btn-red").addEventListener("click", () => setMode("red"));
-  $("btn-clear").addEventListener("click", () => onKey({ key: " ", code: "Space", target: document.body, preventDefault() {} }));
-  $("btn-size").addEventListener("click", () => { s.radius = s.radius === 5 ? 9 : 5; render(); });
-  ui.finish.addEventListener("click", () => enqueue("finish"));
+  // tool buttons hand focus back to the image, so a later Enter or Space never presses them
+  const tool = (id, fn) => $(id).addEventListener("click", () => { fn(); canvas.focus({ preventScroll: true }); });
+  tool("btn-green", () => setMode("green"));
+  tool("btn-red", () => setMode("red"));
+  tool("btn-clear", clearPoints);
+  tool("btn-undo", undo);
+  tool("btn-redo", redo);
+  tool("btn-size", toggleSize);
+  tool("btn-outline", () => { s.style = s.style === "outline" ? "fill" : "outline"; render(); });
+  tool("zoom-in", () => s.views.image?.zoomAt(1.25));
+  tool("zoom-out", () => s.views.image?.zoomAt(0.8));
+  tool("zoom-fit", () => s.views.image?.reset());
+  $("btn-help").addEventListener("click", () => ui.help.showModal());
+  $("help-close").addEventListener("click", () => ui.help.close());
+  ui.opacity.addEventListener("input", () => setOpacity(Number(ui.opacity.value) / 100));
+  ui.finish.addEventListener("click", askFinish);
+  $("confirm-yes").addEventListener("click", () => { ui.confirm.close(); enqueue("finish"); });
+  $("confirm-no").addEventListener("click", () => { ui.confirm.close(); canvas.focus({ preventScroll: true }); });
+  ui.survey.addEventListener("cancel", (e) => e.preventDefault());  // Escape does not skip the question
   $("survey-yes").addEventListener("click", () => answerSurvey("yes"));
   $("survey-no").addEventListener("click", () => answerSurvey("no"));
+  new ResizeObserver(() => layout()).observe(ui.stage);
   loadFirst();
 }
 

@@ -118,6 +118,19 @@ def assignment_summary(request, assignment: Assignment) -> dict:
     }
 
 
+class PreparationView(ParticipantView):
+    @extend_schema(
+        responses=OpenApiTypes.OBJECT,
+        summary="Progress of the study's per-image precomputation (what a cold start waits for)",
+    )
+    def get(self, request):
+        participant = participant_or_error(request)
+        job = participant.study.jobs.filter(kind="precompute").order_by("-pk").first()
+        if job is None:
+            return Response({"status": "none", "done": 0, "total": 0})
+        return Response({"status": job.status, "done": job.done, "total": job.total})
+
+
 class MeView(ParticipantView):
     @extend_schema(
         responses={200: MeResponseSerializer, **errors(*PARTICIPANT_ERRORS)},

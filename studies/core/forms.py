@@ -20,18 +20,24 @@ PROTOCOL_PREFIX = "protocol_"
 def _protocol_field(name: str, option: Option) -> forms.Field:
     label = name.replace("_", " ").capitalize()
     default, help_text = option.default, option.help
+    # an option added later (`since`) may be missing from a form posted by older code: it then
+    # takes its default (see StudyForm.clean)
+    required = not option.since
     if isinstance(default, bool):
         return forms.BooleanField(required=False, initial=default, label=label, help_text=help_text)
     if isinstance(default, int):
-        return forms.IntegerField(initial=default, label=label, help_text=help_text)
+        return forms.IntegerField(
+            initial=default, label=label, help_text=help_text, required=required
+        )
     if option.choices:
         return forms.ChoiceField(
             choices=[(c, c) for c in option.choices],
             initial=default,
             label=label,
             help_text=help_text,
+            required=required,
         )
-    return forms.CharField(initial=default, label=label, help_text=help_text)
+    return forms.CharField(initial=default, label=label, help_text=help_text, required=required)
 
 
 def _all_options() -> dict[str, Option]:
@@ -162,6 +168,9 @@ class StudyForm(forms.ModelForm):
             for name in kind.options
             if PROTOCOL_PREFIX + name in data
         }
+        for name, value in list(options.items()):
+            if kind.options[name].since and value in (None, ""):
+                options[name] = kind.options[name].default
         if len(options) == len(kind.options):
             try:
                 data["protocol"] = kind.validate_protocol(options)

@@ -34,6 +34,7 @@ class Option:
     help: str = ""
     choices: tuple[str, ...] = ()
     minimum: int | None = None  # integers only
+    maximum: int | None = None  # integers only
     # The kind's protocol version that added the option (1: from the start). A study whose
     # stored protocol is non-empty and lacks an option with since > 1 predates it: it runs
     # with the default, but its manifest writes the protocol as stored (see full_protocol).
@@ -48,8 +49,12 @@ class Option:
                 isinstance(value, bool)
                 or not isinstance(value, int)
                 or (self.minimum is not None and value < self.minimum)
+                or (self.maximum is not None and value > self.maximum)
             ):
-                raise ProtocolError(f"protocol option {name} must be an integer >= {self.minimum}")
+                bounds = f">= {self.minimum}"
+                if self.maximum is not None:
+                    bounds = f"between {self.minimum} and {self.maximum}"
+                raise ProtocolError(f"protocol option {name} must be an integer {bounds}")
         elif self.choices and value not in self.choices:
             raise ProtocolError(f"protocol option {name} must be one of {', '.join(self.choices)}")
         return value

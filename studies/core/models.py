@@ -105,7 +105,6 @@ def default_protocol() -> dict:
 
 class Study(models.Model):
     STATUS_CHOICES = [("draft", "Draft"), ("open", "Open"), ("closed", "Closed")]
-    DEFAULT_SURVEY = "Do you think the ground truth mask was suboptimal, i.e. are SAM's results qualitatively better?"
 
     kind = models.CharField(
         max_length=20, default="prompting", help_text="a registered study kind (core/kinds.py)"
@@ -114,7 +113,9 @@ class Study(models.Model):
     instructions = models.TextField(blank=True)
     consent_text = models.TextField(blank=True, default="I agree to take part in this study.")
     consent_version = models.CharField(max_length=50, default="1")
-    survey_question = models.TextField(blank=True, default=DEFAULT_SURVEY)
+    survey_question = models.TextField(
+        blank=True, default="", help_text="empty = the study kind's question (names no model)"
+    )
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="studies")
     model = models.ForeignKey(ModelSpec, on_delete=models.PROTECT, related_name="studies")
     protocol = models.JSONField(default=default_protocol)
@@ -150,6 +151,11 @@ class Study(models.Model):
         from studies.core.kinds import kind_of
 
         return kind_of(self)
+
+    def save(self, *args, **kwargs):
+        if not self.survey_question:  # a new study asks its kind's question
+            self.survey_question = self.kind_spec.survey_question
+        super().save(*args, **kwargs)
 
     def option(self, name: str):
         """A protocol option of the study's kind, falling back to the kind's default."""

@@ -12,8 +12,19 @@ from studies.intervention.protocol import OPTIONS
 
 
 def participant_page(request, study, participant):
+    """The intervention workspace (static/intervention/intervene.js) with the study's options."""
+    config = {
+        "surveyQuestion": study.survey_question,
+        "doneUrl": reverse("done", args=[study.pk]),
+        "layout": study.option("layout"),
+        "overlayOpacity": study.option("overlay_opacity"),
+        "overlayStyle": study.option("overlay_style"),
+        "minTrials": study.option("min_timesteps"),
+    }
     return render(
-        request, "intervention/intervene.html", {"study": study, "participant": participant}
+        request,
+        "intervention/intervene.html",
+        {"study": study, "participant": participant, "config": config},
     )
 
 

@@ -2,6 +2,7 @@
 explanation shown as the experimental condition."""
 
 from studies.core.kinds import Option
+from studies.core.workspace_options import workspace_options
 
 SUBSTRATES = ("zero", "blur", "mean", "noise")
 GOALS = ("flip", "restore", "explore")
@@ -20,4 +21,4 @@ OPTIONS = {
     "overlay": Option(
         "none", "Explanation shown to the annotator (experimental condition).", OVERLAYS
     ),
-}
+} | workspace_options(rounds=False, step="trials")

@@ -187,5 +187,9 @@ def trial_state(participant: Participant, assignment_id: int) -> dict:
         "id": assignment.pk,
         "status": assignment.status,
         "next_seq": assignment.next_seq,
-        "trials": [public_response(study, t.response) for t in assignment.trials.order_by("seq")],
+        # each with its region, so a reloaded page shows the last result it showed before
+        "trials": [
+            {**public_response(study, t.response), "region_rle": t.region_rle}
+            for t in assignment.trials.order_by("seq")
+        ],
     }

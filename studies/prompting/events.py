@@ -248,6 +248,8 @@ class PromptLog(ActionLog):
             "finished": new_state.finished,
             "stop_reason": new_state.stop_reason or None,
             "stagnation": new_state.counter,
+            "undo": len(new_state.history),  # steps undo / redo can take now
+            "redo": len(new_state.future),
             "latency_ms": round(latency_ms, 3),
         }
         if shown is not None:
@@ -314,6 +316,8 @@ def assignment_state(participant: Participant, assignment: Assignment) -> dict:
         "green": [list(p) for p in state.green],
         "red": [list(p) for p in state.red],
         "stagnation": state.counter,
+        "undo": len(state.history),
+        "redo": len(state.future),
         "stop_reason": assignment.stop_reason or None,
         "last": last.response if last is not None else None,
         "decoder": decoder_block(participant.study, assignment.pk),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from studies.core.dispatch import start_job
 from studies.core.kinds import Option, StudyKind, register
+from studies.core.workspace_options import workspace_options
 from studies.prompting.protocol import DEFAULT_PROTOCOL, MASK_CHOICES, SINCE
 
 HELP = {
@@ -35,7 +36,7 @@ OPTIONS = {
         default, HELP[name], CHOICES.get(name, ()), MINIMUM.get(name), since=SINCE.get(name, 1)
     )
     for name, default in DEFAULT_PROTOCOL.items()
-}
+} | workspace_options(rounds=True, step="predictions")
 
 
 def participant_page(request, study, participant):

@@ -13,6 +13,8 @@ class PromptEvent(models.Model):
         ("add", "add"),
         ("remove", "remove"),
         ("clear", "clear"),
+        ("undo", "undo"),
+        ("redo", "redo"),
         ("finish", "finish"),
     ]
     assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="events")

@@ -30,7 +30,7 @@ DEFAULT_PROTOCOL: dict = {
 SINCE = {"browser_decoder": 2, "hover_preview": 2}  # options added after version 1
 
 MASK_CHOICES = ("first", "best_predicted")
-ACTIONS = ("add", "remove", "clear", "finish")
+ACTIONS = ("add", "remove", "clear", "undo", "redo", "finish")
 MODES = ("green", "red")
 
 
@@ -40,10 +40,14 @@ __all__ = ["ProtocolError"]
 
 @dataclass(frozen=True)
 class Action:
-    kind: str  # add / remove / clear / finish
+    kind: str  # add / remove / clear / undo / redo / finish
     mode: str = ""  # green / red (add, remove)
     x: float | None = None
     y: float | None = None
+
+
+Points = tuple[tuple[float, float], ...]
+PointSets = tuple[Points, Points]  # (green, red)
 
 
 @dataclass(frozen=True)
@@ -56,11 +60,16 @@ class State:
     counter: int = 1  # stagnation counter
     finished: bool = False
     stop_reason: str = ""  # "stagnation" or "finished"
+    # The round's earlier point sets (undo restores the last) and the undone ones (redo).
+    history: tuple[PointSets, ...] = ()
+    future: tuple[PointSets, ...] = ()
 
     def to_json(self) -> dict:
         data = asdict(self)
         data["green"] = [list(p) for p in self.green]
         data["red"] = [list(p) for p in self.red]
+        for name in ("history", "future"):
+            data[name] = [[[list(p) for p in g], [list(p) for p in r]] for g, r in data[name]]
         return data
 
     @classmethod
@@ -70,6 +79,11 @@ class State:
         data = dict(data)
         data["green"] = tuple(tuple(p) for p in data.get("green", ()))
         data["red"] = tuple(tuple(p) for p in data.get("red", ()))
+        for name in ("history", "future"):
+            data[name] = tuple(
+                (tuple(tuple(p) for p in g), tuple(tuple(p) for p in r))
+                for g, r in data.get(name, ())
+            )
         return cls(**data)
 
 
@@ -87,18 +101,57 @@ def _nearest(points: tuple[tuple[float, float], ...], x: float, y: float) -> int
     return min(range(len(points)), key=lambda i: (points[i][0] - x) ** 2 + (points[i][1] - y) ** 2)
 
 
+def _due(state: State, protocol: dict) -> bool:
+    """A prediction is due when both point sets reach their minimum (and some point exists)."""
+    enough = len(state.green) >= protocol["min_green"] and len(state.red) >= protocol["min_red"]
+    return enough and (len(state.green) + len(state.red)) > 0
+
+
+def _changed(state: State, green: Points, red: Points, **changes) -> State:
+    """`state` with new point sets; the old ones go on the undo history, redo is forgotten."""
+    history = state.history + ((state.green, state.red),)
+    return replace(state, green=green, red=red, history=history, future=(), **changes)
+
+
 def apply_action(state: State, action: Action, protocol: dict) -> Transition:
-    """Apply a participant's action. Says whether a prediction (a timestep) is now due."""
+    """Apply a participant's action. Says whether a prediction (a timestep) is now due.
+
+    `undo` restores the point set before the round's last change (`redo` the one undone);
+    both are ordinary point changes, so a prediction follows when the minimum is met. A round
+    end starts an empty history. `finish` needs `min_timesteps` predictions (default 0).
+    """
     if state.finished:
         raise ProtocolError("the image is already finished")
     if action.kind not in ACTIONS:
         raise ProtocolError(f"unknown action {action.kind!r}; expected one of {', '.join(ACTIONS)}")
     if action.kind == "finish":
+        needed = protocol.get("min_timesteps", 0)
+        if state.timesteps < needed:
+            raise ProtocolError(
+                f"this image needs at least {needed} predictions before it can be finished "
+                f"(it has {state.timesteps})"
+            )
         new = replace(state, finished=True, stop_reason="finished")
         return Transition(new, finished=True)
     if action.kind == "clear":
-        changed = bool(state.green or state.red)
-        return Transition(replace(state, green=(), red=(), counter=1), changed=changed)
+        if not (state.green or state.red):
+            return Transition(replace(state, counter=1), notes=["no point to clear"])
+        return Transition(_changed(state, (), (), counter=1), changed=True)
+    if action.kind in ("undo", "redo"):
+        source = state.history if action.kind == "undo" else state.future
+        if not source:
+            raise ProtocolError(f"there is nothing to {action.kind} in this round")
+        green, red = source[-1]
+        here = ((state.green, state.red),)
+        if action.kind == "undo":
+            new = replace(
+                state, green=green, red=red, history=source[:-1], future=state.future + here
+            )
+        else:
+            new = replace(
+                state, green=green, red=red, history=state.history + here, future=source[:-1]
+            )
+        return Transition(new, prediction_due=_due(new, protocol), changed=True)
     if action.mode not in MODES:
         raise ProtocolError(f"mode must be one of {', '.join(MODES)} for {action.kind}")
     if (
@@ -115,10 +168,11 @@ def apply_action(state: State, action: Action, protocol: dict) -> Transition:
             return Transition(state, notes=[f"no {action.mode} point to remove"])
         drop = _nearest(points, action.x, action.y)
         points = points[:drop] + points[drop + 1 :]
-    new = replace(state, green=points) if action.mode == "green" else replace(state, red=points)
-    due = len(new.green) >= protocol["min_green"] and len(new.red) >= protocol["min_red"]
-    due = due and (len(new.green) + len(new.red)) > 0
-    return Transition(new, prediction_due=due, changed=True)
+    if action.mode == "green":
+        new = _changed(state, points, state.red)
+    else:
+        new = _changed(state, state.green, points)
+    return Transition(new, prediction_due=_due(new, protocol), changed=True)
 
 
 def apply_score(state: State, score: float, protocol: dict) -> Transition:

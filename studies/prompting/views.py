@@ -23,6 +23,12 @@ def annotate_page(request: HttpRequest, study, participant) -> HttpResponse:
         "minGreen": study.option("min_green"),
         "minRed": study.option("min_red"),
         "surveyQuestion": study.survey_question,
+        "layout": study.option("layout"),
+        "overlayStyle": study.option("overlay_style"),
+        "overlayOpacity": study.option("overlay_opacity"),
+        "roundIndicator": bool(study.option("round_indicator")),
+        "stagnationLimit": study.option("stagnation_limit"),
+        "minTimesteps": study.option("min_timesteps"),
         "doneUrl": reverse("done", args=[study.pk]),
     }
     return render(

@@ -133,7 +133,9 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(
     screenshot(page, "intervention_after_insert")
 
     page.click("#finish")
-    page.wait_for_selector("#survey:not([hidden])")
+    page.wait_for_selector("#confirm", state="visible")  # finishing asks first
+    page.click("#confirm-yes")
+    page.wait_for_selector("#survey", state="visible")
     page.click("#survey-yes")
     page.wait_for_url(f"**/s/{study.pk}/done")
     screenshot(page, "intervention_done")

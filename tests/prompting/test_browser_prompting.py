@@ -100,14 +100,16 @@ def far_from(points, mask: np.ndarray, value: bool, margin: int = 6):
 
 
 def assert_overlay_matches_mask(annotator: Annotator, event: PromptEvent) -> None:
-    """The mask panel tints exactly the predicted mask: inside differs from the image, outside not."""
+    """The image being clicked is tinted exactly where the predicted mask is: inside, hiding the
+    mask (key m) changes the pixel; outside it does not."""
     mask = rle_decode(event.mask_rle).astype(bool)
     points = [*event.green, *event.red]
     inside, outside = far_from(points, mask, True), far_from(points, mask, False)
-    assert annotator.pixel("canvas-mask", inside)[:3] != annotator.pixel("canvas-image", inside)[:3]
-    assert (
-        annotator.pixel("canvas-mask", outside)[:3] == annotator.pixel("canvas-image", outside)[:3]
-    )
+    with_mask = [annotator.pixel("canvas-image", p)[:3] for p in (inside, outside)]
+    annotator.key("m")
+    bare = [annotator.pixel("canvas-image", p)[:3] for p in (inside, outside)]
+    annotator.key("m")
+    assert with_mask[0] != bare[0] and with_mask[1] == bare[1]
 
 
 def test_annotator_session_from_join_link_to_completion(live_server, new_page):
@@ -252,6 +254,9 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     ui.click(spots["outside"])
     assert not page.is_visible("#banner.reset")  # the notice goes with the new round's first mask
     page.click("#finish")
+    page.wait_for_selector("#confirm", state="visible")  # finishing asks first
+    assert not page.is_visible("#survey")
+    page.click("#confirm-yes")
     page.wait_for_selector("#survey", state="visible")
     assert study.survey_question in page.inner_text("#survey-question")
     screenshot(page, "participant_5_survey")

@@ -155,3 +155,83 @@ def test_validate_protocol():
         validate_protocol({"speed": 3})
     with pytest.raises(ProtocolError, match="stagnation_limit"):
         validate_protocol({"stagnation_limit": 0})
+
+
+def act(state, kind, protocol=P):
+    return apply_action(state, Action(kind), protocol)
+
+
+def test_undo_and_redo_restore_the_previous_and_next_point_sets():
+    s = with_points(green=2, red=1)  # three changes: g1, g2, r1
+    t = act(s, "undo")
+    assert t.changed and t.state.green == ((0.0, 0.0), (1.0, 1.0)) and t.state.red == ()
+    assert not t.prediction_due  # no red point left: below the minimum, no timestep
+    t = act(t.state, "undo")
+    assert t.state.green == ((0.0, 0.0),) and t.state.red == ()
+    t = act(t.state, "redo")
+    assert t.state.green == ((0.0, 0.0), (1.0, 1.0))
+    t = act(t.state, "redo")
+    assert t.state.red == ((10.0, 10.0),) and t.prediction_due  # back to a predictable set
+    with pytest.raises(ProtocolError, match="nothing to redo"):
+        act(t.state, "redo")
+
+
+def test_a_new_change_forgets_the_redo_and_clear_can_be_undone():
+    s = with_points(green=1, red=1)
+    t = act(s, "clear")
+    assert t.state.green == () and t.state.red == () and t.state.counter == 1
+    t = act(t.state, "undo")
+    assert t.state.green == ((0.0, 0.0),) and t.state.red == ((10.0, 10.0),) and t.prediction_due
+    t = act(t.state, "undo")  # before the red point
+    t = add(t.state, "red", 7, 7)
+    assert t.state.future == ()
+    with pytest.raises(ProtocolError, match="nothing to redo"):
+        act(t.state, "redo")
+
+
+def test_undo_history_survives_json_and_a_round_end_starts_empty():
+    s = with_points(green=1, red=1)
+    again = State.from_json(s.to_json())
+    assert again == s and len(again.history) == 2
+    p = dict(P, stagnation_limit=1, max_rounds=2)
+    t = apply_score(s, 0.0, p)  # counter 1 == limit and 0.0 does not improve: the round ends
+    assert t.round_ended and t.state.history == () and t.state.future == ()
+    with pytest.raises(ProtocolError, match="nothing to undo"):
+        act(t.state, "undo")
+    assert State.from_json({"round": 1, "green": [[1, 2]], "red": []}).history == ()  # old rows
+
+
+def test_finish_waits_for_the_minimum_number_of_predictions():
+    p = dict(P, min_timesteps=2)
+    s = with_points()
+    with pytest.raises(ProtocolError, match="at least 2 predictions"):
+        act(s, "finish", p)
+    s = apply_score(apply_score(s, 0.5, p).state, 0.6, p).state
+    assert act(s, "finish", p).finished
+    assert act(with_points(), "finish").finished  # default 0: no minimum
+
+
+def test_workspace_options_are_declared_and_checked():
+    kind = get_kind("prompting")
+    full = kind.validate_protocol({})
+    assert full["layout"] == "workspace" and full["overlay_style"] == "fill"
+    assert full["round_indicator"] is False and full["min_timesteps"] == 0
+    with pytest.raises(ProtocolError, match="overlay_opacity must be an integer between 0 and 100"):
+        kind.validate_protocol({"overlay_opacity": 101})
+    with pytest.raises(ProtocolError, match="layout must be one of"):
+        kind.validate_protocol({"layout": "grid"})
+    assert "round_indicator" not in get_kind("intervention").options
+    assert get_kind("intervention").options["min_timesteps"].default == 0
+
+
+def test_manifest_protocol_claims_new_options_only_for_studies_that_have_them():
+    from types import SimpleNamespace
+
+    from studies.core.kinds import full_protocol
+
+    old = SimpleNamespace(kind="prompting", protocol=dict(DEFAULT_PROTOCOL))  # stored pre-workspace
+    assert "layout" not in full_protocol(old) and full_protocol(old)["max_rounds"] == 2
+    new = SimpleNamespace(kind="prompting", protocol=get_kind("prompting").validate_protocol({}))
+    assert full_protocol(new)["layout"] == "workspace"
+    bare = SimpleNamespace(kind="prompting", protocol={})  # takes every default, new ones too
+    assert full_protocol(bare)["min_timesteps"] == 0

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from studies.models import Assignment, Participant, PromptEvent
+from studies.models import Assignment, Participant, PromptEvent, Study
 from tests.factories import ParticipantClient, prompting_study
 
 pytestmark = pytest.mark.django_db
@@ -78,12 +78,16 @@ def test_join_consent_instructions_annotate_flow(client):
     for element in (
         b'id="canvas-image"',
         b'id="canvas-gt"',
-        b'id="canvas-mask"',
         b'id="score"',
         b'id="finish"',
         b'id="survey"',
     ):
         assert element in annotate.content
+    # the mask is drawn on the image; the released tool's separate mask panel is a layout option
+    assert b'id="canvas-mask"' not in annotate.content
+    study.protocol = {**study.protocol, "layout": "pointprompt"}
+    study.save()
+    assert b'id="canvas-mask"' in client.get(f"/s/{study.pk}/annotate").content
     assert (
         b"annotate-config" in annotate.content
         and study.survey_question.encode() in annotate.content
@@ -275,3 +279,77 @@ def test_completion_page_shows_the_code_and_the_return_url(client):
     page = client.get(f"/s/{study.pk}/done").content.decode()
     assert response.status_code == 302
     assert "C0DE-42" in page and 'id="completion-url"' in page and "submissions/complete" in page
+
+
+@pytest.mark.django_db
+def test_a_new_study_asks_its_kinds_survey_question_which_names_no_model():
+    from studies.core.kinds import get_kind
+    from tests.factories import classical_spec, researcher, small_dataset
+
+    for kind in ("prompting", "intervention"):
+        study = Study.objects.create(
+            kind=kind,
+            title=f"{kind} study",
+            dataset=small_dataset(n=1),
+            model=classical_spec(),
+            owner=researcher(),
+        )
+        assert study.survey_question == get_kind(kind).survey_question
+        assert "SAM" not in study.survey_question
+
+
+def test_workspace_options_reach_the_page_and_undo_is_logged(client):
+    study = prompting_study(participants=1, n_images=1, round_indicator=True, min_timesteps=2)
+    participant = study.participants.get()
+    join_and_consent(client, participant)
+    page = client.get(f"/s/{study.pk}/annotate").content
+    assert b'id="round-meter"' in page and b'"minTimesteps": 2' in page
+    assert b'"layout": "workspace"' in page and b'"overlayStyle": "fill"' in page
+    api = ParticipantClient(client, participant)
+    a = participant.assignments.get()
+    spots = [(3, 3), (40, 40)]
+    for seq, (mode, (x, y)) in enumerate(zip(("green", "red"), spots, strict=True)):
+        body = {"client_event_id": str(uuid.uuid4()), "seq": seq, "action": "add"}
+        assert (
+            api.post(
+                f"assignments/{a.pk}/events", {**body, "mode": mode, "x": x, "y": y}
+            ).status_code
+            == 200
+        )
+    undo = api.post(
+        f"assignments/{a.pk}/events", {"client_event_id": "u1", "seq": 2, "action": "undo"}
+    ).json()
+    assert (
+        undo["green"] == [[3.0, 3.0]]
+        and undo["red"] == []
+        and (undo["undo"], undo["redo"]) == (1, 1)
+    )
+    state = api.get(f"assignments/{a.pk}").json()
+    assert (state["undo"], state["redo"]) == (1, 1)
+    # finishing before two predictions is refused, naming the minimum
+    early = api.post(
+        f"assignments/{a.pk}/events", {"client_event_id": "f1", "seq": 3, "action": "finish"}
+    )
+    assert early.status_code == 400 and "at least 2 predictions" in early.json()["error"]
+    assert list(a.events.order_by("seq").values_list("action", flat=True)) == ["add", "add", "undo"]
+
+
+def test_preparation_reports_the_precompute_jobs_progress_to_the_participant(client):
+    from studies.models import Job
+
+    study = prompting_study(participants=1, n_images=2)
+    participant = study.participants.get()
+    api = ParticipantClient(client, participant)
+    assert api.get("participants/me/preparation").json() == {
+        "status": "none",
+        "done": 0,
+        "total": 0,
+    }
+    Job.objects.create(study=study, kind="export", status="running", total=9, done=8)
+    Job.objects.create(study=study, kind="precompute", status="running", total=2, done=1)
+    assert api.get("participants/me/preparation").json() == {
+        "status": "running",
+        "done": 1,
+        "total": 2,
+    }
+    assert client.get("/api/v1/participants/me/preparation").status_code in (401, 403)
