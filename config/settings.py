@@ -138,6 +138,10 @@ SAM_CHECKPOINT = os.environ.get("SAM_CHECKPOINT", "")
 SAM_MODEL_TYPE = os.environ.get("SAM_MODEL_TYPE", "vit_h")
 # Largest accepted upload for imports through the web (bytes).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024))
+# A data set archive uploaded through the researcher pages streams to a temporary file (never
+# memory) and may be at most this large (bytes); each image may have at most this many pixels.
+DATASET_UPLOAD_MAX_BYTES = int(os.environ.get("DATASET_UPLOAD_MAX_BYTES", 2 * 1024**3))
+IMPORT_MAX_PIXELS = int(os.environ.get("IMPORT_MAX_PIXELS", 40_000_000))
 
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/studies/"
@@ -183,7 +187,12 @@ CELERY_TASK_ROUTES = {
     "*": {"queue": "batch"},
 }
 # Every module that defines tasks (a worker imports them all at start).
-CELERY_IMPORTS = ["workers.tasks", "workers.export_tasks", "workers.intervention_tasks"]
+CELERY_IMPORTS = [
+    "workers.tasks",
+    "workers.export_tasks",
+    "workers.intervention_tasks",
+    "workers.import_tasks",
+]
 # How long the web waits for an interactive result before answering 503 (the client retries).
 INTERACTIVE_TIMEOUT_S = float(os.environ.get("INTERACTIVE_TIMEOUT_S", "20"))
 
