@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from studies.core import views_participant, views_researcher
+from studies.core import views_datasets, views_participant, views_researcher
 from studies.intervention import views as views_intervention
 from studies.prompting import views as prompting_views
 from studies.prompting import views_analysis
@@ -17,6 +17,16 @@ urlpatterns = [
     path("studies/", views_researcher.study_list, name="study-list"),
     path("studies/new", views_researcher.study_create, name="study-create"),
     path("studies/<int:study_id>/", views_researcher.study_detail, name="study-detail"),
+    # data sets (views_datasets)
+    path("datasets/", views_datasets.dataset_list, name="dataset-list"),
+    path("datasets/upload", views_datasets.dataset_upload, name="dataset-upload"),
+    path("datasets/imports/<int:job_id>", views_datasets.import_job, name="dataset-import"),
+    path("datasets/<int:dataset_id>/", views_datasets.dataset_detail, name="dataset-detail"),
+    path(
+        "datasets/<int:dataset_id>/thumbs/<int:image_id>/<str:what>.png",
+        views_datasets.dataset_thumbnail,
+        name="dataset-thumbnail",
+    ),
     path("studies/<int:study_id>/edit", views_researcher.study_edit, name="study-edit"),
     path("studies/<int:study_id>/status", views_researcher.study_set_status, name="study-status"),
     path("studies/<int:study_id>/links", views_researcher.study_links, name="study-links"),

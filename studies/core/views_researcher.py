@@ -55,7 +55,10 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def study_create(request: HttpRequest) -> HttpResponse:
-    form = StudyForm(request.POST or None, owner=request.user)
+    initial = {}
+    if request.GET.get("dataset", "").isdigit():  # "new study from this data set"
+        initial["dataset"] = int(request.GET["dataset"])
+    form = StudyForm(request.POST or None, owner=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         study = form.save()
         messages.success(
