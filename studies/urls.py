@@ -4,6 +4,7 @@ from django.urls import path
 
 from studies.core import views_datasets, views_participant, views_researcher
 from studies.intervention import views as views_intervention
+from studies.intervention import views_analysis as intervention_analysis
 from studies.prompting import views as prompting_views
 from studies.prompting import views_analysis
 
@@ -45,20 +46,20 @@ urlpatterns = [
         prompting_views.assignment_replay,
         name="assignment-replay",
     ),
-    path("studies/<int:study_id>/analysis", views_analysis.analysis_page, name="study-analysis"),
+    path("studies/<int:study_id>/analysis", views_researcher.study_analysis, name="study-analysis"),
     path(
         "studies/<int:study_id>/analysis/<str:table>.csv",
         views_analysis.analysis_csv,
         name="study-analysis-csv",
     ),
     path(
-        "studies/<int:study_id>/analysis/plots/<str:name>.png",
+        "studies/<int:study_id>/analysis/plots/<str:name>.<str:fmt>",
         views_analysis.analysis_plot,
         name="study-analysis-plot",
     ),
     path(
         "studies/<int:study_id>/analysis/export",
-        views_analysis.export_start,
+        views_researcher.export_start,
         name="study-export-start",
     ),
     path(
@@ -71,6 +72,16 @@ urlpatterns = [
         "studies/<int:study_id>/intervention/",
         views_intervention.study_page,
         name="intervention-study",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/analysis/<str:table>.csv",
+        intervention_analysis.analysis_csv,
+        name="intervention-analysis-csv",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/analysis/plots/<str:name>.<str:fmt>",
+        intervention_analysis.analysis_plot,
+        name="intervention-analysis-plot",
     ),
     path(
         "studies/<int:study_id>/intervention/recompute",

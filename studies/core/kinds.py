@@ -65,6 +65,8 @@ class StudyKind:
     - `on_open(study)`: background work started when the study opens (returns jobs or None).
     - `tidy_tables(study, archive)`: extra tidy-export tables, returning their counts.
     - `researcher_links(study)`: the kind's own researcher pages, [(element id, label, url)].
+    - `analysis_page(request, study)`: the kind's "Analysis & exports" page (the study page's
+      `study-analysis` link goes there); None: the study page says there is none.
     - `counts(study)`: figures for the researcher's study page (e.g. events, trials).
     """
 
@@ -80,6 +82,7 @@ class StudyKind:
     on_open: Callable = lambda study: None
     tidy_tables: Callable = lambda study, archive: {}
     researcher_links: Callable = lambda study: []  # [(element id, label, url)]
+    analysis_page: Callable | None = None
     counts: Callable = lambda study: {}
     instructions_template: str = ""
     survey_question: str = "Did anything about this image surprise you?"

@@ -19,7 +19,10 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from studies.core.api_errors import ApiError
+from studies.core.api_exports import start_export
 from studies.core.enrolment import enrol_participant
+from studies.core.exports import FORMAT_LABELS, FORMATS
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import full_protocol
 from studies.models import Assignment, Study
@@ -229,3 +232,34 @@ def study_image(request: HttpRequest, study_id: int, image_id: int, what: str) -
     return FileResponse(
         (image.image if what == "image" else image.mask).open("rb"), content_type="image/png"
     )
+
+
+@login_required
+def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
+    """ "Analysis & exports": the study kind's own analysis page."""
+    study = researcher_study(request, study_id)
+    page = study.kind_spec.analysis_page
+    if page is None:
+        raise Http404(f"studies of kind {study.kind_spec.label} have no analysis page")
+    return page(request, study)
+
+
+def export_context(study: Study) -> dict:
+    """What the shared exports box (researcher/_exports.html) shows on an analysis page."""
+    return {
+        "exports": study.jobs.filter(kind="export")[:10],
+        "export_formats": [(f, FORMAT_LABELS.get(f, f)) for f in FORMATS],
+    }
+
+
+@login_required
+@require_POST
+def export_start(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = researcher_study(request, study_id)
+    try:
+        job = start_export(study, request.POST.get("format"), request.user)
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, f"export {job.pk} ({job.format}) started")
+    return redirect(reverse("study-analysis", args=[study.pk]) + "#exports")

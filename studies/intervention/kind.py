@@ -50,6 +50,12 @@ def tidy_tables(study, archive) -> dict:
     return export_intervention_parts(study, archive)
 
 
+def analysis_page(request, study):
+    from studies.intervention.views_analysis import analysis_page as page
+
+    return page(request, study)
+
+
 def researcher_links(study) -> list:
     return [
         (
@@ -75,6 +81,7 @@ INTERVENTION = register(
         on_open=on_open,
         tidy_tables=tidy_tables,
         researcher_links=researcher_links,
+        analysis_page=analysis_page,
         instructions_template="intervention/_howto.html",
         survey_question="Did the model look at the object?",
         extra={"precompute_label": "Explanations, VOICE and causal curves"},

@@ -31,6 +31,12 @@ def participant_page(request, study, participant):
     return annotate_page(request, study, participant)
 
 
+def analysis_page(request, study):
+    from studies.prompting.views_analysis import analysis_page as page
+
+    return page(request, study)
+
+
 def submit(participant, assignment_id: int, data):
     from studies.prompting.events import submit_event
 
@@ -82,6 +88,7 @@ PROMPTING = register(
         assignment_state=assignment_state,
         finish=finish,
         on_open=on_open,
+        analysis_page=analysis_page,
         instructions_template="prompting/_howto.html",
         survey_question=(
             "Do you think the ground truth mask was suboptimal, i.e. are the model's results "
