@@ -1,4 +1,5 @@
 import json
+import os
 
 from django.core.management.base import BaseCommand, CommandError
 
@@ -14,7 +15,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print only the JSON"
         )
-        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+        parser.add_argument(
+            "--base-url",
+            default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
+            help="where the printed links point (default: port $PORT, else 8000)",
+        )
 
     def handle(self, *args, as_json: bool = False, base_url: str = "", **options):
         try:
