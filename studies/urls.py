@@ -32,6 +32,14 @@ urlpatterns = [
     path("studies/<int:study_id>/status", views_researcher.study_set_status, name="study-status"),
     path("studies/<int:study_id>/links", views_researcher.study_links, name="study-links"),
     path(
+        "studies/<int:study_id>/links.csv", views_researcher.study_links_csv, name="study-links-csv"
+    ),
+    path(
+        "studies/<int:study_id>/participants/<int:participant_id>/exclusion",
+        views_researcher.participant_exclusion,
+        name="participant-exclusion",
+    ),
+    path(
         "studies/<int:study_id>/progress",
         views_researcher.study_progress_fragment,
         name="study-progress",

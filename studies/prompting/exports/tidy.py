@@ -196,6 +196,9 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         "created_at",
         "completed_at",
     )
+    if study.participants.filter(excluded=True).exists():
+        # flagged only when someone is excluded: exports of other studies keep their bytes
+        participant_columns += ("excluded", "excluded_reason")
     n_participants = write_csv(
         archive,
         "participants.csv",
