@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from studies.core.datasets import create_dataset
 from studies.core.safe_npy import load_npy
@@ -281,7 +281,12 @@ def decode(data: bytes, name: str, max_pixels: int, mode: str) -> np.ndarray:
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, Refused):
             raise
-        raise Refused("unreadable", f"{name}: not a readable image ({exc})") from exc
+        why = (
+            "not an image format Pillow recognises"
+            if isinstance(exc, UnidentifiedImageError)
+            else str(exc)
+        )
+        raise Refused("unreadable", f"{name}: not a readable image ({why})") from exc
 
 
 def read_member(source, name: str) -> bytes:
