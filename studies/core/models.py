@@ -133,6 +133,14 @@ class Study(models.Model):
     allow_public_join = models.BooleanField(default=True)
     completion_code = models.CharField(max_length=100, blank=True)
     completion_url = models.URLField(blank=True)
+    attention_images = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="indices of easy images with a known answer, given to every participant",
+    )
+    attention_threshold = models.FloatField(
+        default=0.5, help_text="an attention check fails below this IoU (see docs/researchers.md)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)

@@ -30,6 +30,7 @@ from studies.core.enrolment import enrol_participant
 from studies.core.exports import FORMAT_LABELS, FORMATS
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import full_protocol
+from studies.core.quality import attention_status
 from studies.models import Assignment, Study
 
 
@@ -205,6 +206,7 @@ def study_progress(study: Study) -> dict:
             }
         )
     for p in participant_rows:
+        p["attention"] = attention_status(study, p["participant"])
         if p["participant"].excluded:
             p["status"] = "excluded"
     total = sum(len(p["assignments"]) for p in participant_rows)

@@ -37,6 +37,14 @@ def analysis_page(request, study):
     return page(request, study)
 
 
+def attention_failed(assignment, threshold: float):
+    """Failed: finished with a best IoU below the threshold (or no timestep)."""
+    if assignment.status != "finished":
+        return None
+    best = max(assignment.events.exclude(iou=None).values_list("iou", flat=True), default=None)
+    return best is None or best < threshold
+
+
 def submit(participant, assignment_id: int, data):
     from studies.prompting.events import submit_event
 
@@ -89,6 +97,7 @@ PROMPTING = register(
         finish=finish,
         on_open=on_open,
         analysis_page=analysis_page,
+        attention_failed=attention_failed,
         instructions_template="prompting/_howto.html",
         survey_question=(
             "Do you think the ground truth mask was suboptimal, i.e. are the model's results "

@@ -78,3 +78,36 @@ def test_excluded_participant_is_kept_flagged_and_left_out(client, tmp_path):
     client.post(f"/studies/{study.pk}/participants/{st2.pk}/exclusion", {"excluded": "0"})
     st2.refresh_from_db()
     assert not st2.excluded and st2.excluded_reason == ""
+
+
+def test_attention_check_images_go_to_everyone_and_failures_are_flagged(client, tmp_path):
+    from studies.core.enrolment import enrol_participant
+    from tests.export_sessions import Script
+
+    study = prompting_study(n_images=4, participants=0)
+    client.force_login(study.owner)
+    form = client.get(f"/studies/{study.pk}/edit").content.decode()
+    assert "Attention-check images" in form
+    study.images_per_participant = 1
+    study.attention_images = [3]
+    study.attention_threshold = 0.99
+    study.save()
+    people = [enrol_participant(study) for _ in range(3)]
+    for p in people:  # the check on top of the one regular image
+        indices = sorted(p.assignments.values_list("image__index", flat=True))
+        assert len(indices) == 2 and 3 in indices
+    check = people[0].assignments.get(image__index=3)
+    script = Script(people[0])
+    script.send(check, "add", "green", 1.0, 1.0)  # far from the object: a poor mask
+    script.send(check, "add", "red", 2.0, 2.0)
+    script.send(check, "finish")
+    page = client.get(f"/studies/{study.pk}/progress").content.decode()
+    assert "attention: failed" in page and "attention: pending" in page
+    out = tmp_path / "tidy.zip"
+    run_export(study, "tidy", out)
+    with zipfile.ZipFile(out) as z:
+        rows = list(csv.DictReader(io.StringIO(z.read("participants.csv").decode())))
+    assert [r["attention_check"] for r in rows] == ["failed", "pending", "pending"]
+    # the edit form names a bad index
+    bad = client.post(f"/studies/{study.pk}/edit", {"attention_images": "x"})
+    assert "attention_images: comma-separated image indices" in bad.content.decode()
