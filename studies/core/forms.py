@@ -104,9 +104,9 @@ class StudyForm(forms.ModelForm):
             self.fields["attention_images"].initial = ", ".join(
                 map(str, self.instance.attention_images)
             )
-        self.fields[
-            "attention_threshold"
-        ].help_text = "An attention check fails below this IoU (0..1)."
+        threshold = self.fields["attention_threshold"]
+        threshold.required = False  # empty keeps the study's threshold
+        threshold.help_text = "An attention check fails below this IoU (0..1)."
         current = self.instance.protocol if self.instance.pk else {}
         self.options = _all_options()
         for name, option in self.options.items():
@@ -161,7 +161,9 @@ class StudyForm(forms.ModelForm):
 
     def clean_attention_threshold(self) -> float:
         value = self.cleaned_data.get("attention_threshold")
-        if value is not None and not 0.0 <= value <= 1.0:
+        if value is None:  # left empty: keep the study's (or the default) threshold
+            return self.instance.attention_threshold
+        if not 0.0 <= value <= 1.0:
             raise forms.ValidationError("attention_threshold: an IoU between 0 and 1")
         return value
 
