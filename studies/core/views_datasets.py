@@ -67,6 +67,7 @@ def _upload_errors(request: HttpRequest) -> tuple[dict[str, str], str]:
 
 
 @csrf_exempt
+@login_required
 def dataset_upload(request: HttpRequest) -> HttpResponse:
     """The upload handler must be set before the body is read, so CSRF is checked inside."""
     if request.method == "POST":
