@@ -32,10 +32,12 @@ $(ORT_VENDOR)/.copied: $(NPM_STAMP)
 	cp $(addprefix $(ORT_DIST)/,$(ORT_FILES)) $(ORT_VENDOR)/
 	@touch $@
 
+# `PORT=8001 make demo`: the server and the printed join links use that port.
+PORT ?= 8000
 demo: setup
 	$(PYBIN) manage.py migrate --noinput
-	$(PYBIN) manage.py seed_demo
-	$(PYBIN) manage.py runserver 127.0.0.1:8000
+	$(PYBIN) manage.py seed_demo --base-url http://127.0.0.1:$(PORT)
+	$(PYBIN) manage.py runserver 127.0.0.1:$(PORT)
 
 test: setup
 	$(VENV)/bin/ruff check .
@@ -49,7 +51,7 @@ lint: setup
 	$(VENV)/bin/ruff check .
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(PYBIN) $$b || exit 1; done
+	@for b in bench/*.py; do echo "== $$b"; PYTHONPATH=. $(PYBIN) $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) media .pytest_cache

@@ -7,15 +7,18 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 import torchvision
 from tqdm import tqdm
 
-from interventions.causal import causal_auc, causal_curve, rise_blur
-from interventions.explain import grad_cam
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a fresh clone
+from interventions.causal import causal_auc, causal_curve, rise_blur  # noqa: E402
+from interventions.explain import grad_cam  # noqa: E402
 
 
 def rise_loop(model, img, saliency, mode, step):

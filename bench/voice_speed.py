@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 import torchvision
 from tqdm import tqdm
 
-from interventions.voice import voice
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # run from a fresh clone
+from interventions.voice import voice  # noqa: E402
 
 
 def loop_map(model: torch.nn.Module, x: torch.Tensor, loss_fn) -> tuple[torch.Tensor, torch.Tensor]:

@@ -180,6 +180,9 @@ SAM_CHECKPOINT = os.environ.get("SAM_CHECKPOINT", "")
 SAM_MODEL_TYPE = os.environ.get("SAM_MODEL_TYPE", "vit_h")
 # Largest accepted upload for imports through the web (bytes).
 DATA_UPLOAD_MAX_MEMORY_SIZE = int(os.environ.get("DATA_UPLOAD_MAX_MEMORY_SIZE", 20 * 1024 * 1024))
+# A data set archive uploaded through the researcher pages streams to a temporary file (never
+# memory) and may be at most this large (bytes).
+DATASET_UPLOAD_MAX_BYTES = int(os.environ.get("DATASET_UPLOAD_MAX_BYTES", 2 * 1024**3))
 
 # Largest image an import accepts (pixels); bigger ones are refused before they are decoded.
 IMPORT_MAX_PIXELS = int(os.environ.get("IMPORT_MAX_PIXELS", str(4096 * 4096)))
@@ -219,7 +222,8 @@ CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_UR
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
 if CELERY_TASK_ALWAYS_EAGER:
-    CELERY_BROKER_URL = "memory://"
+    # with a host named, kombu does not warn "No hostname was supplied" on the first send
+    CELERY_BROKER_URL = "memory://localhost/"
     CELERY_RESULT_BACKEND = "cache+memory://"
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -243,6 +247,7 @@ CELERY_IMPORTS = [
     "workers.export_tasks",
     "workers.intervention_tasks",
     "workers.trust_tasks",
+    "workers.import_tasks",
 ]
 # How long the web waits for an interactive result before answering 503 (the client retries).
 INTERACTIVE_TIMEOUT_S = float(os.environ.get("INTERACTIVE_TIMEOUT_S", "20"))

@@ -2,8 +2,9 @@
 
 from django.urls import path
 
-from studies.core import views_participant, views_researcher
+from studies.core import views_datasets, views_participant, views_researcher
 from studies.intervention import views as views_intervention
+from studies.intervention import views_analysis as intervention_analysis
 from studies.prompting import views as prompting_views
 from studies.prompting import views_analysis
 from studies.trust import views as trust_views
@@ -18,9 +19,27 @@ urlpatterns = [
     path("studies/", views_researcher.study_list, name="study-list"),
     path("studies/new", views_researcher.study_create, name="study-create"),
     path("studies/<int:study_id>/", views_researcher.study_detail, name="study-detail"),
+    # data sets (views_datasets)
+    path("datasets/", views_datasets.dataset_list, name="dataset-list"),
+    path("datasets/upload", views_datasets.dataset_upload, name="dataset-upload"),
+    path("datasets/imports/<int:job_id>", views_datasets.import_job, name="dataset-import"),
+    path("datasets/<int:dataset_id>/", views_datasets.dataset_detail, name="dataset-detail"),
+    path(
+        "datasets/<int:dataset_id>/thumbs/<int:image_id>/<str:what>.png",
+        views_datasets.dataset_thumbnail,
+        name="dataset-thumbnail",
+    ),
     path("studies/<int:study_id>/edit", views_researcher.study_edit, name="study-edit"),
     path("studies/<int:study_id>/status", views_researcher.study_set_status, name="study-status"),
     path("studies/<int:study_id>/links", views_researcher.study_links, name="study-links"),
+    path(
+        "studies/<int:study_id>/links.csv", views_researcher.study_links_csv, name="study-links-csv"
+    ),
+    path(
+        "studies/<int:study_id>/participants/<int:participant_id>/exclusion",
+        views_researcher.participant_exclusion,
+        name="participant-exclusion",
+    ),
     path(
         "studies/<int:study_id>/progress",
         views_researcher.study_progress_fragment,
@@ -36,20 +55,20 @@ urlpatterns = [
         prompting_views.assignment_replay,
         name="assignment-replay",
     ),
-    path("studies/<int:study_id>/analysis", views_analysis.analysis_page, name="study-analysis"),
+    path("studies/<int:study_id>/analysis", views_researcher.study_analysis, name="study-analysis"),
     path(
         "studies/<int:study_id>/analysis/<str:table>.csv",
         views_analysis.analysis_csv,
         name="study-analysis-csv",
     ),
     path(
-        "studies/<int:study_id>/analysis/plots/<str:name>.png",
+        "studies/<int:study_id>/analysis/plots/<str:name>.<str:fmt>",
         views_analysis.analysis_plot,
         name="study-analysis-plot",
     ),
     path(
         "studies/<int:study_id>/analysis/export",
-        views_analysis.export_start,
+        views_researcher.export_start,
         name="study-export-start",
     ),
     path(
@@ -62,6 +81,16 @@ urlpatterns = [
         "studies/<int:study_id>/intervention/",
         views_intervention.study_page,
         name="intervention-study",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/analysis/<str:table>.csv",
+        intervention_analysis.analysis_csv,
+        name="intervention-analysis-csv",
+    ),
+    path(
+        "studies/<int:study_id>/intervention/analysis/plots/<str:name>.<str:fmt>",
+        intervention_analysis.analysis_plot,
+        name="intervention-analysis-plot",
     ),
     path(
         "studies/<int:study_id>/intervention/recompute",

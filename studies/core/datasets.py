@@ -31,14 +31,35 @@ def check_pair(image: np.ndarray, mask: np.ndarray, where: str) -> tuple[np.ndar
     return image, mask.astype(bool)
 
 
-@transaction.atomic
 def create_dataset(
-    name: str, items, *, source: str, seed: int | None = None, description: str = ""
+    name: str,
+    items,
+    *,
+    source: str,
+    seed: int | None = None,
+    description: str = "",
+    require_items: bool = False,
 ) -> Dataset:
     """Create a data set from an iterable of (image uint8 HxWx3, mask bool HxW, label|None, class_name).
 
-    All or nothing: an invalid item raises ValueError and no row or file row is kept.
+    All or nothing: an invalid item (or any exception while `items` runs) raises, no row is
+    kept and the files already written are removed. `require_items`: an empty data set is a
+    ValueError too.
     """
+    written: list = []
+    try:
+        with transaction.atomic():
+            dataset = _store(name, items, source, seed, description, written)
+            if require_items and not written:
+                raise ValueError("no image was accepted: the data set would be empty")
+    except BaseException:
+        for file in written:
+            file.storage.delete(file.name)
+        raise
+    return dataset
+
+
+def _store(name, items, source, seed, description, written) -> Dataset:
     if Dataset.objects.filter(name=name).exists():
         raise ValueError(f"a data set named {name!r} already exists")
     dataset = Dataset.objects.create(name=name, source=source, seed=seed, description=description)
@@ -55,8 +76,10 @@ def create_dataset(
             sha256=hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest(),
         )
         row.image.save(f"{index}.png", ContentFile(image_png), save=False)
+        written.append(row.image)
         row.mask.save(
             f"{index}_mask.png", ContentFile(png_bytes(mask.astype(np.uint8) * 255)), save=False
         )
+        written.append(row.mask)
         row.save()
     return dataset

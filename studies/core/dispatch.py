@@ -62,7 +62,9 @@ def run_interactive(name: str, args: list, what: str = "prediction"):
 
 
 def start_job(study, kind: str, task: str, params: dict | None = None, created_by=None):
-    """Create a queued Job and send `task(job_id)` to the batch queue after the commit."""
+    """Create a queued Job and send `task(job_id)` to the batch queue after the commit.
+
+    `study` is None for jobs that belong to no study (a data set import)."""
     from studies.models import Job
 
     job = Job.objects.create(study=study, kind=kind, params=params or {}, created_by=created_by)
@@ -71,7 +73,7 @@ def start_job(study, kind: str, task: str, params: dict | None = None, created_b
         try:
             celery_task(task).apply_async(args=[job.pk], queue="batch")
         except Exception as exc:  # eager mode propagates; the row shows the error
-            log.warning("%s job %s of study %s failed: %s", kind, job.pk, study.pk, exc)
+            log.warning("%s job %s failed: %s", kind, job.pk, exc)
             Job.objects.filter(pk=job.pk).exclude(status="failed").update(
                 status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
             )

@@ -27,8 +27,17 @@ def _pick_images(study: Study, number: int) -> list[int]:
     rng = random.Random(f"{study.assignment_seed}:{number}")
     rng.shuffle(images)
     if study.images_per_participant:
-        images.sort(key=lambda row: row[1])  # stable: least covered first, ties in shuffled order
-        images = images[: study.images_per_participant]
+        # attention-check images go to everyone, on top of images_per_participant
+        checks = set(
+            study.dataset.images.filter(index__in=study.attention_images).values_list(
+                "pk", flat=True
+            )
+            if study.attention_images
+            else ()
+        )
+        regular = [row for row in images if row[0] not in checks]
+        regular.sort(key=lambda row: row[1])  # stable: least covered first, ties in shuffled order
+        images = regular[: study.images_per_participant] + [r for r in images if r[0] in checks]
         rng.shuffle(images)
     return [pk for pk, _ in images]
 

@@ -58,6 +58,14 @@ class StudyForm(forms.ModelForm):
         help_text="Crowd-platform return URL (the completion page redirects there).",
     )
 
+    attention_images = forms.CharField(
+        required=False,
+        label="Attention-check images",
+        help_text="Data set indices of easy images with a known answer, comma-separated; every "
+        "participant gets them. Failed (prompting): best IoU below the threshold; "
+        "(intervention): no region with IoU >= the threshold with the object.",
+    )
+
     class Meta:
         model = Study
         fields = [
@@ -76,6 +84,7 @@ class StudyForm(forms.ModelForm):
             "max_participants",
             "completion_code",
             "completion_url",
+            "attention_threshold",
         ]
         widgets = {
             "instructions": forms.Textarea(attrs={"rows": 4}),
@@ -103,6 +112,13 @@ class StudyForm(forms.ModelForm):
         self.fields["kind"] = forms.ChoiceField(
             choices=kind_choices(), initial=self.instance.kind or "prompting", label="Kind"
         )
+        if self.instance.pk and self.instance.attention_images:
+            self.fields["attention_images"].initial = ", ".join(
+                map(str, self.instance.attention_images)
+            )
+        threshold = self.fields["attention_threshold"]
+        threshold.required = False  # empty keeps the study's threshold
+        threshold.help_text = "An attention check fails below this IoU (0..1)."
         current = self.instance.protocol if self.instance.pk else {}
         self.options = _all_options()
         for name, option in self.options.items():
@@ -157,6 +173,34 @@ class StudyForm(forms.ModelForm):
             )
         return sections
 
+    def clean_attention_images(self) -> list[int]:
+        text = self.cleaned_data.get("attention_images") or ""
+        try:
+            indices = sorted({int(part) for part in text.replace(" ", "").split(",") if part})
+        except ValueError:
+            raise forms.ValidationError(
+                "attention_images: comma-separated image indices, e.g. 0, 4"
+            ) from None
+        dataset = self.cleaned_data.get("dataset") or (
+            self.instance.dataset if self.instance.pk else None
+        )
+        if dataset is not None and indices:
+            known = set(dataset.images.filter(index__in=indices).values_list("index", flat=True))
+            missing = [i for i in indices if i not in known]
+            if missing:
+                raise forms.ValidationError(
+                    f"attention_images: {dataset.name} has no image {', '.join(map(str, missing))}"
+                )
+        return indices
+
+    def clean_attention_threshold(self) -> float:
+        value = self.cleaned_data.get("attention_threshold")
+        if value is None:  # left empty: keep the study's (or the default) threshold
+            return self.instance.attention_threshold
+        if not 0.0 <= value <= 1.0:
+            raise forms.ValidationError("attention_threshold: an IoU between 0 and 1")
+        return value
+
     def clean(self) -> dict:
         data = super().clean()
         kind_name, model = data.get("kind"), data.get("model")
@@ -188,6 +232,7 @@ class StudyForm(forms.ModelForm):
         study = super().save(commit=False)
         if "protocol" in self.cleaned_data:
             study.protocol = self.cleaned_data["protocol"]
+        study.attention_images = self.cleaned_data.get("attention_images") or []
         if not study.pk and self.owner is not None:
             study.owner = self.owner
         if commit:

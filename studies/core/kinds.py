@@ -74,6 +74,10 @@ class StudyKind:
     - `on_open(study)`: background work started when the study opens (returns jobs or None).
     - `tidy_tables(study, archive)`: extra tidy-export tables, returning their counts.
     - `researcher_links(study)`: the kind's own researcher pages, [(element id, label, url)].
+    - `analysis_page(request, study)`: the kind's "Analysis & exports" page (the study page's
+      `study-analysis` link goes there); None: the study page says there is none.
+    - `attention_failed(assignment, threshold)`: did the participant fail this attention-check
+      image (True / False, None while undecided); see studies/core/quality.py.
     - `counts(study)`: figures for the researcher's study page (e.g. events, trials).
     """
 
@@ -89,6 +93,8 @@ class StudyKind:
     on_open: Callable = lambda study: None
     tidy_tables: Callable = lambda study, archive: {}
     researcher_links: Callable = lambda study: []  # [(element id, label, url)]
+    analysis_page: Callable | None = None
+    attention_failed: Callable = lambda assignment, threshold: None  # core/quality.py
     counts: Callable = lambda study: {}
     instructions_template: str = ""
     survey_question: str = "Did anything about this image surprise you?"

@@ -138,6 +138,14 @@ class Study(models.Model):
     )
     completion_code = models.CharField(max_length=100, blank=True)
     completion_url = models.URLField(blank=True)
+    attention_images = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="indices of easy images with a known answer, given to every participant",
+    )
+    attention_threshold = models.FloatField(
+        default=0.5, help_text="an attention check fails below this IoU (see docs/researchers.md)"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
@@ -185,6 +193,10 @@ class Participant(models.Model):
     completion_code = models.CharField(max_length=100, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    excluded = models.BooleanField(
+        default=False, help_text="left out of the analysis (kept, and flagged in exports)"
+    )
+    excluded_reason = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["study", "number"]
@@ -244,8 +256,18 @@ class Job(models.Model):
         ("done", "Done"),
         ("failed", "Failed"),
     ]
-    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="jobs")
-    kind = models.CharField(max_length=30, help_text="export / precompute / baseline / ...")
+    study = models.ForeignKey(
+        Study, on_delete=models.CASCADE, related_name="jobs", null=True, blank=True
+    )
+    dataset = models.ForeignKey(
+        Dataset,
+        on_delete=models.SET_NULL,
+        related_name="jobs",
+        null=True,
+        blank=True,
+        help_text="the data set an import job created (import jobs have no study)",
+    )
+    kind = models.CharField(max_length=30, help_text="export / precompute / baseline / import")
     params = models.JSONField(default=dict, blank=True)
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="queued")
     progress = models.FloatField(default=0.0, help_text="0..1")
@@ -253,6 +275,9 @@ class Job(models.Model):
     done = models.PositiveIntegerField(default=0)
     file = models.FileField(upload_to="exports/", blank=True)
     error = models.TextField(blank=True)
+    report = models.JSONField(
+        default=dict, blank=True, help_text="an import's report: pairs accepted and refused"
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )

@@ -9,8 +9,13 @@ is enqueued on Celery, never run with torch in the web process.
 
 from __future__ import annotations
 
+import csv
+import io
+from urllib.parse import urlencode
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, Max, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
@@ -19,9 +24,13 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from studies.core.api_errors import ApiError
+from studies.core.api_exports import start_export
 from studies.core.enrolment import enrol_participant
+from studies.core.exports import FORMAT_LABELS, FORMATS
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import full_protocol
+from studies.core.quality import attention_status
 from studies.models import Assignment, Study
 
 
@@ -55,7 +64,10 @@ def study_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def study_create(request: HttpRequest) -> HttpResponse:
-    form = StudyForm(request.POST or None, owner=request.user)
+    initial = {}
+    if request.GET.get("dataset", "").isdigit():  # "new study from this data set"
+        initial["dataset"] = int(request.GET["dataset"])
+    form = StudyForm(request.POST or None, owner=request.user, initial=initial)
     if request.method == "POST" and form.is_valid():
         study = form.save()
         messages.success(
@@ -122,7 +134,11 @@ def study_progress(study: Study) -> dict:
         Assignment.objects.filter(participant__study=study)
         .select_related("participant", "image")
         .annotate(
-            best=Max("events__iou"), n_events=Count("events"), last_ts=Max("events__server_ts")
+            best=Max("events__iou"),
+            n_events=Count("events", distinct=True),
+            n_trials=Count("trials", distinct=True),
+            last_ts=Max("events__server_ts"),
+            last_trial_ts=Max("trials__server_ts"),
         )
         .order_by("participant__number", "order")
     )
@@ -138,10 +154,15 @@ def study_progress(study: Study) -> dict:
                 "bests": [],
                 "last": None,
                 "events": 0,
+                "time_s": 0.0,
             },
         )
         p["assignments"].append(a)
-        p["events"] += a.n_events
+        p["events"] += a.n_events + a.n_trials
+        end = a.finished_at or max((t for t in (a.last_ts, a.last_trial_ts) if t), default=None)
+        if a.started_at and end:
+            p["time_s"] += max(0.0, (end - a.started_at).total_seconds())
+        a.last_ts = max((t for t in (a.last_ts, a.last_trial_ts) if t), default=None)
         p["finished"] += a.status == "finished"
         if a.best is not None:
             p["bests"].append(a.best)
@@ -179,9 +200,15 @@ def study_progress(study: Study) -> dict:
                 "finished": 0,
                 "best_mean": None,
                 "last": None,
+                "events": 0,
+                "time_s": 0.0,
                 "status": "no images",
             }
         )
+    for p in participant_rows:
+        p["attention"] = attention_status(study, p["participant"])
+        if p["participant"].excluded:
+            p["status"] = "excluded"
     total = sum(len(p["assignments"]) for p in participant_rows)
     return {
         "participants": participant_rows,
@@ -192,16 +219,69 @@ def study_progress(study: Study) -> dict:
     }
 
 
+PAGE_SIZE = 25
+PARTICIPANT_SORTS = {
+    "code": lambda p: p["participant"].number,
+    "status": lambda p: p["status"],
+    "finished": lambda p: p["finished"],
+    "best": lambda p: -1.0 if p["best_mean"] is None else p["best_mean"],
+    "actions": lambda p: p["events"],
+    "time": lambda p: p["time_s"],
+    "last": lambda p: p["last"].timestamp() if p["last"] else 0.0,
+}
+IMAGE_SORTS = {
+    "index": lambda im: im["image"].index,
+    "finished": lambda im: im["finished"],
+    "assigned": lambda im: im["assigned"],
+    "best": lambda im: -1.0 if im["best"] is None else im["best"],
+}
+
+
+def _sorted(rows: list, sorts: dict, key: str, default: str) -> tuple[list, str]:
+    name = key.lstrip("-")
+    if name not in sorts:
+        key, name = default, default
+    return sorted(rows, key=sorts[name], reverse=key.startswith("-")), key
+
+
+def table_view(request: HttpRequest, progress: dict) -> dict:
+    """The progress tables as the researcher asked for them: participants searched by code or
+    crowd id (`q`), sorted (`sort`, `-` for descending) and paginated (`page`); images sorted
+    (`isort`) and paginated (`ipage`). The live refresh keeps the same query."""
+    q = (request.GET.get("q") or "").strip().lower()
+    rows = progress["participants"]
+    if q:
+        rows = [
+            p
+            for p in rows
+            if q in p["participant"].code.lower() or q in p["participant"].prolific_pid.lower()
+        ]
+    rows, sort = _sorted(rows, PARTICIPANT_SORTS, request.GET.get("sort", "code"), "code")
+    images, isort = _sorted(
+        progress["images"], IMAGE_SORTS, request.GET.get("isort", "index"), "index"
+    )
+    query = {"q": q, "sort": sort, "isort": isort}
+    return {
+        "participant_page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
+        "image_page": Paginator(images, PAGE_SIZE).get_page(request.GET.get("ipage")),
+        "table_query": query,
+        "query": urlencode({k: v for k, v in query.items() if v}),
+        "matches": len(rows),
+    }
+
+
 @login_required
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
+    progress = study_progress(study)
     context = {
         "study": study,
         "protocol": full_protocol(study),
         "kind_links": study.kind_spec.researcher_links(study),
         "public_join_url": join_url(request, study),
         "links_form": GenerateLinksForm(),
-        "progress": study_progress(study),
+        "progress": progress,
+        **table_view(request, progress),
         "is_owner": study.owner_id == request.user.pk,
     }
     return render(request, "researcher/study_detail.html", context)
@@ -211,9 +291,51 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_progress_fragment(request: HttpRequest, study_id: int) -> HttpResponse:
     """The live progress tables alone (the detail page polls this)."""
     study = researcher_study(request, study_id)
+    progress = study_progress(study)
     return render(
-        request, "researcher/_progress.html", {"study": study, "progress": study_progress(study)}
+        request,
+        "researcher/_progress.html",
+        {"study": study, "progress": progress, **table_view(request, progress)},
     )
+
+
+@login_required
+def study_links_csv(request: HttpRequest, study_id: int) -> HttpResponse:
+    """Every participant's personal join link (and crowd id) as CSV."""
+    study = researcher_study(request, study_id)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(["code", "crowd_id", "join_url", "excluded"])
+    for p in study.participants.order_by("number"):
+        writer.writerow(
+            [p.code, p.prolific_pid, join_url(request, study, p.token), int(p.excluded)]
+        )
+    response = HttpResponse(out.getvalue(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="study{study.pk}_links.csv"'
+    return response
+
+
+@login_required
+@require_POST
+def participant_exclusion(request: HttpRequest, study_id: int, participant_id: int):
+    """Mark a participant excluded (with a reason) or include them again. Their data stay in
+    the database and the exports (flagged); the analysis pages leave them out."""
+    study = researcher_study(request, study_id)
+    participant = get_object_or_404(study.participants, pk=participant_id)
+    exclude = request.POST.get("excluded")
+    if exclude not in ("0", "1"):
+        messages.error(request, "excluded: expected 1 (exclude) or 0 (include again)")
+        return redirect(reverse("study-detail", args=[study.pk]) + "#progress")
+    participant.excluded = exclude == "1"
+    participant.excluded_reason = (
+        (request.POST.get("reason") or "").strip()[:200] if participant.excluded else ""
+    )
+    participant.save(update_fields=["excluded", "excluded_reason"])
+    messages.success(
+        request,
+        f"{participant.code} {'excluded' if participant.excluded else 'included again'}.",
+    )
+    return redirect(reverse("study-detail", args=[study.pk]) + "#progress")
 
 
 @login_required
@@ -226,3 +348,34 @@ def study_image(request: HttpRequest, study_id: int, image_id: int, what: str) -
     return FileResponse(
         (image.image if what == "image" else image.mask).open("rb"), content_type="image/png"
     )
+
+
+@login_required
+def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
+    """ "Analysis & exports": the study kind's own analysis page."""
+    study = researcher_study(request, study_id)
+    page = study.kind_spec.analysis_page
+    if page is None:
+        raise Http404(f"studies of kind {study.kind_spec.label} have no analysis page")
+    return page(request, study)
+
+
+def export_context(study: Study) -> dict:
+    """What the shared exports box (researcher/_exports.html) shows on an analysis page."""
+    return {
+        "exports": study.jobs.filter(kind="export")[:10],
+        "export_formats": [(f, FORMAT_LABELS.get(f, f)) for f in FORMATS],
+    }
+
+
+@login_required
+@require_POST
+def export_start(request: HttpRequest, study_id: int) -> HttpResponse:
+    study = researcher_study(request, study_id)
+    try:
+        job = start_export(study, request.POST.get("format"), request.user)
+    except ApiError as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.info(request, f"export {job.pk} ({job.format}) started")
+    return redirect(reverse("study-analysis", args=[study.pk]) + "#exports")

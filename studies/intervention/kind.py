@@ -61,6 +61,31 @@ def tidy_tables(study, archive) -> dict:
     return export_intervention_parts(study, archive)
 
 
+def analysis_page(request, study):
+    from studies.intervention.views_analysis import analysis_page as page
+
+    return page(request, study)
+
+
+def attention_failed(assignment, threshold: float):
+    """Failed: finished without any region overlapping the object with IoU >= threshold."""
+    if assignment.status != "finished":
+        return None
+    import numpy as np
+    from PIL import Image
+
+    from interventions.metrics import rle_decode
+
+    with assignment.image.mask.open("rb") as handle:
+        gt = np.asarray(Image.open(handle).convert("L")) > 127
+    for rle in assignment.trials.values_list("region_rle", flat=True):
+        region = rle_decode(rle)
+        union = np.logical_or(region, gt).sum()
+        if union and np.logical_and(region, gt).sum() / union >= threshold:
+            return False
+    return True
+
+
 def researcher_links(study) -> list:
     return [
         (
@@ -86,6 +111,8 @@ INTERVENTION = register(
         on_open=on_open,
         tidy_tables=tidy_tables,
         researcher_links=researcher_links,
+        analysis_page=analysis_page,
+        attention_failed=attention_failed,
         instructions_template="intervention/_howto.html",
         survey_question="Did the model look at the object?",
         extra={"precompute_label": "Explanations, VOICE and causal curves"},

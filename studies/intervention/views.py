@@ -81,11 +81,12 @@ def smallest_human_flips(trials) -> dict[tuple[int, int], float]:
 
 def study_comparison(study: Study) -> dict:
     """Per image: the model's stats, the people's smallest flipping deletion (min and median over
-    participants), trials and the mean IoU of human regions with Grad-CAM's top region."""
+    participants), trials and the mean IoU of human regions with Grad-CAM's top region.
+    Participants marked excluded are left out."""
     trials = list(
-        InterventionTrial.objects.filter(assignment__participant__study=study).select_related(
-            "assignment"
-        )
+        InterventionTrial.objects.filter(
+            assignment__participant__study=study, assignment__participant__excluded=False
+        ).select_related("assignment")
     )
     flips = smallest_human_flips(trials)
     per_image_flips: dict[int, list[float]] = defaultdict(list)

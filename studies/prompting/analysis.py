@@ -10,7 +10,8 @@ Definitions (scores are the per-timestep IoU of the protocol):
 - overprompted: final < best and the annotator ended the image (stop reason `finished`);
   images ended by the protocol (`stagnation`) are reported apart, since there "final < best" is
   made by the stagnation rule.
-- 95% interval of a mean: mean +- t(0.975, n - 1) * s / sqrt(n), s with ddof 1 (Student).
+- 95% interval of a mean: the seeded bootstrap percentile interval of `studies.core.intervals`
+  (it stays inside [0, 1] for IoU, unlike mean +- t * s / sqrt(n); none for fewer than 2 values).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+
+from studies.core.intervals import INTERVAL_METHOD, MeanCI, mean_ci95  # noqa: F401 (re-exported)
 
 # ----------------------------------------------------------------------------- records
 
@@ -136,30 +139,7 @@ def assignment_figures(log: AssignmentLog) -> AssignmentFigures:
     )
 
 
-# ----------------------------------------------------------------------------- intervals
-
-
-@dataclass(frozen=True)
-class MeanCI:
-    n: int
-    mean: float
-    low: float
-    high: float
-
-
-def mean_ci95(values: Iterable[float]) -> MeanCI:
-    """Mean with the Student-t 95% interval; NaN bounds when n < 2, all NaN when n = 0."""
-    from scipy import stats
-
-    data = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    n = data.size
-    if n == 0:
-        return MeanCI(0, math.nan, math.nan, math.nan)
-    mean = float(data.mean())
-    if n < 2:
-        return MeanCI(1, mean, math.nan, math.nan)
-    half = float(stats.t.ppf(0.975, n - 1) * data.std(ddof=1) / math.sqrt(n))
-    return MeanCI(n, mean, mean - half, mean + half)
+# ----------------------------------------------------------------------------- curves
 
 
 def iou_curve(logs: Iterable[AssignmentLog], by: str) -> list[dict]:
@@ -383,15 +363,17 @@ def assignment_log(
 
 
 def load_logs(study) -> list[AssignmentLog]:
-    """Every assignment of a study as an AssignmentLog (streams the events, one pass)."""
+    """Every assignment of a study's participants (excluded ones left out) as an AssignmentLog
+    (streams the events, one pass)."""
     from django.db.models import Max, Min
 
     from studies.models import Assignment
     from studies.prompting.exports.records import study_assignment_timesteps
 
-    assignments = Assignment.objects.filter(participant__study=study).annotate(
-        first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts")
-    )
+    assignments = Assignment.objects.filter(
+        participant__study=study,
+        participant__excluded=False,  # excluded: out of the analysis
+    ).annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
     meta = {
         a["pk"]: a
         for a in assignments.values(

@@ -45,6 +45,20 @@ def participant_page(request, study, participant):
     return annotate_page(request, study, participant)
 
 
+def analysis_page(request, study):
+    from studies.prompting.views_analysis import analysis_page as page
+
+    return page(request, study)
+
+
+def attention_failed(assignment, threshold: float):
+    """Failed: finished with a best IoU below the threshold (or no timestep)."""
+    if assignment.status != "finished":
+        return None
+    best = max(assignment.events.exclude(iou=None).values_list("iou", flat=True), default=None)
+    return best is None or best < threshold
+
+
 def submit(participant, assignment_id: int, data):
     from studies.prompting.events import submit_event
 
@@ -111,6 +125,8 @@ PROMPTING = register(
         assignment_state=assignment_state,
         finish=finish,
         on_open=on_open,
+        analysis_page=analysis_page,
+        attention_failed=attention_failed,
         instructions_template="prompting/_howto.html",
         survey_question=(
             "Do you think the ground truth mask was suboptimal, i.e. are the model's results "

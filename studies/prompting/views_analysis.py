@@ -4,8 +4,6 @@ Thin: the figures come from `studies.prompting.analysis`; no torch here (jobs go
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 
 from django.contrib import messages
@@ -14,9 +12,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from studies.core.api_errors import ApiError
-from studies.core.api_exports import start_export
-from studies.core.views_researcher import researcher_study
+from studies.core.plots import csv_response, figure_response, new_figure
+from studies.core.views_researcher import export_context, researcher_study
 from studies.prompting import analysis
 from studies.prompting.baselines import baseline_rows, start_baselines
 
@@ -39,10 +36,30 @@ PLOTS = (
 )
 
 
+PLOT_TABLES = {  # the CSV behind each plot
+    "iou_by_points": "iou_by_points",
+    "iou_by_timestep": "iou_by_timestep",
+    "best_vs_final": "assignments",
+    "overprompted_share": "participants",
+    "human_vs_baselines": "human_vs_baselines",
+}
+PLOT_TITLES = {
+    "iou_by_points": "IoU vs number of points",
+    "iou_by_timestep": "IoU vs timestep",
+    "best_vs_final": "Best vs final IoU per image",
+    "overprompted_share": "Share overprompted",
+    "human_vs_baselines": "Human vs automated prompts",
+}
+
+
 def study_tables(study) -> dict[str, list[dict]]:
+    """Every table of the page. Participants marked excluded are left out (load_logs), and
+    participants with no timestep yet are left out of the statistics (they have no score)."""
     logs = analysis.load_logs(study)
     figures = [analysis.assignment_figures(log) for log in logs]
-    groups = analysis.summaries(figures)
+    started = {f.participant for f in figures if f.T > 0}
+    counted = [f for f in figures if f.participant in started]
+    groups = analysis.summaries(counted)
     baselines = baseline_rows(study)
     return {
         "assignments": [f.as_row() for f in figures],
@@ -52,28 +69,46 @@ def study_tables(study) -> dict[str, list[dict]]:
         "iou_by_points": analysis.iou_curve(logs, "points"),
         "iou_by_timestep": analysis.iou_curve(logs, "timestep"),
         "baselines": baselines,
-        "human_vs_baselines": analysis.baseline_comparison(figures, baselines),
+        "human_vs_baselines": analysis.baseline_comparison(counted, baselines),
     }
 
 
-@login_required
-def analysis_page(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = researcher_study(request, study_id)
+def participant_rows(study, summaries: list[dict]) -> list[dict]:
+    """One row per participant: their figures, or no figures and the reason."""
+    by_code = {row["group"]: row for row in summaries}
+    rows = []
+    for p in study.participants.order_by("number"):
+        row = by_code.get(p.code)
+        if p.excluded:
+            reason = f"excluded{': ' + p.excluded_reason if p.excluded_reason else ''}"
+            rows.append({"group": p.code, "reason": reason})
+        elif row is None:
+            rows.append({"group": p.code, "reason": "not started: no timestep yet"})
+        else:
+            rows.append({**row, "reason": ""})
+    return rows
+
+
+def analysis_page(request: HttpRequest, study) -> HttpResponse:
+    """The prompting study's analysis page (the kind's `analysis_page`)."""
     tables = study_tables(study)
+    participants = participant_rows(study, tables["participants"])
     return render(
         request,
         "prompting/analysis.html",
         {
             "study": study,
             "summary": tables["study"][0] if tables["study"] else None,
-            "participants": tables["participants"],
+            "participants": participants,
+            "left_out": [r for r in participants if r["reason"]],
             "datasets": tables["datasets"],
             "comparison": tables["human_vs_baselines"],
+            "interval_method": analysis.INTERVAL_METHOD,
             "tables": TABLES,
-            "plots": PLOTS,
-            "exports": study.jobs.filter(kind="export")[:10],
+            "plots": [(p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS],
             "baseline_jobs": study.jobs.filter(kind="baseline")[:5],
             "strategies": ("random", "kmedoids", "shi_tomasi", "entropy", "max_distance"),
+            **export_context(study),
         },
     )
 
@@ -83,21 +118,11 @@ def analysis_csv(request: HttpRequest, study_id: int, table: str) -> HttpRespons
     study = researcher_study(request, study_id)
     if table not in TABLES:
         raise Http404(f"no table {table}")
-    rows = study_tables(study)[table]
-    out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {k: "" if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-            )
-    response = HttpResponse(out.getvalue(), content_type="text/csv")
-    response["Content-Disposition"] = f'attachment; filename="study{study.pk}_{table}.csv"'
-    return response
+    return csv_response(study_tables(study)[table], f"study{study.pk}_{table}")
 
 
 def _errorbars(ax, rows, x_key, label):
+    rows = [r for r in rows if not math.isnan(r["mean_iou"])]
     xs = [r[x_key] for r in rows]
     means = [r["mean_iou"] for r in rows]
     low = [0 if math.isnan(r["ci_low"]) else r["mean_iou"] - r["ci_low"] for r in rows]
@@ -105,22 +130,16 @@ def _errorbars(ax, rows, x_key, label):
     ax.errorbar(xs, means, yerr=[low, high], fmt="o-", capsize=3, label=label)
 
 
-def render_plot(name: str, tables: dict) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5.5, 3.6), dpi=100)
+def draw_plot(name: str, tables: dict):
+    fig = new_figure()
     ax = fig.add_subplot()
+    ci = "mean IoU (95% bootstrap CI)"
     if name == "iou_by_points":
-        _errorbars(ax, tables["iou_by_points"], "points", "mean IoU (95% CI)")
-        ax.set(
-            xlabel="number of points", ylabel="IoU", title="IoU vs number of points", ylim=(0, 1.05)
-        )
+        _errorbars(ax, tables["iou_by_points"], "points", ci)
+        ax.set(xlabel="number of points", ylabel="IoU", title=PLOT_TITLES[name], ylim=(0, 1.05))
     elif name == "iou_by_timestep":
-        _errorbars(ax, tables["iou_by_timestep"], "timestep", "mean IoU (95% CI)")
-        ax.set(xlabel="timestep", ylabel="IoU", title="IoU vs timestep", ylim=(0, 1.05))
+        _errorbars(ax, tables["iou_by_timestep"], "timestep", ci)
+        ax.set(xlabel="timestep", ylabel="IoU", title=PLOT_TITLES[name], ylim=(0, 1.05))
     elif name == "best_vs_final":
         for reason, colour in (
             ("finished", "tab:blue"),
@@ -134,54 +153,39 @@ def render_plot(name: str, tables: dict) -> bytes:
         ax.set(
             xlabel="best IoU",
             ylabel="final IoU",
-            title="Best vs final per image",
+            title=PLOT_TITLES[name],
             xlim=(0, 1.02),
             ylim=(0, 1.02),
         )
+        ax.legend(fontsize=7)
     elif name == "overprompted_share":
         rows = [(f"P {r['group']}", r["share_overprompted"]) for r in tables["participants"]]
         rows += [(f"D {r['group']}", r["share_overprompted"]) for r in tables["datasets"]]
-        ax.bar([k for k, _ in rows], [0 if math.isnan(v) else v for _, v in rows], color="tab:red")
-        ax.set(
-            ylabel="share overprompted", title="Overprompted (annotator-ended images)", ylim=(0, 1)
-        )
+        rows = [(k, v) for k, v in rows if not math.isnan(v)]
+        ax.bar([k for k, _ in rows], [v for _, v in rows], color="tab:red")
+        ax.set(ylabel="share overprompted", title="Overprompted (annotator-ended)", ylim=(0, 1))
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     elif name == "human_vs_baselines":
-        rows = tables["human_vs_baselines"]
-        means = [0 if math.isnan(r["mean_iou"]) else r["mean_iou"] for r in rows]
-        errs = [0 if math.isnan(r["ci_high"]) else r["ci_high"] - r["mean_iou"] for r in rows]
+        rows = [r for r in tables["human_vs_baselines"] if not math.isnan(r["mean_iou"])]
+        means = [r["mean_iou"] for r in rows]
+        errs = [
+            [0 if math.isnan(r["ci_low"]) else r["mean_iou"] - r["ci_low"] for r in rows],
+            [0 if math.isnan(r["ci_high"]) else r["ci_high"] - r["mean_iou"] for r in rows],
+        ]
         ax.bar([r["method"] for r in rows], means, yerr=errs, capsize=3, color="tab:green")
-        ax.set(ylabel="mean IoU (95% CI)", title="Human vs automated prompts", ylim=(0, 1.05))
+        ax.set(ylabel=ci, title=PLOT_TITLES[name], ylim=(0, 1.05))
         ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     else:
         raise Http404(f"no plot {name}")
-    if name in ("best_vs_final",):
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return fig
 
 
 @login_required
-def analysis_plot(request: HttpRequest, study_id: int, name: str) -> HttpResponse:
+def analysis_plot(request: HttpRequest, study_id: int, name: str, fmt: str = "png"):
     study = researcher_study(request, study_id)
     if name not in PLOTS:
         raise Http404(f"no plot {name}")
-    return HttpResponse(render_plot(name, study_tables(study)), content_type="image/png")
-
-
-@login_required
-@require_POST
-def export_start(request: HttpRequest, study_id: int) -> HttpResponse:
-    study = researcher_study(request, study_id)
-    try:
-        job = start_export(study, request.POST.get("format"), request.user)
-    except ApiError as exc:
-        messages.error(request, exc.message)
-    else:
-        messages.info(request, f"export {job.pk} ({job.format}) started")
-    return redirect("study-analysis", study.pk)
+    return figure_response(draw_plot(name, study_tables(study)), fmt, f"study{study.pk}_{name}")
 
 
 @login_required

@@ -4,7 +4,6 @@ import math
 
 import numpy as np
 import pytest
-from scipy import stats
 
 from studies.prompting.analysis import (
     AssignmentLog,
@@ -100,14 +99,34 @@ def test_summaries_per_participant_dataset_study():
     )
 
 
-def test_mean_ci95_matches_student_t():
+def test_mean_ci95_is_a_seeded_bootstrap_percentile_interval():
     values = [0.2, 0.4, 0.9, 0.5]
     ci = mean_ci95(values)
-    low, high = stats.t.interval(0.95, 3, loc=np.mean(values), scale=stats.sem(values))
-    assert ci.n == 4 and ci.low == pytest.approx(low) and ci.high == pytest.approx(high)
+    # the plain loop the docstring describes
+    rng = np.random.default_rng(0)
+    means = [np.mean(np.asarray(values)[rng.integers(0, 4, 4)]) for _ in range(2000)]
+    low, high = np.percentile(means, [2.5, 97.5])
+    assert ci.n == 4 and ci.mean == pytest.approx(0.5)
+    assert ci.low == pytest.approx(low) and ci.high == pytest.approx(high)
+    assert mean_ci95(values) == ci  # seeded: the same values give the same interval
+    assert 0.2 <= ci.low < ci.mean < ci.high <= 0.9
+
+
+def test_mean_ci95_edge_cases_stay_in_range():
+    empty = mean_ci95([])
+    assert empty.n == 0 and all(math.isnan(x) for x in (empty.mean, empty.low, empty.high))
     one = mean_ci95([0.3])
-    assert one.mean == 0.3 and math.isnan(one.low)
-    assert mean_ci95([]).n == 0
+    assert one.n == 1 and one.mean == 0.3 and math.isnan(one.low) and math.isnan(one.high)
+    two = mean_ci95([0.0, 1.0])
+    assert two.n == 2 and 0.0 <= two.low <= 0.5 <= two.high <= 1.0
+    # the Student interval here would be 0.5 +- 6.35: far outside [0, 1]
+    assert two.low == 0.0 and two.high == 1.0
+    ones = mean_ci95([1.0] * 7)
+    assert (ones.mean, ones.low, ones.high) == (1.0, 1.0, 1.0)
+    skewed = mean_ci95([1.0] * 9 + [0.0])
+    assert 0.0 <= skewed.low < skewed.high <= 1.0
+    long = mean_ci95(np.linspace(0, 1, 5001))  # chunked resampling gives a narrow interval
+    assert long.low < 0.5 < long.high and long.high - long.low < 0.05
 
 
 def test_iou_curves_by_points_and_timestep():

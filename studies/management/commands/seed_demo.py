@@ -1,4 +1,5 @@
 import json
+import os
 import secrets
 
 from django.conf import settings
@@ -16,7 +17,11 @@ class Command(BaseCommand):
         parser.add_argument(
             "--json", action="store_true", dest="as_json", help="print only the JSON"
         )
-        parser.add_argument("--base-url", default="http://127.0.0.1:8000")
+        parser.add_argument(
+            "--base-url",
+            default=f"http://127.0.0.1:{os.environ.get('PORT', '8000')}",
+            help="where the printed links point (default: port $PORT, else 8000)",
+        )
         parser.add_argument(
             "--force-production",
             action="store_true",

@@ -14,11 +14,13 @@ from django.db.models import Max, Min
 from studies.core.exports.archive import ExportArchive
 from studies.core.exports.tables import write_csv
 from studies.core.kinds import kind_of
+from studies.core.quality import attention_status
 from studies.models import (
     Assignment,
     BaselineResult,
     DatasetImage,
     InterventionTrial,
+    Participant,
     PromptEvent,
     Study,
 )
@@ -203,14 +205,19 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         "created_at",
         "completed_at",
     )
-    n_participants = write_csv(
-        archive,
-        "participants.csv",
-        participant_columns,
-        study.participants.order_by("number")
-        .values(*participant_columns)
-        .iterator(chunk_size=CHUNK),
+    if study.participants.filter(excluded=True).exists():
+        # flagged only when someone is excluded: exports of other studies keep their bytes
+        participant_columns += ("excluded", "excluded_reason")
+    participant_rows = (
+        study.participants.order_by("number").values(*participant_columns, "pk").iterator(CHUNK)
     )
+    if study.attention_images:  # likewise only for studies with attention-check images
+        participant_columns += ("attention_check",)
+        participant_rows = (
+            {**row, "attention_check": attention_status(study, Participant(pk=row["pk"]))}
+            for row in participant_rows
+        )
+    n_participants = write_csv(archive, "participants.csv", participant_columns, participant_rows)
     trial_fields = (
         "assignment__participant__code", "assignment_id", "assignment__image__index", "seq", "client_event_id",
         "operation", "substrate", "overlay", "target_class", "prob_before", "prob_after", "top5_before",

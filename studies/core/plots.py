@@ -1,0 +1,51 @@
+"""Researchers' plots and tables as downloads: a matplotlib Figure as PNG or SVG, a list of
+dict rows as CSV (empty cells for no value, never "nan"). Shared by the kinds' analysis pages;
+matplotlib only (Agg), no torch."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+from django.http import Http404, HttpResponse
+
+PLOT_FORMATS = {"png": "image/png", "svg": "image/svg+xml"}
+
+
+def new_figure(width: float = 5.5, height: float = 3.6):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), dpi=100)
+
+
+def figure_response(fig, fmt: str, filename: str) -> HttpResponse:
+    """The figure as `fmt` (png / svg); `?download=1` in the caller's URL names the file."""
+    if fmt not in PLOT_FORMATS:
+        raise Http404(f"no plot format {fmt}: expected png or svg")
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    metadata = {"Date": None} if fmt == "svg" else None
+    fig.savefig(buffer, format=fmt, metadata=metadata)
+    response = HttpResponse(buffer.getvalue(), content_type=PLOT_FORMATS[fmt])
+    response["Content-Disposition"] = f'inline; filename="{filename}.{fmt}"'
+    return response
+
+
+def blank(value):
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def csv_response(rows: list[dict], filename: str) -> HttpResponse:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: blank(v) for k, v in row.items()})
+    response = HttpResponse(out.getvalue(), content_type="text/csv")
+    response["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+    return response
