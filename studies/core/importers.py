@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import numpy as np
+from django.conf import settings
 from PIL import Image, UnidentifiedImageError
 
 from studies.core.datasets import create_dataset
@@ -43,7 +44,6 @@ REASONS = (
     "no image",
     "duplicate name",
 )
-DEFAULT_MAX_PIXELS = 40_000_000
 MAX_MEMBER_BYTES = 1024**3  # one file inside an archive, uncompressed
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -149,7 +149,10 @@ class FolderSource:
         return self.files[name].stat().st_size
 
     def read(self, name: str) -> bytes:
-        return self.files[name].read_bytes()
+        path = self.files[name]
+        if path.is_symlink():  # an import reads the files it was given, never what they point to
+            raise Refused("unreadable", f"{name} is a symbolic link; copy the file instead")
+        return path.read_bytes()
 
     def close(self) -> None:
         pass
@@ -273,11 +276,15 @@ def decode(data: bytes, name: str, max_pixels: int, mode: str) -> np.ndarray:
                 raise Refused(
                     "over the pixel limit",
                     f"{name} is {width} x {height} = {width * height} pixels; "
-                    f"the limit is {max_pixels}",
+                    f"the limit is {max_pixels} (IMPORT_MAX_PIXELS)",
                 )
             return np.asarray(im.convert(mode))
     except Image.DecompressionBombError as exc:
-        raise Refused("over the pixel limit", f"{name}: {exc}") from exc
+        raise Refused(
+            "over the pixel limit",
+            f"{name} claims more pixels than Pillow will decode (limit IMPORT_MAX_PIXELS "
+            f"{max_pixels}): {exc}",
+        ) from exc
     except (OSError, SyntaxError, ValueError) as exc:
         if isinstance(exc, Refused):
             raise
@@ -339,7 +346,8 @@ def check_pointprompt_item(samples, labels, i: int, max_pixels: int):
     if sample.ndim >= 2 and sample.shape[0] * sample.shape[1] > max_pixels:
         raise Refused(
             "over the pixel limit",
-            f"samples[{i}] has {sample.shape[0] * sample.shape[1]} pixels; the limit is {max_pixels}",
+            f"samples[{i}] has {sample.shape[0] * sample.shape[1]} pixels; "
+            f"the limit is {max_pixels} (IMPORT_MAX_PIXELS)",
         )
     try:
         image = normalise_image(sample, f"samples[{i}]")
@@ -406,7 +414,7 @@ def import_source(
     *,
     strict: bool,
     description: str = "",
-    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_pixels: int | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
 ) -> tuple[Dataset | None, ImportReport]:
     """Check every pair of `source` and store the accepted ones as one data set, in one
@@ -417,6 +425,8 @@ def import_source(
     with the report attached (`exc.report`)."""
     if Dataset.objects.filter(name=name).exists():
         raise ValueError(f"a data set named {name!r} already exists")
+    if max_pixels is None:
+        max_pixels = settings.IMPORT_MAX_PIXELS
     report = ImportReport()
     workdir = Path(tempfile.mkdtemp(prefix="intervene-import-"))
     try:
@@ -467,6 +477,8 @@ def import_pointprompt(directory: str | Path, name: str) -> Dataset:
     """Import one PointPrompt data set folder (samples.npy + labels.npy); all or nothing."""
     directory = Path(directory)
     for required in ("samples.npy", "labels.npy"):
+        if (directory / required).is_symlink():
+            raise ValueError(f"{directory / required} is a symbolic link; copy the file instead")
         if not (directory / required).is_file():
             raise ValueError(f"{directory} has no {required}")
     source = FolderSource({f: directory / f for f in ("samples.npy", "labels.npy")})
@@ -477,6 +489,9 @@ def import_pointprompt(directory: str | Path, name: str) -> Dataset:
 def import_images(images_dir: str | Path, masks_dir: str | Path, name: str) -> Dataset:
     """Import image/mask pairs matched by file name (see the module doc); all or nothing."""
     images_dir, masks_dir = Path(images_dir), Path(masks_dir)
+    for folder in (images_dir, masks_dir):
+        if folder.is_symlink():
+            raise ValueError(f"{folder} is a symbolic link; pass the folder itself")
     if not images_dir.is_dir() or not masks_dir.is_dir():
         raise ValueError(f"{images_dir} and {masks_dir} must be folders")
     source = FolderSource.image_mask_folders(images_dir, masks_dir)

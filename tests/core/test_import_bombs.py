@@ -85,7 +85,7 @@ def test_complex_items_of_an_object_array(tmp_path):
 
 def test_empty_data_set(tmp_path):
     folder = _pp(tmp_path, _objects([]), _objects([]))
-    assert "no images" in _import_pp(folder)
+    assert "empty" in _import_pp(folder)  # an empty data set is refused
 
 
 def test_pixel_limit_applies_to_npy_images(tmp_path, settings):
@@ -156,6 +156,8 @@ def test_second_image_bad_leaves_nothing(tmp_path):
     images, masks = _folders(tmp_path)
     for name in ("a", "b"):
         Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(images / f"{name}.png")
-    Image.fromarray(np.zeros((4, 4), np.uint8)).save(masks / "a.png")
+    mask = np.zeros((4, 4), np.uint8)
+    mask[1:3, 1:3] = 255  # a real object: the first pair is good
+    Image.fromarray(mask).save(masks / "a.png")
     (masks / "b.png").write_bytes(b"not a png")
     assert "b.png" in _import_images(images, masks)
