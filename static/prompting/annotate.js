@@ -8,6 +8,7 @@
 // logged actions. `showMask(maskOrRle, {source})` draws a mask from any source ("local" for an
 // in-browser decoder's preview, "server" for the logged answer, which replaces the preview).
 import { Api, ApiFailure } from "../core/api.js";
+import { createLocalPreview } from "./local_preview.js";
 import {
   COLORS, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, toMask,
 } from "../core/workspace.js";
@@ -49,6 +50,7 @@ function newId() {
 
 /** Draw a mask on the image: `maskOrRle` is a COCO RLE, {mask, width, height} or null. */
 export function showMask(maskOrRle, { source = "server" } = {}) {
+  if (source === "server") s.serverMask = maskOrRle;
   s.mask = maskOrRle ? toMask(maskOrRle) : null;
   s.maskSource = s.mask ? source : null;
   s.maskLayers = {};
@@ -206,6 +208,25 @@ function enqueue(action, extra = {}) {
   return item;
 }
 
+/** The in-browser decoder's mask for an added point, drawn at once (issue 14) and described
+ * in the event (`shown`) so the log keeps what the participant saw; null when the browser path
+ * is off or unavailable (classical model, no WebAssembly) or slower than LOCAL_WAIT_MS. */
+const LOCAL_WAIT_MS = 400;
+async function localPreview(item) {
+  if (!s.preview || item.action !== "add" || s.queue[0] !== item || s.queue.length > 1) return null;
+  const green = item.mode === "green" ? [...s.green, [item.x, item.y]] : s.green;
+  const red = item.mode === "red" ? [...s.red, [item.x, item.y]] : s.red;
+  if (needsMore(green, red)) return null;
+  const points = [...green, ...red];
+  const labels = [...green.map(() => 1), ...red.map(() => 0)];
+  const clickedAt = s.clickStarts.get(item.cid) ?? performance.now();
+  const timeout = new Promise((resolve) => setTimeout(() => resolve(null), LOCAL_WAIT_MS));
+  const local = await Promise.race([s.preview.decodeClick(points, labels, { clickedAt }).catch(() => null), timeout]);
+  if (!local || s.queue[0] !== item) return null;
+  showMask({ mask: local.mask, width: local.width, height: local.height }, { source: "local" });
+  return s.preview.shownPayload(local, performance.now());
+}
+
 async function pump() {
   if (s.sending || s.stalled) return;
   s.sending = true;
@@ -215,6 +236,8 @@ async function pump() {
     if (item.seq === undefined) item.seq = s.seq;  // fixed once: a retry sends the same seq
     const body = { client_event_id: item.cid, seq: item.seq, action: item.action, client_ts: item.client_ts };
     if (item.action === "add" || item.action === "remove") Object.assign(body, { mode: item.mode, x: item.x, y: item.y });
+    if (item.shown === undefined) item.shown = await localPreview(item);
+    if (item.shown) body.shown = item.shown;
     let res;
     try {
       res = await api.post(`assignments/${s.assignment.id}/events`, body);
@@ -284,6 +307,18 @@ function onPointerUp(event) {
   const [x, y] = view.pixelAt(event.clientX, event.clientY);
   const item = enqueue("add", { x, y });
   if (item) s.clickStarts.set(item.cid, down.t);
+}
+
+/** The study's hover preview (option hover_preview, off by default): the mask a green point
+ * under the cursor would give, drawn before any click; never logged, never sent. */
+async function onHover(event) {
+  if (!s.preview || !s.decoder || !s.decoder.hover_preview || s.queue.length || event.pointerType !== "mouse") return;
+  const view = s.views.image;
+  if (!view || view.panning) return;
+  const cursor = view.pixelAt(event.clientX, event.clientY);
+  const labels = [...s.green.map(() => 1), ...s.red.map(() => 0)];
+  const local = await s.preview.hover([...s.green, ...s.red], labels, cursor).catch(() => null);
+  if (local && !s.queue.length) showMask({ mask: local.mask, width: local.width, height: local.height }, { source: "hover" });
 }
 
 function onRightClick(event) {
@@ -382,6 +417,7 @@ async function loadState(assignment) {
   s.seq = st.next_seq; s.round = st.round; s.timesteps = st.timestep; s.stagnation = st.stagnation ?? 1;
   s.green = st.green; s.red = st.red; s.score = null;
   s.history = st.undo ?? 0; s.future = st.redo ?? 0;
+  s.decoder = st.decoder || null;
   s.finished = st.status === "finished";
   const last = st.last;
   const same = last && !last.round_ended && JSON.stringify(last.green) === JSON.stringify(st.green) && JSON.stringify(last.red) === JSON.stringify(st.red);
@@ -395,6 +431,8 @@ function fetchImage(url) {
   if (!prefetched.has(url)) prefetched.set(url, loadImage(url));
   return prefetched.get(url);
 }
+
+function nextAssignment(index) { return s.assignments[index + 1] || null; }
 
 async function openAssignment(index) {
   s.index = index;
@@ -420,6 +458,8 @@ async function openAssignment(index) {
     if ($("canvas-gt")) s.views.gt = new ZoomView($("canvas-gt"), a.width, a.height);
     if ($("canvas-mask")) s.views.mask = new ZoomView($("canvas-mask"), a.width, a.height);
   }
+  s.preview = s.decoder && s.decoder.available ? createLocalPreview(a.id, s.decoder) : null;
+  if (s.preview && nextAssignment(index)) s.preview.prefetch(nextAssignment(index).id);
   app.dataset.assignment = String(a.id);
   app.dataset.phase = "annotate";
   layout();
@@ -458,6 +498,8 @@ function start() {
   const canvas = ui.canvas;
   canvas.addEventListener("pointerdown", onPointerDown);
   canvas.addEventListener("pointerup", onPointerUp);
+  canvas.addEventListener("pointermove", onHover);
+  canvas.addEventListener("pointerleave", () => { if (s.maskSource === "hover") showMask(s.serverMask ?? null); });
   canvas.addEventListener("contextmenu", onRightClick);
   document.addEventListener("keydown", onKey);
   // tool buttons hand focus back to the image, so a later Enter or Space never presses them
