@@ -8,6 +8,8 @@ them would make the log disagree with the protocol written into every export.
 
 from __future__ import annotations
 
+import dataclasses
+
 from django import forms
 from django.contrib.auth import get_user_model
 
@@ -41,11 +43,18 @@ def _protocol_field(name: str, option: Option) -> forms.Field:
 
 
 def _all_options() -> dict[str, Option]:
-    """Every kind's options by name (an option two kinds share is one field)."""
+    """Every kind's options by name (an option two kinds share is one field, whose help says
+    what it means for each kind when the kinds word it differently)."""
     options: dict[str, Option] = {}
+    helps: dict[str, dict[str, str]] = {}
     for kind in all_kinds():
         for name, option in kind.options.items():
             options.setdefault(name, option)
+            helps.setdefault(name, {})[kind.name] = option.help
+    for name, by_kind in helps.items():
+        if len(set(by_kind.values())) > 1:
+            text = "; ".join(f"{kind}: {h.rstrip('.')}" for kind, h in by_kind.items()) + "."
+            options[name] = dataclasses.replace(options[name], help=text)
     return options
 
 
