@@ -459,6 +459,8 @@ async function openAssignment(index) {
     if ($("canvas-mask")) s.views.mask = new ZoomView($("canvas-mask"), a.width, a.height);
   }
   s.preview = s.decoder && s.decoder.available ? createLocalPreview(a.id, s.decoder) : null;
+  app.dataset.preview = s.preview ? "loading" : "off";
+  if (s.preview) s.preview.ready.then((ok) => { app.dataset.preview = ok ? "ready" : "off"; });
   if (s.preview && nextAssignment(index)) s.preview.prefetch(nextAssignment(index).id);
   app.dataset.assignment = String(a.id);
   app.dataset.phase = "annotate";

@@ -4,41 +4,37 @@ scale; each rating is a logged action. Everything it needs is in this module plu
 
 from __future__ import annotations
 
+from django.apps import apps
 from django.db import connection, models
 from django.http import HttpResponse
 from django.utils import timezone
 
 from studies.core.api_errors import ApiError
 from studies.core.exports.tables import write_csv
-from studies.core.kinds import Option, StudyKind, register
+from studies.core.kinds import Option, StudyKind, register, unregister
 from studies.core.recorder import ActionLog, record
 from studies.models import Assignment
 
-
-class Rating(models.Model):
-    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="ratings")
-    seq = models.PositiveIntegerField()
-    client_event_id = models.CharField(max_length=100)
-    value = models.IntegerField()
-    server_ts = models.DateTimeField()
-    response = models.JSONField(default=dict)
-
-    class Meta:
-        app_label = "studies"
-        db_table = "test_rating"
-        constraints = [
-            models.UniqueConstraint(fields=["assignment", "seq"], name="test_unique_rating_seq")
-        ]
+Rating = None  # the log model: defined by install(), removed by uninstall()
 
 
-def create_table() -> None:
-    with connection.schema_editor() as editor:
-        editor.create_model(Rating)
+def _define_rating():
+    class Rating(models.Model):
+        assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="ratings")
+        seq = models.PositiveIntegerField()
+        client_event_id = models.CharField(max_length=100)
+        value = models.IntegerField()
+        server_ts = models.DateTimeField()
+        response = models.JSONField(default=dict)
 
+        class Meta:
+            app_label = "studies"
+            db_table = "test_rating"
+            constraints = [
+                models.UniqueConstraint(fields=["assignment", "seq"], name="test_unique_rating_seq")
+            ]
 
-def drop_table() -> None:
-    with connection.schema_editor() as editor:
-        editor.delete_model(Rating)
+    return Rating
 
 
 class RatingLog(ActionLog):
@@ -114,5 +110,20 @@ RATING = StudyKind(
 
 
 def install() -> StudyKind:
-    """What the registry line does: import this module, which registers the kind."""
+    """What a real kind gets from its migration and its registry line: its table and the
+    kind. (The test defines the model here, not at import, so that no other test sees it.)"""
+    global Rating
+    Rating = _define_rating()
+    with connection.schema_editor() as editor:
+        editor.create_model(Rating)
     return register(RATING)
+
+
+def uninstall() -> None:
+    global Rating
+    unregister("rating")
+    with connection.schema_editor() as editor:
+        editor.delete_model(Rating)
+    apps.all_models["studies"].pop("rating", None)
+    apps.clear_cache()
+    Rating = None

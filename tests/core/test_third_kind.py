@@ -9,7 +9,7 @@ import pytest
 
 from studies.core.enrolment import enrol_participant
 from studies.core.exports import run_export
-from studies.core.kinds import get_kind, unregister
+from studies.core.kinds import get_kind
 from studies.models import Study
 from tests.core import rating_kind
 from tests.factories import ParticipantClient, classical_spec, researcher, small_dataset
@@ -19,11 +19,9 @@ pytestmark = pytest.mark.django_db(transaction=True)  # the kind's table is crea
 
 @pytest.fixture
 def rating():
-    rating_kind.create_table()
     kind = rating_kind.install()
     yield kind
-    unregister("rating")
-    rating_kind.drop_table()
+    rating_kind.uninstall()
 
 
 def test_a_third_kind_runs_end_to_end(rating, client, media, tmp_path):

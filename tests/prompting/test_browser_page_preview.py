@@ -41,6 +41,7 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
         ui = Annotator(page)
         assignment = ui.open()
         spots = landmarks(assignment)
+        page.wait_for_function("() => document.getElementById('app').dataset.preview === 'ready'")
         ui.click(spots["inside"])
         page.click("#btn-red")
         page.evaluate("() => { window.__sources = []; }")
