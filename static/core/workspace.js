@@ -239,3 +239,18 @@ export function announce(region, text) {
   region.textContent = "";
   requestAnimationFrame(() => { region.textContent = text; });
 }
+
+/** Send the survey dialog's answer for an assignment; true once it is saved. The dialog's
+ * buttons are disabled while it is sent, and the dialog closes either way (the page offers a
+ * retry when it was not saved). */
+export async function saveSurveyAnswer(api, dialog, assignmentId, answer, question) {
+  dialog.querySelectorAll("button").forEach((b) => { b.disabled = true; });
+  try {
+    await api.post(`assignments/${assignmentId}/survey`, { answers: { answer, question } });
+    return true;
+  } catch (err) {
+    return false;
+  } finally {
+    dialog.close();
+  }
+}

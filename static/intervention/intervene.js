@@ -11,7 +11,7 @@
 // page's map (`?` shows it; x is the rectangle, Enter only ever closes a polygon).
 import { Api, ApiFailure } from "../core/api.js";
 import { decodeRle } from "../core/rle.js";
-import { ZoomView, announce, focusIntoView, loadImage } from "../core/workspace.js";
+import { ZoomView, announce, focusIntoView, loadImage, saveSurveyAnswer } from "../core/workspace.js";
 
 const $ = (id) => document.getElementById(id);
 const app = $("app");
@@ -480,18 +480,13 @@ function endImage() {
 }
 
 async function answerSurvey(answer) {
-  ui.survey.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   showPending("Saving your answer…");
-  try {
-    await api.post(`assignments/${s.assignment.id}/survey`, { answers: { answer, question: config.surveyQuestion } });
-  } catch (err) {
-    hidePending();
-    ui.survey.close();
+  const saved = await saveSurveyAnswer(api, ui.survey, s.assignment.id, answer, config.surveyQuestion);
+  hidePending();
+  if (!saved) {
     showError("Your answer was not saved: the server did not answer.", () => endImage());
     return;
   }
-  hidePending();
-  ui.survey.close();
   loadFirst();
 }
 

@@ -10,7 +10,7 @@
 import { Api, ApiFailure } from "../core/api.js";
 import { createLocalPreview } from "./local_preview.js";
 import {
-  COLORS, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, toMask,
+  COLORS, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, saveSurveyAnswer, toMask,
 } from "../core/workspace.js";
 
 const config = JSON.parse(document.getElementById("annotate-config").textContent);
@@ -397,18 +397,13 @@ function openSurvey() {
 }
 
 async function answerSurvey(answer) {
-  ui.survey.querySelectorAll("button").forEach((b) => { b.disabled = true; });
   showPending("Saving your answer…");
-  try {
-    await api.post(`assignments/${s.assignment.id}/survey`, { answers: { answer, question: config.surveyQuestion } });
-  } catch (err) {
-    hidePending();
-    ui.survey.close();
-    showError("Your answer was not saved: the server did not answer.", () => { openSurvey(); });
+  const saved = await saveSurveyAnswer(api, ui.survey, s.assignment.id, answer, config.surveyQuestion);
+  hidePending();
+  if (!saved) {
+    showError("Your answer was not saved: the server did not answer.", () => openSurvey());
     return;
   }
-  hidePending();
-  ui.survey.close();
   loadFirst();
 }
 
