@@ -32,7 +32,7 @@ urlpatterns = [
     ),
     # prompting studies: the browser decoder's files (studies/prompting/api.py)
     path(
-        "assignments/<int:assignment_id>/decoder.onnx",
+        "assignments/<int:assignment_id>/decoder.samdec",
         api_prompting.DecoderView.as_view(),
         name="api-assignment-decoder",
     ),

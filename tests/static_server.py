@@ -24,6 +24,7 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
         ".js": "text/javascript",
         ".wasm": "application/wasm",
         ".onnx": "application/octet-stream",
+        ".samdec": "application/octet-stream",
     }
 
     def __init__(self, *args, files: Path, headers: dict[str, str], **kwargs) -> None:

@@ -21,7 +21,11 @@ from interventions.segmentation.cache import EmbeddingCache
 MASK_CHOICES = ("first", "best_predicted")  # studies' protocol option mask_choice
 # Part of the exported decoder's cache key: bump when the graph's inputs, outputs or meaning
 # change (onnx_export.py writes it; the web process finds the file by it, without torch).
-DECODER_FORMAT = "decoder-v1"
+DECODER_FORMAT = "decoder-v2"
+DECODER_SUFFIX = ".samdec"
+DECODER_MAGIC = b"SAMDEC02"
+# magic, most points for the few-token graph, bytes of the prepare, click and click_few graphs
+_DECODER_HEADER = struct.Struct("<8sIIII")
 F16_MAGIC = b"SAMEMB16"
 _HEADER = struct.Struct("<8sII")  # magic, header length in bytes (= data offset), ndim
 
@@ -30,12 +34,42 @@ def decoder_onnx_path(
     cache_dir: str | os.PathLike[str], model_type: str, weights_sha256: str
 ) -> Path:
     """Where ``onnx_export.cached_decoder_onnx`` keeps the exported decoder of these weights:
-    ``<cache_dir>/<model_type>-<weights sha256>-decoder-v1.onnx``."""
+    ``<cache_dir>/<model_type>-<weights sha256>-decoder-v2.samdec``."""
     if len(weights_sha256) != 64 or not all(ch in "0123456789abcdef" for ch in weights_sha256):
         raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
     if not model_type or not model_type.replace("_", "").isalnum():
         raise ValueError(f"model_type must be a name such as vit_b, got {model_type!r}")
-    return Path(cache_dir) / f"{model_type}-{weights_sha256}-{DECODER_FORMAT}.onnx"
+    return Path(cache_dir) / f"{model_type}-{weights_sha256}-{DECODER_FORMAT}{DECODER_SUFFIX}"
+
+
+def pack_decoder(prepare: bytes, click: bytes, click_few: bytes, few_max_points: int) -> bytes:
+    """The decoder container: ``DECODER_MAGIC``, then as uint32 LE the most points the
+    few-token graph is used for and the byte lengths of the three graphs, then the
+    ``prepare``, ``click`` and ``click_few`` ONNX files (sam_decoder.js's ``unpackDecoder``)."""
+    header = _DECODER_HEADER.pack(
+        DECODER_MAGIC, few_max_points, len(prepare), len(click), len(click_few)
+    )
+    return header + prepare + click + click_few
+
+
+def unpack_decoder(data: bytes) -> tuple[bytes, bytes, bytes, int]:
+    """(prepare, click, click_few, few_max_points) of a decoder container; ValueError naming
+    what is wrong with a malformed one."""
+    if len(data) < _DECODER_HEADER.size:
+        raise ValueError(f"decoder file has {len(data)} bytes, shorter than its header")
+    magic, few_max_points, *lengths = _DECODER_HEADER.unpack_from(data)
+    if magic != DECODER_MAGIC:
+        raise ValueError(f"not a {DECODER_FORMAT} decoder file (magic {magic!r})")
+    if len(data) != _DECODER_HEADER.size + sum(lengths):
+        raise ValueError(
+            f"decoder file has {len(data)} bytes, its header says "
+            f"{_DECODER_HEADER.size + sum(lengths)}"
+        )
+    graphs, start = [], _DECODER_HEADER.size
+    for length in lengths:
+        graphs.append(data[start : start + length])
+        start += length
+    return graphs[0], graphs[1], graphs[2], few_max_points
 
 
 def f16_embedding_path(

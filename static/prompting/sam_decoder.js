@@ -17,6 +17,7 @@
 const VENDOR = new URL("../vendor/onnxruntime-web/", import.meta.url).href;
 const LOW_RES = 256;
 const MAGIC = "SAMEMB16";
+const DECODER_MAGIC = "SAMDEC02";
 const MASK_CHOICES = ["first", "best_predicted"];
 
 /** Why the browser decoder cannot run here; the caller uses the server path instead. */
@@ -196,17 +197,49 @@ export async function loadSamDecoder(opts) {
   ort.env.wasm.wasmPaths = wasmPaths;
   ort.env.wasm.numThreads = numThreads;  // > 1 needs SharedArrayBuffer (cross-origin isolation)
   ort.env.wasm.proxy = false;
-  let session;
+  let sessions;
   try {
-    const model = typeof modelUrl === "string" ? await fetchBytes(modelUrl) : modelUrl;
-    session = await ort.InferenceSession.create(model, {
-      executionProviders: ["wasm"],
-      graphOptimizationLevel: "all",
-    });
+    const bytes = typeof modelUrl === "string" ? await fetchBytes(modelUrl) : modelUrl;
+    const graphs = unpackDecoder(bytes);
+    const options = { executionProviders: ["wasm"], graphOptimizationLevel: "all" };
+    sessions = {
+      prepare: await ort.InferenceSession.create(graphs.prepare, options),
+      click: await ort.InferenceSession.create(graphs.click, options),
+      clickFew: await ort.InferenceSession.create(graphs.clickFew, options),
+      fewMaxPoints: graphs.fewMaxPoints,
+    };
   } catch (err) {
     throw new DecoderUnavailable(`the decoder model did not load: ${err && err.message}`, err);
   }
-  return new SamDecoder(ort, session, numThreads);
+  return new SamDecoder(ort, sessions, numThreads);
+}
+
+/**
+ * The decoder container (interventions/segmentation/browser.py, pack_decoder): "SAMDEC02", then
+ * as uint32 LE the most points the few-token click graph is for and the byte lengths of the
+ * prepare, click and clickFew ONNX graphs, then the three graphs.
+ * @returns {{prepare: Uint8Array, click: Uint8Array, clickFew: Uint8Array, fewMaxPoints: number}}
+ *   throws Error on a malformed container
+ */
+export function unpackDecoder(bytes) {
+  const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  if (data.length < 24) throw new Error("decoder file is shorter than its header");
+  const magic = String.fromCharCode(...data.subarray(0, 8));
+  if (magic !== DECODER_MAGIC) throw new Error(`not a decoder-v2 file (magic ${JSON.stringify(magic)})`);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const fewMaxPoints = view.getUint32(8, true);
+  const lengths = [12, 16, 20].map((at) => view.getUint32(at, true));
+  const total = 24 + lengths.reduce((a, b) => a + b, 0);
+  if (data.length !== total) {
+    throw new Error(`decoder file has ${data.length} bytes, its header says ${total}`);
+  }
+  const graphs = [];
+  let start = 24;
+  for (const length of lengths) {
+    graphs.push(data.subarray(start, start + length));
+    start += length;
+  }
+  return { prepare: graphs[0], click: graphs[1], clickFew: graphs[2], fewMaxPoints };
 }
 
 async function fetchBytes(url) {
@@ -216,14 +249,15 @@ async function fetchBytes(url) {
 }
 
 export class SamDecoder {
-  constructor(ort, session, numThreads = 1) {
+  constructor(ort, sessions, numThreads = 1) {
     this.ort = ort;
-    this.session = session;
+    this.sessions = sessions;
     this.numThreads = numThreads;
     this.embedding = null;
     this.queue = Promise.resolve();  // onnxruntime runs one session.run at a time
     const zeros = new Float32Array(LOW_RES * LOW_RES);
     this.noMask = new ort.Tensor("float32", zeros, [1, 1, LOW_RES, LOW_RES]);
+    this.maskFlags = [0, 1].map((v) => new ort.Tensor("float32", Float32Array.of(v), [1]));
   }
 
   /**
@@ -244,7 +278,13 @@ export class SamDecoder {
       originalSize: originalSize.slice(),
       inputSize: inputSize.slice(),
       sizeTensor: new this.ort.Tensor("float32", Float32Array.from(originalSize), [2]),
+      prepared: null,  // the prepare graph's outputs without a mask input (once per image)
     };
+    // the per-image part runs now, ahead of the first click (queued like a decode)
+    const emb = this.embedding;
+    const prepared = this.queue.then(() => this._prepare(emb, null));
+    emb.prepared = prepared;
+    this.queue = prepared.catch(() => {});
     return {
       shape: shape.slice(),
       originalSize: originalSize.slice(),
@@ -298,18 +338,18 @@ export class SamDecoder {
       throw new Error("maskInput must hold 256*256 logits");
     }
     const T = this.ort.Tensor;
+    // the image's part once per image; with a mask input (chained studies) once per click
+    const prepared = maskInput ? await this._prepare(emb, maskInput) : await emb.prepared;
     const feeds = {
-      image_embeddings: emb.tensor,
+      ...prepared,
       point_coords: new T("float32", coords, [1, n, 2]),
       point_labels: new T("float32", labs, [1, n]),
-      mask_input: maskInput
-        ? new T("float32", Float32Array.from(maskInput), [1, 1, LOW_RES, LOW_RES])
-        : this.noMask,
-      has_mask_input: new T("float32", new Float32Array([maskInput ? 1 : 0]), [1]),
       orig_im_size: emb.sizeTensor,
       best_predicted: new T("float32", Float32Array.of(maskChoice === "best_predicted" ? 1 : 0), [1]),
     };
-    const out = await this.session.run(feeds);
+    // few points: the graph that folds the image projections into the tokens (cheaper)
+    const few = points.length <= this.sessions.fewMaxPoints;
+    const out = await (few ? this.sessions.clickFew : this.sessions.click).run(feeds);
     const logits = out.masks.data;
     const mask = new Uint8Array(h * w);
     for (let i = 0; i < mask.length; i++) mask[i] = logits[i] > 0 ? 1 : 0;  // SAM's mask_threshold
@@ -329,9 +369,23 @@ export class SamDecoder {
     };
   }
 
-  /** Free the wasm session (the decoder is unusable afterwards). */
+  async _prepare(emb, maskInput) {
+    const T = this.ort.Tensor;
+    const feeds = {
+      image_embeddings: emb.tensor,
+      mask_input: maskInput
+        ? new T("float32", Float32Array.from(maskInput), [1, 1, LOW_RES, LOW_RES])
+        : this.noMask,
+      has_mask_input: this.maskFlags[maskInput ? 1 : 0],
+    };
+    return this.sessions.prepare.run(feeds);  // {keys, k_t, v_t, q_t}
+  }
+
+  /** Free the wasm sessions (the decoder is unusable afterwards). */
   async release() {
     await this.queue;
-    await this.session.release();
+    await this.sessions.prepare.release();
+    await this.sessions.click.release();
+    await this.sessions.clickFew.release();
   }
 }

@@ -25,7 +25,7 @@ def unavailable_reason(spec) -> str | None:
 
 
 def decoder_file(spec) -> Path:
-    """The exported decoder of a SAM spec (`<architecture>-<weights sha256>-decoder-v1.onnx`)."""
+    """The exported decoder of a SAM spec (`<architecture>-<weights sha256>-decoder-v2.samdec`: three ONNX graphs in one container)."""
     return decoder_onnx_path(decoder_dir(), spec.architecture, spec.weights_sha256)
 
 

@@ -1,5 +1,5 @@
 """The server side of the browser decoder (docs/browser_decoder.md): the ONNX export job when a
-SAM study opens, the decoder.onnx / embedding.f16 endpoints, the `decoder` block, the `shown`
+SAM study opens, the decoder.samdec / embedding.f16 endpoints, the `decoder` block, the `shown`
 object of a prompt event (checked, IoU vs the server's mask computed here) and its columns in
 the tidy export. SAM is a tiny seeded random model put into the worker's model cache."""
 
@@ -77,7 +77,7 @@ def test_sam_study_exports_its_decoder_and_serves_both_files(
     block = state["decoder"]
     assert block["available"] is True and block["reason"] is None
     assert block["mask_choice"] == "first" and block["hover_preview"] is False
-    assert block["model_url"] == f"/api/v1/assignments/{assignment.pk}/decoder.onnx"
+    assert block["model_url"] == f"/api/v1/assignments/{assignment.pk}/decoder.samdec"
 
     model = client.get(block["model_url"], **api.headers)
     assert model.status_code == 200
@@ -128,7 +128,7 @@ def test_participants_reach_only_their_own_files_after_consent(
     mine = participant_api(client, study, 1)
     other = participant_api(client, study, 2, consent=False)
     theirs = first_assignment(other)
-    for name in ("decoder.onnx", "embedding.f16"):
+    for name in ("decoder.samdec", "embedding.f16"):
         response = mine.get(f"assignments/{theirs.pk}/{name}")
         assert response.status_code == 404, name
         assert other.get(f"assignments/{theirs.pk}/{name}").status_code == 403
@@ -143,7 +143,7 @@ def test_classical_study_has_no_decoder_and_says_why(client, django_capture_on_c
     assignment = first_assignment(api)
     block = api.get(f"assignments/{assignment.pk}").json()["decoder"]
     assert block["available"] is False and "classical" in block["reason"]
-    for name in ("decoder.onnx", "embedding.f16"):
+    for name in ("decoder.samdec", "embedding.f16"):
         response = api.get(f"assignments/{assignment.pk}/{name}")
         assert response.status_code == 404
         assert "classical" in response.json()["error"]
@@ -156,11 +156,11 @@ def test_decoder_turned_off_or_not_exported_is_404_with_the_reason(
     assert [j.kind for j in jobs] == ["precompute"]
     api = participant_api(client, study)
     assignment = first_assignment(api)
-    response = api.get(f"assignments/{assignment.pk}/decoder.onnx")
+    response = api.get(f"assignments/{assignment.pk}/decoder.samdec")
     assert response.status_code == 404 and "browser_decoder" in response.json()["error"]
     study.protocol = {**study.protocol, "browser_decoder": True}
     study.save()
-    response = api.get(f"assignments/{assignment.pk}/decoder.onnx")
+    response = api.get(f"assignments/{assignment.pk}/decoder.samdec")
     assert response.status_code == 404 and "not exported yet" in response.json()["error"]
     assert api.get(f"assignments/{assignment.pk}").json()["decoder"]["available"] is False
 

@@ -4,7 +4,6 @@ by `make setup`) against the server's SamBackend.predict on a tiny seeded random
 import base64
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 
@@ -14,7 +13,7 @@ from interventions.segmentation.browser import (
     mask_sha256,
     onnx_decoder_feeds,
 )
-from interventions.segmentation.onnx_export import export_decoder_onnx
+from interventions.segmentation.onnx_export import DecoderSessions, export_decoder_onnx
 from interventions.segmentation.sam import SamBackend
 from tests.science.test_segmentation_sam import tiny_sam
 from tests.static_server import ROOT, StaticServer
@@ -38,6 +37,8 @@ window.ready = true;
 PROMPTS = [
     ([[100.0, 20.0], [10.0, 80.0]], [1, 0], "first"),
     ([[64.5, 47.25]], [1], "best_predicted"),
+    # 12 points: past the few-token graph (10 at most), so the page runs the usual one too
+    ([[8.0 + 9.5 * i, 5.0 + 7.25 * i] for i in range(12)], [1, 0] * 6, "first"),
     ([[3.0, 90.5], [120.25, 5.0], [60.0, 60.0], [30.0, 30.0]], [1, 0, 1, 0], "best_predicted"),
 ]
 
@@ -52,10 +53,10 @@ def served(tmp_path_factory):
     rng = np.random.default_rng(2)
     embedding = backend.embed(rng.integers(0, 256, (96, 128, 3), dtype=np.uint8))
     files = tmp_path_factory.mktemp("served")
-    export_decoder_onnx(sam, files / "decoder.onnx")
+    export_decoder_onnx(sam, files / "decoder.samdec")
     (files / "embedding.f16").write_bytes(embedding_to_f16_bytes(embedding))
     (files / "index.html").write_text(PAGE)
-    session = ort.InferenceSession(str(files / "decoder.onnx"), providers=["CPUExecutionProvider"])
+    session = DecoderSessions(files / "decoder.samdec")
     with StaticServer(files) as server:
         yield server, backend, embedding, session
 
@@ -80,7 +81,7 @@ def test_decode_gives_the_server_mask(new_page, served):
     page = open_page(new_page, server)
     got = page.evaluate(
         """async (prompts) => {
-        const decoder = await sd.loadSamDecoder({ modelUrl: "/files/decoder.onnx" });
+        const decoder = await sd.loadSamDecoder({ modelUrl: "/files/decoder.samdec" });
         const buffer = await (await fetch("/files/embedding.f16")).arrayBuffer();
         const info = decoder.setEmbedding(buffer);
         // three clicks at once: the decoder queues them (one session.run at a time)
@@ -120,7 +121,7 @@ def test_decode_gives_the_server_mask(new_page, served):
         iou = np.logical_and(shown, server_mask).sum() / np.logical_or(shown, server_mask).sum()
         assert iou >= 0.999, f"IoU vs server {iou:.5f}"
         # the same graph on the same float16 embedding in Python: the same inputs were built
-        native = session.run(None, onnx_decoder_feeds(half, pts, labs, mask_choice=choice))
+        native = session.run(onnx_decoder_feeds(half, pts, labs, mask_choice=choice))
         assert (shown != (native[0][0, 0] > 0)).sum() <= 2
         assert r["sha"] == mask_sha256(shown)
     # chained prompt equals the Python feeds with the same prior
@@ -132,7 +133,7 @@ def test_decode_gives_the_server_mask(new_page, served):
         half, *map(np.asarray, PROMPTS[0][:2]), mask_input=prior_pred.low_res_logits[0][None]
     )
     chained = unpack(got["chained"], 96, 128).astype(bool)
-    assert (chained != (session.run(None, feeds)[0][0, 0] > 0)).sum() <= 2
+    assert (chained != (session.run(feeds)[0][0, 0] > 0)).sum() <= 2
     assert not page.errors, page.errors
     # everything came from the page's own server: onnxruntime-web from static/vendor, no CDN
     assert all(url.startswith(server.url) for url in page.requested), page.requested
@@ -147,7 +148,7 @@ def test_bad_input_is_refused(new_page, served):
     page = open_page(new_page, server)
     messages = page.evaluate(
         """async () => {
-        const decoder = await sd.loadSamDecoder({ modelUrl: "/files/decoder.onnx" });
+        const decoder = await sd.loadSamDecoder({ modelUrl: "/files/decoder.samdec" });
         const out = [];
         try { await decoder.decode([[1, 1]], [1]); } catch (e) { out.push(e.message); }
         decoder.setEmbedding(await (await fetch("/files/embedding.f16")).arrayBuffer());
@@ -182,7 +183,7 @@ def test_unavailability_is_reported(new_page, served, init_script, options, reas
     got = page.evaluate(
         """async (options) => {
         try {
-          await sd.loadSamDecoder({ modelUrl: "/files/decoder.onnx", ...options });
+          await sd.loadSamDecoder({ modelUrl: "/files/decoder.samdec", ...options });
           return null;
         } catch (e) {
           return { name: e.name, isUnavailable: e instanceof sd.DecoderUnavailable,

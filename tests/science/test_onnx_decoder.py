@@ -2,7 +2,6 @@
 on a tiny, seeded random SAM; the float16 embedding the browser receives; the export cache."""
 
 import numpy as np
-import onnxruntime as ort
 import pytest
 import torch
 from segment_anything import SamPredictor
@@ -12,9 +11,12 @@ from interventions.segmentation.browser import (
     embedding_to_f16_bytes,
     mask_sha256,
     onnx_decoder_feeds,
+    pack_decoder,
+    unpack_decoder,
 )
 from interventions.segmentation.onnx_export import (
     DECODER_FORMAT,
+    DecoderSessions,
     cached_decoder_onnx,
     export_decoder_onnx,
     state_dict_sha256,
@@ -38,14 +40,12 @@ def sam():
 
 @pytest.fixture(scope="module")
 def onnx_path(sam, tmp_path_factory):
-    return export_decoder_onnx(sam, tmp_path_factory.mktemp("onnx") / "decoder.onnx")
+    return export_decoder_onnx(sam, tmp_path_factory.mktemp("onnx") / "decoder.samdec")
 
 
 @pytest.fixture(scope="module")
 def session(onnx_path):
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    return ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    return DecoderSessions(onnx_path)
 
 
 @pytest.fixture(scope="module")
@@ -67,9 +67,9 @@ def scenes(sam, backend):
     return out
 
 
-def random_prompts(rng, h, w, count):
+def random_prompts(rng, h, w, count, most=8):
     for _ in range(count):
-        n = int(rng.integers(1, 9))
+        n = int(rng.integers(1, most + 1))
         # float32 clicks with fractions, as a canvas scaled to the screen gives them
         pts = np.stack([rng.uniform(0, w - 0.01, n), rng.uniform(0, h - 0.01, n)], axis=1)
         yield pts.astype(np.float32), rng.integers(0, 2, n)
@@ -96,18 +96,22 @@ def assert_mask_matches(mask, ref_logits):
     return int(differs.sum())
 
 
+@pytest.mark.parametrize("few", [True, False], ids=["few-token graph", "usual graph"])
 @pytest.mark.parametrize("mask_choice", ["first", "best_predicted"])
-def test_onnx_decoder_equals_sam_predictor(session, scenes, mask_choice):
+def test_onnx_decoder_equals_sam_predictor(session, scenes, mask_choice, few):
+    """Both click graphs, each at point counts on both sides of the one the browser switches
+    at (session.few_max_points), give SamPredictor's answer."""
+    assert session.few_max_points == 10  # SAM's decoder: 16-wide heads, 4 mask tokens
     rng = np.random.default_rng(0 if mask_choice == "first" else 1)
     flipped = pixels = 0
     indices = set()
     for embedding, predictor in scenes:
         h, w = embedding.original_size
-        for pts, labels in random_prompts(rng, h, w, 6):
+        for pts, labels in random_prompts(rng, h, w, 6, most=14):
             logits, iou, low = reference(predictor, pts, labels)
             index = int(np.argmax(iou)) if mask_choice == "best_predicted" else 0
             feeds = onnx_decoder_feeds(embedding, pts, labels, mask_choice=mask_choice)
-            masks, iou_onnx, low_onnx, index_onnx = session.run(None, feeds)
+            masks, iou_onnx, low_onnx, index_onnx = session.run(feeds, few=few)
             assert masks.shape == (1, 1, h, w) and low_onnx.shape == (1, 1, 256, 256)
             assert int(index_onnx[0]) == index
             indices.add(index)
@@ -131,20 +135,33 @@ def test_chained_mask_input_and_one_point(session, scenes):
     more = np.array([[40.5, 300.25], [500.0, 10.0]], np.float32), np.array([1, 0])
     logits, iou2, _ = reference(predictor, *more, mask_input=prior)
     feeds = onnx_decoder_feeds(embedding, *more, mask_input=prior)
-    masks, iou_onnx, _, index = session.run(None, feeds)
+    masks, iou_onnx, _, index = session.run(feeds)
     assert int(index[0]) == 0
     np.testing.assert_allclose(iou_onnx[0], iou2, rtol=0, atol=1e-4)
     assert_mask_matches(masks[0, 0] > 0, logits[0])
-    without = session.run(None, onnx_decoder_feeds(embedding, *more))[1]
+    without = session.run(onnx_decoder_feeds(embedding, *more))[1]
     assert not np.allclose(without, iou_onnx, atol=1e-4)  # the prior does reach the graph
 
 
 def test_points_are_x_then_y_in_the_graph(session, scenes):
     embedding, _ = scenes[0]
     pts, labels = np.array([[100.0, 20.0], [10.0, 80.0]], np.float32), np.array([1, 0])
-    a = session.run(None, onnx_decoder_feeds(embedding, pts, labels))[2]
-    b = session.run(None, onnx_decoder_feeds(embedding, pts[:, ::-1] * 0.9, labels))[2]
+    a = session.run(onnx_decoder_feeds(embedding, pts, labels))[2]
+    b = session.run(onnx_decoder_feeds(embedding, pts[:, ::-1] * 0.9, labels))[2]
     assert not np.allclose(a, b)
+
+
+def test_decoder_container_is_checked(onnx_path):
+    data = onnx_path.read_bytes()
+    prepare, click, click_few, few_max_points = unpack_decoder(data)
+    assert prepare[:2] == click[:2] == click_few[:2] == data[24:26]  # each an ONNX protobuf
+    assert pack_decoder(prepare, click, click_few, few_max_points) == data
+    with pytest.raises(ValueError, match="shorter than its header"):
+        unpack_decoder(data[:10])
+    with pytest.raises(ValueError, match="magic"):
+        unpack_decoder(b"SAMDEC01" + data[8:])
+    with pytest.raises(ValueError, match="its header says"):
+        unpack_decoder(data[:-1])
 
 
 def test_float16_embedding_round_trip(scenes):
@@ -175,7 +192,7 @@ def test_float16_embedding_gives_the_server_mask(session, scenes):
         h, w = embedding.original_size
         for pts, labels in random_prompts(rng, h, w, 8):
             logits, _, _ = reference(predictor, pts, labels)
-            shown = session.run(None, onnx_decoder_feeds(half, pts, labels))[0][0, 0] > 0
+            shown = session.run(onnx_decoder_feeds(half, pts, labels))[0][0, 0] > 0
             server = logits[0] > 0
             ious.append(np.logical_and(shown, server).sum() / np.logical_or(shown, server).sum())
     assert min(ious) >= 0.999, f"min IoU {min(ious):.6f}"
@@ -185,7 +202,7 @@ def test_export_cache_is_keyed_and_atomic(sam, tmp_path, monkeypatch):
     sha = state_dict_sha256(sam)
     assert sha == state_dict_sha256(tiny_sam()) and sha != state_dict_sha256(tiny_sam(seed=1))
     path = cached_decoder_onnx(sam, tmp_path, "vit_tiny", sha)
-    assert path.name == f"vit_tiny-{sha}-{DECODER_FORMAT}.onnx" and path.stat().st_size > 0
+    assert path.name == f"vit_tiny-{sha}-{DECODER_FORMAT}.samdec" and path.stat().st_size > 0
     assert path.stat().st_mode & 0o044 == 0o044  # readable by the process that serves it
 
     def no_export(*args, **kwargs):
