@@ -10,6 +10,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from config.static_headers import add_headers as add_static_headers
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 ENV = os.environ.get("DJANGO_ENV", "development")
 PRODUCTION = ENV == "production"
@@ -53,6 +55,8 @@ CSRF_TRUSTED_ORIGINS = [
 ]
 
 INSTALLED_APPS = [
+    # static files through whitenoise under runserver too, with its headers (static_headers.py)
+    "whitenoise.runserver_nostatic",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -165,6 +169,7 @@ STATIC_ROOT = (
     else (BASE_DIR / "staticfiles" if PRODUCTION else None)
 )
 WHITENOISE_USE_FINDERS = not PRODUCTION
+WHITENOISE_ADD_HEADERS_FUNCTION = add_static_headers
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

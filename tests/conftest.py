@@ -33,3 +33,13 @@ def fresh_django_cache():
 
     cache.clear()
     yield
+
+
+def pytest_configure(config):
+    """Browser tests' live server hands /static/ to the app, where whitenoise serves it with
+    the headers production sends (config/static_headers.py: COEP on onnxruntime-web's worker
+    script, without which the cross-origin isolated prompting page cannot start its threads),
+    instead of pytest-django's StaticFilesHandler, which would answer before any middleware."""
+    from django.contrib.staticfiles.handlers import StaticFilesHandler
+
+    StaticFilesHandler._should_handle = lambda self, path: False

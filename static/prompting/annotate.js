@@ -9,6 +9,13 @@
 // in-browser decoder's preview, "server" for the logged answer, which replaces the preview).
 import { Api, ApiFailure } from "../core/api.js";
 import { createLocalPreview } from "./local_preview.js";
+
+/** WebAssembly threads for the local decoder: all cores up to 4 where the page is cross-origin
+ * isolated (the server sends COOP/COEP on this page), else 1 (sam_decoder.js enforces that). */
+function decoderThreads() {
+  if (!globalThis.crossOriginIsolated) return 1;
+  return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
+}
 import {
   COLORS, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, saveSurveyAnswer, toMask,
 } from "../core/workspace.js";
@@ -453,9 +460,22 @@ async function openAssignment(index) {
     if ($("canvas-gt")) s.views.gt = new ZoomView($("canvas-gt"), a.width, a.height);
     if ($("canvas-mask")) s.views.mask = new ZoomView($("canvas-mask"), a.width, a.height);
   }
-  s.preview = s.decoder && s.decoder.available ? createLocalPreview(a.id, s.decoder) : null;
-  app.dataset.preview = s.preview ? "loading" : "off";
-  if (s.preview) s.preview.ready.then((ok) => { app.dataset.preview = ok ? "ready" : "off"; });
+  if (s.decoder && s.decoder.available) {
+    // one decoder for the whole study (its model loads once); each image swaps the embedding
+    if (!s.preview) s.preview = createLocalPreview(a.id, s.decoder, { numThreads: decoderThreads() });
+    app.dataset.preview = "loading";
+    const preview = s.preview;
+    preview.setAssignment(a.id).then((ok) => {
+      if (s.preview === preview && app.dataset.assignment === String(a.id)) {
+        app.dataset.preview = ok ? "ready" : "off";
+        app.dataset.previewThreads = String(ok ? preview.threads : 0);
+      }
+    });
+  } else {
+    if (s.preview) s.preview.release();
+    s.preview = null;
+    app.dataset.preview = "off";
+  }
   if (s.preview && nextAssignment(index)) s.preview.prefetch(nextAssignment(index).id);
   app.dataset.assignment = String(a.id);
   app.dataset.phase = "annotate";

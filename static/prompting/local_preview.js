@@ -62,6 +62,7 @@ class LocalPreview {
     this.sd = null;  // the lazily imported sam_decoder.js
     this.embeddings = new Map();  // assignment id -> Promise<ArrayBuffer>
     this.embeddingFor = null;  // the assignment whose embedding the decoder holds
+    this.ahead = null;  // the assignment whose embedding prefetch() fetched ahead
     this.lastLowRes = null;  // chained low-res logits (study option chain_low_res_mask)
     this.hoverTicket = 0;  // the latest hover wins; older ones answer null
     this.hoverBusy = null;
@@ -70,6 +71,11 @@ class LocalPreview {
 
   get available() {
     return this.decoder !== null && this.reason === null;
+  }
+
+  /** WebAssembly threads the decoder runs on (0 before it loads). */
+  get threads() {
+    return this.decoder ? this.decoder.numThreads : 0;
   }
 
   async _load() {
@@ -129,6 +135,7 @@ class LocalPreview {
   /** Fetch another assignment's embedding now (e.g. the next image), kept for setAssignment. */
   prefetch(assignmentId) {
     if (!this.block || !this.block.available) return Promise.resolve(false);
+    this.ahead = assignmentId;
     return this._embedding(assignmentId).then(() => true, () => false);
   }
 
@@ -136,6 +143,9 @@ class LocalPreview {
   async setAssignment(assignmentId) {
     this.assignmentId = assignmentId;
     if (!(await this.ready)) return false;
+    for (const id of this.embeddings.keys()) {  // keep the new image's and the next one's only
+      if (id !== assignmentId && id !== this.ahead) this.embeddings.delete(id);
+    }
     try {
       await this._useEmbedding(assignmentId);
       return true;

@@ -31,11 +31,15 @@ def annotate_page(request: HttpRequest, study, participant) -> HttpResponse:
         "minTimesteps": study.option("min_timesteps"),
         "doneUrl": reverse("done", args=[study.pk]),
     }
-    return render(
+    response = render(
         request,
         "prompting/annotate.html",
         {"study": study, "participant": participant, "config": config},
     )
+    # Cross-origin isolation (with SecurityMiddleware's COOP same-origin): lets the browser
+    # decoder use WebAssembly threads. Everything the page loads is same-origin.
+    response.headers["Cross-Origin-Embedder-Policy"] = "require-corp"
+    return response
 
 
 def replay_data(assignment: Assignment) -> dict:
