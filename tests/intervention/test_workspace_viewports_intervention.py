@@ -65,6 +65,7 @@ def test_whole_intervention_study_at_every_viewport(live_server, chromium, tmp_p
         page.keyboard.press("a")
         p.wait_trials(1)
         assert "Practice image" in page.inner_text("#banner")  # still said after a trial
+        violations["practice"] = axe_serious(page)
         screenshot(page, f"intervention_workspace_{name}_practice")
         page.click("#finish")
         page.click("#confirm-yes")

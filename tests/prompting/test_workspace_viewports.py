@@ -156,6 +156,7 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
         assert (box(page, "#canvas-image"), box(page, ".ws-bar")) == before
         assert "Practice image" in page.inner_text("#banner")  # it stays while practising
         assert status_clipped(page) == [] and status_clipped_while_waiting(page) == []
+        violations["practice"] = axe_serious(page)
         screenshot(page, f"workspace_{name}_practice")
         page.click("#finish")
         page.click("#confirm-yes")
