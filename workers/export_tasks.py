@@ -21,8 +21,9 @@ def export_study(self, job_id: int) -> dict:
         if job is None:
             return {"job": job_id}
         fmt = job.job.format
+        params = {k: v for k, v in job.job.params.items() if k != "format"}
         relative = f"exports/study{job.job.study_id}_{fmt}_{job_id}.zip"
-        head = run_export(job.job.study, fmt, Path(settings.MEDIA_ROOT) / relative, job.set)
+        head = run_export(job.job.study, fmt, Path(settings.MEDIA_ROOT) / relative, job.set, params)
         job.finish(file=relative)
     return {"job": job_id, "file": relative, "counts": head["counts"]}
 

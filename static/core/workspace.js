@@ -227,6 +227,22 @@ export class ZoomView {
   }
 }
 
+/** The participant's assignments in the order they are worked: the practice one first. */
+export function workOrder(assignments) {
+  return assignments.slice().sort((a, b) => (b.practice ? 1 : 0) - (a.practice ? 1 : 0) || a.order - b.order);
+}
+
+export const PRACTICE_TEXT = "Practice image — not part of the study's data.";
+
+/** What the status line says of an assignment: "Practice" or "Image k of N" (N real images,
+ * the practice one never counted). */
+export function progressLabel(assignments, assignment) {
+  if (assignment.practice) return { short: "Practice image", spoken: "Practice image, not part of the study's data." };
+  const real = assignments.filter((a) => !a.practice);
+  const text = `Image ${real.indexOf(assignment) + 1} of ${real.length}`;
+  return { short: text, spoken: `${text}.` };
+}
+
 /** Focus an element without scrolling the page, then bring it fully into view if it is not. */
 export function focusIntoView(el) {
   el.focus({ preventScroll: true });

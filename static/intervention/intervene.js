@@ -11,7 +11,9 @@
 // page's map (`?` shows it; x is the rectangle, Enter only ever closes a polygon).
 import { Api, ApiFailure } from "../core/api.js";
 import { decodeRle } from "../core/rle.js";
-import { ZoomView, announce, focusIntoView, loadImage, saveSurveyAnswer } from "../core/workspace.js";
+import {
+  PRACTICE_TEXT, ZoomView, announce, focusIntoView, loadImage, progressLabel, saveSurveyAnswer, workOrder,
+} from "../core/workspace.js";
 
 const $ = (id) => document.getElementById(id);
 const app = $("app");
@@ -59,6 +61,11 @@ function newId() {
 function showPending(text) { ui.pending.textContent = text; ui.pending.dataset.on = "1"; app.dataset.busy = "1"; }
 function hidePending() { ui.pending.textContent = ""; ui.pending.dataset.on = "0"; app.dataset.busy = "0"; }
 function showBanner(text, kind = "info") { ui.banner.textContent = text; ui.banner.className = `banner ${kind}`; ui.banner.hidden = false; }
+/** The banner between messages: the practice notice on the practice image, else none. */
+function restingBanner() {
+  if (s.assignment && s.assignment.practice) showBanner(PRACTICE_TEXT, "practice");
+  else ui.banner.hidden = true;
+}
 function showError(text, onRetry) {
   ui.errorText.textContent = text; ui.error.hidden = false; ui.retry.hidden = !onRetry;
   ui.retry.onclick = onRetry ? () => { ui.error.hidden = true; onRetry(); } : null;
@@ -233,7 +240,10 @@ function render() {
   if (s.overlayImg && views.overlay) views.overlay.draw({ image: s.image, layers: [s.overlayImg] });
   drawResult();
   const area = regionArea();
-  ui.area.textContent = `Region: ${area} pixels (${pct(area / (s.width * s.height))} of the image)`;
+  // "Region: 120 pixels (1.2% of the image)", on a phone "Region: 120 px (1.2%)"
+  const wide = (text) => Object.assign(document.createElement("span"), { className: "wide-only", textContent: text });
+  const narrow = (text) => Object.assign(document.createElement("span"), { className: "narrow-only", textContent: text });
+  ui.area.replaceChildren(`Region: ${area}`, wide(" pixels"), narrow(" px"), ` (${pct(area / (s.width * s.height))}`, wide(" of the image"), ")");
   ui.trialCount.textContent = `${s.trials.length} trial${s.trials.length === 1 ? "" : "s"} on this image`;
   document.querySelectorAll(".tool").forEach((b) => { b.classList.toggle("active", b.dataset.tool === s.tool); b.setAttribute("aria-pressed", String(b.dataset.tool === s.tool)); });
   ui.toolHelp.textContent = TOOL_HELP[s.tool];
@@ -414,7 +424,7 @@ async function send(item, mask) {
   const names = s.info.class_names;
   announce(ui.announce, `${res.target_name}: probability ${res.prob_after.toFixed(2)}, change ${res.prob_change >= 0 ? "+" : ""}${res.prob_change.toFixed(2)}. ${res.flipped ? `The prediction flipped to ${names[res.prediction_after]}.` : "The prediction did not flip."}`);
   s.busy = false;
-  if (!ui.banner.classList.contains("done")) ui.banner.hidden = true;
+  if (!ui.banner.classList.contains("done")) restingBanner();
   render();
 }
 
@@ -520,6 +530,7 @@ async function withProgress(promise) {
 }
 
 async function openAssignment(index) {
+  const afterPractice = Boolean(s.assignment && s.assignment.practice && !s.assignments[index].practice);
   s.index = index;
   const a = (s.assignment = s.assignments[index]);
   app.dataset.phase = "loading";
@@ -543,15 +554,19 @@ async function openAssignment(index) {
   ui.goal.textContent = GOALS[info.goal] || info.goal;
   ui.goal.title = ui.goal.textContent;
   ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Substrate: ${info.substrate}`;
-  ui.progress.textContent = `Image ${index + 1} of ${s.assignments.length}`;
+  ui.progress.textContent = progressLabel(s.assignments, a).short;
+  ui.progress.classList.toggle("practice", Boolean(a.practice));
+  if (afterPractice) showBanner("The practice is over: this is the study's first image.", "info");
+  else restingBanner();
   app.dataset.assignment = String(a.id);
+  app.dataset.practice = a.practice ? "1" : "0";
   app.dataset.width = String(a.width);
   app.dataset.height = String(a.height);
   app.dataset.phase = "annotate";
   layout();
   window.scrollTo(0, 0);
   focusIntoView(ui.paint);
-  announce(ui.announce, `Image ${index + 1} of ${s.assignments.length}.`);
+  announce(ui.announce, progressLabel(s.assignments, a).spoken);
   const nextOne = s.assignments[index + 1];
   if (nextOne) fetchImage(nextOne.image_url).catch(() => {});
   if (s.finished) endImage();
@@ -559,7 +574,7 @@ async function openAssignment(index) {
 
 async function next() {
   const me = await api.get("participants/me");
-  s.assignments = me.assignments.slice().sort((a, b) => a.order - b.order);
+  s.assignments = workOrder(me.assignments);
   const index = s.assignments.findIndex((a) => !(a.status === "finished" && a.survey_answered));
   if (index < 0) { app.dataset.phase = "done"; window.location.href = config.doneUrl; return; }
   await openAssignment(index);

@@ -17,7 +17,8 @@ function decoderThreads() {
   return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 }
 import {
-  COLORS, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, saveSurveyAnswer, toMask,
+  COLORS, PRACTICE_TEXT, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, progressLabel,
+  saveSurveyAnswer, toMask, workOrder,
 } from "../core/workspace.js";
 
 const config = JSON.parse(document.getElementById("annotate-config").textContent);
@@ -98,15 +99,20 @@ function render() {
   s.views.image?.draw({ image: s.image, layers: onImage ? [maskLayer(s.style)] : [], opacity: s.opacity, ...pts });
   s.views.gt?.draw({ image: s.image, dim: 0.45, layers: [s.gtLayer], ...pts });
   s.views.mask?.draw({ image: s.image, layers: [maskLayer("fill")], opacity: 0.6, ...pts });
-  ui.mode.textContent = s.mode === "green" ? "GREEN ⊕ on the object" : "RED ⊖ not the object";
+  // the explanation after the colour is a separate span: narrow screens leave it out
+  ui.mode.firstElementChild.textContent = s.mode === "green" ? "GREEN ⊕" : "RED ⊖";
+  ui.mode.lastElementChild.textContent = s.mode === "green" ? " on the object" : " not the object";
   ui.mode.className = `mode ${s.mode}`;
   $("btn-green").setAttribute("aria-pressed", String(s.mode === "green"));
   $("btn-red").setAttribute("aria-pressed", String(s.mode === "red"));
   ui.outline.setAttribute("aria-pressed", String(s.style === "outline"));
   app.dataset.mode = s.mode;
   ui.round.textContent = `Round ${s.round} of ${config.maxRounds}`;
-  if (ui.meter) ui.meter.textContent = `${Math.max(s.stagnation - 1, 0)} of ${config.stagnationLimit} without improvement`;
-  ui.progress.textContent = `Image ${s.index + 1} of ${s.assignments.length}`;
+  if (ui.meter) ui.meter.firstElementChild.textContent = `${Math.max(s.stagnation - 1, 0)} of ${config.stagnationLimit}`;
+  if (s.assignment) {
+    ui.progress.textContent = progressLabel(s.assignments, s.assignment).short;
+    ui.progress.classList.toggle("practice", Boolean(s.assignment.practice));
+  }
   ui.counts.textContent = `${s.green.length} green · ${s.red.length} red`;
   ui.timestep.textContent = `${s.timesteps} prediction${s.timesteps === 1 ? "" : "s"}`;
   if (ui.score) ui.score.textContent = s.score === null ? "–" : s.score.toFixed(3);
@@ -132,6 +138,12 @@ function showBanner(text, kind = "info") {
   ui.banner.textContent = text;
   ui.banner.className = `banner ${kind}`;
   ui.banner.hidden = false;
+}
+
+/** The banner between messages: the practice notice on the practice image, else none. */
+function restingBanner() {
+  if (s.assignment && s.assignment.practice) showBanner(PRACTICE_TEXT, "practice");
+  else ui.banner.hidden = true;
 }
 
 function showError(text, onRetry) {
@@ -185,7 +197,7 @@ function applyResult(res, item) {
   } else if (res.action === "clear" && (s.history > 0)) {
     showBanner("All points cleared. Press u (or Undo) to bring them back.", "info");
   } else if (ui.banner.classList.contains("info") || (ui.banner.classList.contains("reset") && res.timestep !== null)) {
-    ui.banner.hidden = true;  // hints go with the next action, the reset notice with the next mask
+    restingBanner();  // hints go with the next action, the reset notice with the next mask
   }
   if (res.finished) endImage(res.stop_reason);
 }
@@ -437,6 +449,7 @@ function fetchImage(url) {
 function nextAssignment(index) { return s.assignments[index + 1] || null; }
 
 async function openAssignment(index) {
+  const afterPractice = Boolean(s.assignment && s.assignment.practice && !s.assignments[index].practice);
   s.index = index;
   s.assignment = s.assignments[index];
   s.queue.length = 0; s.blocked = false;
@@ -478,11 +491,14 @@ async function openAssignment(index) {
   }
   if (s.preview && nextAssignment(index)) s.preview.prefetch(nextAssignment(index).id);
   app.dataset.assignment = String(a.id);
+  app.dataset.practice = a.practice ? "1" : "0";
   app.dataset.phase = "annotate";
+  if (afterPractice) showBanner("The practice is over: this is the study's first image.", "info");
+  else restingBanner();
   layout();
   window.scrollTo(0, 0);
   focusIntoView(ui.canvas);
-  announce(ui.announce, `Image ${index + 1} of ${s.assignments.length}.`);
+  announce(ui.announce, progressLabel(s.assignments, a).spoken);
   const nextOne = s.assignments[index + 1];
   if (nextOne) { fetchImage(nextOne.image_url).catch(() => {}); if (nextOne.ground_truth_url) fetchImage(nextOne.ground_truth_url).catch(() => {}); }
   if (s.finished) endImage(st.stop_reason);
@@ -501,7 +517,7 @@ function decodePng(img) {
 
 async function next() {
   const me = await api.get("participants/me");
-  s.assignments = me.assignments.slice().sort((a, b) => a.order - b.order);
+  s.assignments = workOrder(me.assignments);
   const index = s.assignments.findIndex((a) => !(a.status === "finished" && a.survey_answered));
   if (index < 0) { app.dataset.phase = "done"; window.location.href = config.doneUrl; return; }
   await openAssignment(index);

@@ -106,6 +106,7 @@ def assignment_summary(request, assignment: Assignment) -> dict:
     return {
         "id": assignment.pk,
         "order": assignment.order,
+        "practice": assignment.practice,
         "status": assignment.status,
         "image_url": request.build_absolute_uri(
             reverse("api-assignment-image", args=[assignment.pk])
@@ -141,7 +142,7 @@ class MeView(ParticipantView):
         study = participant.study
         assignments = participant.assignments.select_related(
             "image", "participant__study"
-        ).order_by("order")
+        ).order_by("-practice", "order")  # the practice image first
         return Response(
             {
                 "code": participant.code,

@@ -1,4 +1,5 @@
-"""Researchers' export API (docs/design.md "API"): POST /api/v1/studies/<id>/exports {format} -> job;
+"""Researchers' export API (docs/design.md "API"): POST /api/v1/studies/<id>/exports {format,
+include_practice (tidy only, optional)} -> job;
 GET /api/v1/exports/<id> -> {status, progress, download_url, error}; GET .../download -> the zip.
 
 Researchers authenticate with their Django session (CSRF required on POST); a researcher reaches
@@ -24,7 +25,7 @@ from studies.core.api_schema import (
     errors,
 )
 from studies.core.dispatch import start_job
-from studies.core.exports import FORMATS
+from studies.core.exports import FORMATS, ExportParamError, check_params
 from studies.models import Job, Study
 
 RESEARCHER_ERRORS = (400, 401, 403, 404, 409, 413)
@@ -78,12 +79,21 @@ def job_answer(request, job: Job) -> dict:
     }
 
 
-def start_export(study: Study, fmt: object, user) -> Job:
-    """Create an export Job and enqueue it on `batch` once the row is committed."""
+def start_export(study: Study, fmt: object, user, params: dict | None = None) -> Job:
+    """Create an export Job and enqueue it on `batch` once the row is committed; `params` (the
+    format's parameters, e.g. include_practice) are checked first: a 400 naming the bad one."""
     if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ApiError(400, f"field format must be one of {', '.join(FORMATS)}", field="format")
+    try:
+        check_params(fmt, params)
+    except ExportParamError as exc:
+        raise ApiError(400, str(exc), field=exc.name) from None
     return start_job(
-        study, "export", "workers.export_tasks.export_study", {"format": fmt}, created_by=user
+        study,
+        "export",
+        "workers.export_tasks.export_study",
+        {"format": fmt, **(params or {})},
+        created_by=user,
     )
 
 
@@ -115,7 +125,8 @@ class StudyExportsView(ResearcherView):
             raise ApiError(
                 400, f"field format is required (one of {', '.join(FORMATS)})", field="format"
             )
-        job = start_export(study, data["format"], user)
+        params = {name: data[name] for name in data if name != "format"}
+        job = start_export(study, data["format"], user, params)
         job.refresh_from_db()  # eager Celery may have finished it already
         return Response(job_answer(request, job), status=202)
 

@@ -103,6 +103,9 @@ class FinishResponseSerializer(serializers.Serializer):
 class AssignmentSummarySerializer(serializers.Serializer):
     id = serializers.IntegerField()
     order = serializers.IntegerField()
+    practice = serializers.BooleanField(
+        help_text="the practice image before the study's images (listed first; not study data)"
+    )
     status = serializers.CharField()
     image_url = serializers.URLField()
     ground_truth_url = serializers.URLField(allow_null=True)
@@ -132,6 +135,10 @@ class MeResponseSerializer(serializers.Serializer):
 
 class ExportRequestSerializer(serializers.Serializer):
     format = serializers.ChoiceField(choices=list(FORMATS))
+    include_practice = serializers.BooleanField(
+        required=False,
+        help_text="tidy only: write the practice assignments too, with a practice column",
+    )
 
 
 class ExportJobSerializer(serializers.Serializer):

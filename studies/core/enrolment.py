@@ -3,6 +3,10 @@
 Each image gets `annotators_per_image` participants: a new participant takes the images with the
 fewest annotators so far (all images when `images_per_participant` is empty), in an order
 shuffled per participant from the study's `assignment_seed`, so orders are reproducible.
+
+A study whose `practice_image` option names a data set image gives every participant that image
+first, as a practice assignment (`Assignment.practice`, order 0): it is logged like any other,
+but it is not one of the study's images (never assigned for real, never counted in coverage).
 """
 
 from __future__ import annotations
@@ -15,14 +19,36 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
+from studies.core.kinds import ProtocolError
+from studies.core.workspace_options import NO_PRACTICE
 from studies.models import Assignment, Participant, Study
 
 
-def _pick_images(study: Study, number: int) -> list[int]:
+def practice_image_id(study: Study) -> int | None:
+    """The pk of the study's practice image (None: no practice image); ProtocolError naming
+    the index when the data set has no such image."""
+    index = study.option("practice_image")
+    if index is None or index == NO_PRACTICE:
+        return None
+    pk = study.dataset.images.filter(index=index).values_list("pk", flat=True).first()
+    if pk is None:
+        raise ProtocolError(
+            f"protocol option practice_image: data set {study.dataset.name} has no image with "
+            f"index {index}"
+        )
+    return pk
+
+
+def _pick_images(study: Study, number: int, practice: int | None = None) -> list[int]:
     images = list(
-        study.dataset.images.annotate(
-            taken=Count("assignments", filter=Q(assignments__participant__study=study))
-        ).values_list("pk", "taken")
+        study.dataset.images.exclude(pk=practice)
+        .annotate(
+            taken=Count(
+                "assignments",
+                filter=Q(assignments__participant__study=study, assignments__practice=False),
+            )
+        )
+        .values_list("pk", "taken")
     )
     rng = random.Random(f"{study.assignment_seed}:{number}")
     rng.shuffle(images)
@@ -74,9 +100,14 @@ def enrol_participant(
                     external_session_id=external_session_id,
                     completion_code=study.completion_code,
                 )
+                practice = practice_image_id(study)
+                if practice is not None:
+                    Assignment.objects.create(
+                        participant=participant, image_id=practice, order=0, practice=True
+                    )
                 Assignment.objects.bulk_create(
                     Assignment(participant=participant, image_id=image_id, order=order)
-                    for order, image_id in enumerate(_pick_images(study, number))
+                    for order, image_id in enumerate(_pick_images(study, number, practice))
                 )
                 return participant
         except IntegrityError:

@@ -14,6 +14,7 @@ from django import forms
 from django.contrib.auth import get_user_model
 
 from studies.core.kinds import Option, ProtocolError, all_kinds, get_kind, kind_choices
+from studies.core.workspace_options import check_practice_image
 from studies.models import Dataset, ModelSpec, Study
 
 PROTOCOL_PREFIX = "protocol_"
@@ -225,10 +226,17 @@ class StudyForm(forms.ModelForm):
             if kind.options[name].since and value in (None, ""):
                 options[name] = kind.options[name].default
         if len(options) == len(kind.options):
+            dataset = data.get("dataset") or (self.instance.dataset if self.instance.pk else None)
             try:
                 data["protocol"] = kind.validate_protocol(options)
             except ProtocolError as exc:
                 self.add_error(None, str(exc))
+            else:
+                try:  # the practice image must be an image of the study's data set
+                    check_practice_image(dataset, data["protocol"].get("practice_image"))
+                except ProtocolError as exc:
+                    del data["protocol"]
+                    self.add_error(PROTOCOL_PREFIX + "practice_image", str(exc))
         if model and model.kind not in kind.model_kinds:
             wanted = " or ".join(kind.model_kinds)
             self.add_error(

@@ -72,7 +72,9 @@ class StudyKind:
     - `finish(participant, assignment, body)`: end an image (a logged action where the kind
       logs it; else just the status change).
     - `on_open(study)`: background work started when the study opens (returns jobs or None).
-    - `tidy_tables(study, archive)`: extra tidy-export tables, returning their counts.
+    - `tidy_tables(study, archive, include_practice)`: extra tidy-export tables, returning
+      their counts; rows of practice assignments only when `include_practice` (then with a
+      `practice` column).
     - `researcher_links(study)`: the kind's own researcher pages, [(element id, label, url)].
     - `analysis_page(request, study)`: the kind's "Analysis & exports" page (the study page's
       `study-analysis` link goes there); None: the study page says there is none.
@@ -91,7 +93,7 @@ class StudyKind:
     assignment_state: Callable
     finish: Callable
     on_open: Callable = lambda study: None
-    tidy_tables: Callable = lambda study, archive: {}
+    tidy_tables: Callable = lambda study, archive, include_practice: {}
     researcher_links: Callable = lambda study: []  # [(element id, label, url)]
     analysis_page: Callable | None = None
     attention_failed: Callable = lambda assignment, threshold: None  # core/quality.py

@@ -213,6 +213,13 @@ class Participant(models.Model):
         return f"{self.study_id}:{self.code}"
 
 
+class AssignmentQuerySet(models.QuerySet):
+    def real(self):
+        """The study's own assignments: a practice assignment (Assignment.practice) is not part
+        of the study's data (no coverage, progress, analysis or export counts it)."""
+        return self.filter(practice=False)
+
+
 class Assignment(models.Model):
     STATUS_CHOICES = [("pending", "Pending"), ("active", "Active"), ("finished", "Finished")]
     participant = models.ForeignKey(
@@ -220,6 +227,10 @@ class Assignment(models.Model):
     )
     image = models.ForeignKey(DatasetImage, on_delete=models.PROTECT, related_name="assignments")
     order = models.PositiveIntegerField()
+    practice = models.BooleanField(
+        default=False,
+        help_text="the practice image before the real ones (order 0, first); not study data",
+    )
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="pending")
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
@@ -229,18 +240,32 @@ class Assignment(models.Model):
     state = models.JSONField(default=dict, blank=True)
     next_seq = models.PositiveIntegerField(default=0)
 
+    objects = AssignmentQuerySet.as_manager()
+
     class Meta:
-        ordering = ["participant", "order"]
+        # the practice assignment (order 0 too) comes before the real ones (order 0..n-1)
+        ordering = ["participant", "-practice", "order"]
         constraints = [
             models.UniqueConstraint(
-                fields=["participant", "image"], name="unique_assignment_image"
+                fields=["participant", "image"],
+                condition=models.Q(practice=False),
+                name="unique_assignment_image",
             ),
             models.UniqueConstraint(
-                fields=["participant", "order"], name="unique_assignment_order"
+                fields=["participant", "order"],
+                condition=models.Q(practice=False),
+                name="unique_assignment_order",
+            ),
+            models.UniqueConstraint(
+                fields=["participant"],
+                condition=models.Q(practice=True),
+                name="one_practice_assignment",
             ),
         ]
 
     def __str__(self) -> str:
+        if self.practice:
+            return f"{self.participant} practice {self.image}"
         return f"{self.participant} #{self.order} {self.image}"
 
 

@@ -18,9 +18,11 @@ def attention_status(study, participant) -> str:
     """ "" (no checks in this study), "passed", "failed", "pending" or "none assigned"."""
     if not study.attention_images:
         return ""
-    assignments = participant.assignments.filter(
-        image__index__in=study.attention_images
-    ).select_related("image")
+    assignments = (
+        participant.assignments.real()
+        .filter(image__index__in=study.attention_images)
+        .select_related("image")
+    )
     results = [study.kind_spec.attention_failed(a, study.attention_threshold) for a in assignments]
     if not results:
         return "none assigned"

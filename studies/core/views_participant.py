@@ -188,7 +188,8 @@ def instructions(request: HttpRequest, study_id: int) -> HttpResponse:
     context = {
         "study": study,
         "participant": participant,
-        "n_images": participant.assignments.count(),
+        "n_images": participant.assignments.real().count(),
+        "practice": participant.assignments.filter(practice=True).exists(),
         "howto": study.kind_spec.instructions_template,
         "options": {name: study.option(name) for name in study.kind_spec.options},
     }

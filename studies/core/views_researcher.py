@@ -131,7 +131,8 @@ def study_links(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_progress(study: Study) -> dict:
     """Per participant and per image: assignments, finished, best IoU; the latest precompute job."""
     assignments = (
-        Assignment.objects.filter(participant__study=study)
+        Assignment.objects.real()  # a practice image is not study data
+        .filter(participant__study=study)
         .select_related("participant", "image")
         .annotate(
             best=Max("events__iou"),
@@ -373,7 +374,9 @@ def export_context(study: Study) -> dict:
 def export_start(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     try:
-        job = start_export(study, request.POST.get("format"), request.user)
+        fmt = request.POST.get("format")
+        params = {"include_practice": True} if request.POST.get("include_practice") else {}
+        job = start_export(study, fmt, request.user, params)
     except ApiError as exc:
         messages.error(request, exc.message)
     else:

@@ -4,7 +4,7 @@ events exist and written into the export manifest."""
 
 from __future__ import annotations
 
-from studies.core.kinds import Option
+from studies.core.kinds import Option, ProtocolError
 
 SINCE = 2  # protocol version that added these options: a study whose stored protocol predates them ran without them
 LAYOUTS = ("workspace", "pointprompt")
@@ -42,6 +42,13 @@ def workspace_options(*, rounds: bool, step: str) -> dict[str, Option]:
             "Show how close the round is to ending (off in PointPrompt, which did not show it).",
             since=SINCE,
         )
+    options["practice_image"] = Option(
+        -1,
+        "Data set index of a practice image shown before the real ones (logged, left out of "
+        "coverage, progress, analysis and exports by default); -1 = no practice image.",
+        minimum=-1,
+        since=SINCE,
+    )
     options["min_timesteps"] = Option(
         0,
         f"{step.capitalize()} an image needs before 'Finish image' is allowed (0 = none).",
@@ -49,3 +56,23 @@ def workspace_options(*, rounds: bool, step: str) -> dict[str, Option]:
         since=SINCE,
     )
     return options
+
+
+NO_PRACTICE = -1
+
+
+def check_practice_image(dataset, index) -> None:
+    """ProtocolError naming the index when `practice_image` names no image of `dataset`, or
+    the only one (the practice image is left out of the real assignments)."""
+    if dataset is None or index is None or index == NO_PRACTICE:
+        return
+    if not dataset.images.filter(index=index).exists():
+        raise ProtocolError(
+            f"protocol option practice_image: data set {dataset.name} has no image with index "
+            f"{index} (use -1 for no practice image)"
+        )
+    if not dataset.images.exclude(index=index).exists():
+        raise ProtocolError(
+            f"protocol option practice_image: image {index} is the only image of {dataset.name}; "
+            "the practice image is not one of the study's images, so none would be left"
+        )

@@ -108,7 +108,9 @@ def load_trials(study) -> list[TrialRecord]:
 
     rows = (
         InterventionTrial.objects.filter(
-            assignment__participant__study=study, assignment__participant__excluded=False
+            assignment__participant__study=study,
+            assignment__participant__excluded=False,
+            assignment__practice=False,
         )
         .select_related("assignment__participant", "assignment__image")
         .order_by("assignment__participant__number", "server_ts", "seq")

@@ -32,17 +32,24 @@ TRUST_COLUMNS = ("image_index", "image_id", "class_label", "prediction", "correc
 CURVES = ("deletion", "insertion", "flip_deletion_probs", "flip_insertion_probs")
 
 
-def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
-    """Write the regions, maps, stats and curves of an intervention study; return their counts."""
+def export_intervention_parts(
+    study: Study, archive: ExportArchive, include_practice: bool = False
+) -> dict:
+    """Write the regions, maps, stats and curves of an intervention study; return their counts.
+    Regions of practice assignments only when `include_practice` (each record then says
+    `practice`)."""
     n_regions = 0
+    trials = InterventionTrial.objects.filter(assignment__participant__study=study)
+    if not include_practice:
+        trials = trials.filter(assignment__practice=False)
     with archive.open_text("interventions/regions.jsonl") as out:
         rows = (
-            InterventionTrial.objects.filter(assignment__participant__study=study)
-            .order_by("assignment_id", "seq")
+            trials.order_by("assignment_id", "seq")
             .values(
                 "assignment__participant__code",
                 "assignment_id",
                 "assignment__image__index",
+                "assignment__practice",
                 "seq",
                 "operation",
                 "substrate",
@@ -55,6 +62,7 @@ def export_intervention_parts(study: Study, archive: ExportArchive) -> dict:
                 "participant": row["assignment__participant__code"],
                 "assignment_id": row["assignment_id"],
                 "image_index": row["assignment__image__index"],
+                **({"practice": row["assignment__practice"]} if include_practice else {}),
                 "seq": row["seq"],
                 "operation": row["operation"],
                 "substrate": row["substrate"],

@@ -55,10 +55,10 @@ def on_open(study):
     return start_image_analyses(study)
 
 
-def tidy_tables(study, archive) -> dict:
+def tidy_tables(study, archive, include_practice: bool = False) -> dict:
     from studies.intervention.export import export_intervention_parts
 
-    return export_intervention_parts(study, archive)
+    return export_intervention_parts(study, archive, include_practice)
 
 
 def analysis_page(request, study):

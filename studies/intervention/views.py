@@ -15,6 +15,7 @@ from collections import defaultdict
 import numpy as np
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
@@ -85,7 +86,9 @@ def study_comparison(study: Study) -> dict:
     Participants marked excluded are left out."""
     trials = list(
         InterventionTrial.objects.filter(
-            assignment__participant__study=study, assignment__participant__excluded=False
+            assignment__participant__study=study,
+            assignment__participant__excluded=False,
+            assignment__practice=False,
         ).select_related("assignment")
     )
     flips = smallest_human_flips(trials)
@@ -154,12 +157,14 @@ def study_comparison(study: Study) -> dict:
 def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
     study = intervention_study(request, study_id)
     participants = (
-        Participant.objects.filter(study=study).order_by("number").prefetch_related("assignments")
+        Participant.objects.filter(study=study)
+        .order_by("number")
+        .prefetch_related(Prefetch("assignments", queryset=Assignment.objects.real()))
     )
     counts = defaultdict(int)
-    for pid in InterventionTrial.objects.filter(assignment__participant__study=study).values_list(
-        "assignment__participant_id", flat=True
-    ):
+    for pid in InterventionTrial.objects.filter(
+        assignment__participant__study=study, assignment__practice=False
+    ).values_list("assignment__participant_id", flat=True):
         counts[pid] += 1
     context = {
         "study": study,
@@ -169,7 +174,7 @@ def study_page(request: HttpRequest, study_id: int) -> HttpResponse:
                 "participant": p,
                 "trials": counts[p.pk],
                 "finished": sum(a.status == "finished" for a in p.assignments.all()),
-                "assignments": p.assignments.count(),
+                "assignments": len(p.assignments.all()),
             }
             for p in participants
         ],
@@ -194,7 +199,9 @@ def image_page(request: HttpRequest, study_id: int, image_id: int) -> HttpRespon
     analyses = {a.method: a for a in ImageAnalysis.objects.filter(image=image, model=study.model)}
     trials = (
         InterventionTrial.objects.filter(
-            assignment__image=image, assignment__participant__study=study
+            assignment__image=image,
+            assignment__participant__study=study,
+            assignment__practice=False,
         )
         .select_related("assignment__participant")
         .order_by("assignment__participant__number", "seq")
@@ -226,7 +233,10 @@ def participant_page(request: HttpRequest, study_id: int, participant_id: int) -
     participant = get_object_or_404(Participant, pk=participant_id, study=study)
     assignments = []
     for a in (
-        Assignment.objects.filter(participant=participant).select_related("image").order_by("order")
+        Assignment.objects.real()
+        .filter(participant=participant)
+        .select_related("image")
+        .order_by("order")
     ):
         trials = list(a.trials.order_by("seq"))
         start = trials[0].server_ts if trials else None
@@ -353,7 +363,7 @@ def participant_probs_png(request: HttpRequest, study_id: int, participant_id: i
     study = intervention_study(request, study_id)
     participant = get_object_or_404(Participant, pk=participant_id, study=study)
     fig, ax = figure(6.0, 3.0)
-    for a in participant.assignments.select_related("image").order_by("order"):
+    for a in participant.assignments.real().select_related("image").order_by("order"):
         trials = list(a.trials.order_by("seq"))
         if not trials:
             continue

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
@@ -17,6 +18,7 @@ from studies.core.plots import csv_response, figure_response, new_figure
 from studies.core.views_researcher import export_context
 from studies.intervention import analysis
 from studies.intervention.views import intervention_study, study_comparison
+from studies.models import Assignment
 
 PLOTS = {  # name: (title, the CSV behind it)
     "flip_rates": ("Flip rate by operation and substrate", "flip_rates"),
@@ -57,7 +59,8 @@ def participant_rows(study, timelines: list[dict]) -> list[dict]:
     for row in timelines:
         by_code.setdefault(row["participant"], []).append(row)
     out = []
-    for p in study.participants.order_by("number").prefetch_related("assignments"):
+    real = Prefetch("assignments", queryset=Assignment.objects.real())  # practice: not data
+    for p in study.participants.order_by("number").prefetch_related(real):
         mine = by_code.get(p.code, [])
         finished = sum(a.status == "finished" for a in p.assignments.all())
         row = {"participant": p, "assigned": len(p.assignments.all()), "finished": finished}

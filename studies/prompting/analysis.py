@@ -370,10 +370,14 @@ def load_logs(study) -> list[AssignmentLog]:
     from studies.models import Assignment
     from studies.prompting.exports.records import study_assignment_timesteps
 
-    assignments = Assignment.objects.filter(
-        participant__study=study,
-        participant__excluded=False,  # excluded: out of the analysis
-    ).annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
+    assignments = (
+        Assignment.objects.real()
+        .filter(  # practice: not study data
+            participant__study=study,
+            participant__excluded=False,  # excluded: out of the analysis
+        )
+        .annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
+    )
     meta = {
         a["pk"]: a
         for a in assignments.values(

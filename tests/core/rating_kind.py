@@ -69,8 +69,10 @@ class RatingLog(ActionLog):
         return response
 
 
-def tidy_tables(study, archive) -> dict:
+def tidy_tables(study, archive, include_practice: bool = False) -> dict:
     rows = Rating.objects.filter(assignment__participant__study=study).order_by("pk")
+    if not include_practice:
+        rows = rows.filter(assignment__practice=False)
     n = write_csv(
         archive,
         "ratings.csv",

@@ -1,7 +1,9 @@
 """The intervention workspace played at 1280x720, 1920x1080, 800x1000 and on an emulated touch
-phone (Pixel 5): the image is fully in view, a polygon closed with Enter becomes the region and
-Enter never applies or finishes, the result is drawn without moving the page, a reload shows the
-last result again, the survey is a focused dialog in view, and axe-core finds no serious or
+phone (Pixel 5): a practice image first (said in the message line, its trial logged, then the
+study's image), the image is fully in view, a polygon closed with Enter becomes the region and
+Enter never applies or finishes (not even with focus on Apply or Finish), `a` applies, the
+result is drawn without moving the page, a reload shows the last result again, the whole status
+line is visible, the survey is a focused dialog in view, and axe-core finds no serious or
 critical violation. Screenshots: tests/artifacts/intervention_workspace_*.png."""
 
 from __future__ import annotations
@@ -12,7 +14,14 @@ from studies.models import Assignment
 from tests.browser_support import screenshot
 from tests.intervention.test_browser_intervention import Page, weights
 from tests.intervention_fixtures import classifier_spec, intervention_study
-from tests.prompting.test_workspace_viewports import VIEWPORTS, axe_serious, box, in_view
+from tests.prompting.test_workspace_viewports import (
+    VIEWPORTS,
+    axe_serious,
+    box,
+    in_view,
+    status_clipped,
+    text_cut,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -20,7 +29,9 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 @pytest.mark.parametrize("name", list(VIEWPORTS))
 def test_whole_intervention_study_at_every_viewport(live_server, chromium, tmp_path, name):
     spec = VIEWPORTS[name]
-    study = intervention_study(classifier_spec(weights(tmp_path)), n_images=1, overlay="gradcam")
+    study = intervention_study(
+        classifier_spec(weights(tmp_path)), n_images=2, overlay="gradcam", practice_image=1
+    )
     participant = study.participants.first()
     if isinstance(spec, str):
         device = chromium._impl_obj._browser_type._playwright.devices[spec]  # noqa: SLF001
@@ -41,6 +52,32 @@ def test_whole_intervention_study_at_every_viewport(live_server, chromium, tmp_p
         page.click("#start")
         page.wait_for_selector("#app[data-phase=annotate]")
         p = Page(page)
+
+        # the practice image first: said in the reserved message line; its trial is logged
+        assert p.data("practice") == "1" and page.inner_text("#progress") == "Practice image"
+        assert "Practice image — not part of the study's data" in page.inner_text("#banner")
+        assert not text_cut(page, "#banner") and status_clipped(page) == []
+        practice = Assignment.objects.get(pk=int(p.data("assignment")))
+        assert practice.practice
+        w, h = int(p.data("width")), int(p.data("height"))
+        page.click("#tool-rect")
+        p.drag((w // 4, h // 4), (w // 2, h // 2))
+        page.keyboard.press("a")
+        p.wait_trials(1)
+        assert "Practice image" in page.inner_text("#banner")  # still said after a trial
+        violations["practice"] = axe_serious(page)
+        screenshot(page, f"intervention_workspace_{name}_practice")
+        page.click("#finish")
+        page.click("#confirm-yes")
+        page.wait_for_selector("#survey", state="visible")
+        page.click("#survey-yes")
+        page.wait_for_function(
+            "() => { const a = document.getElementById('app');"
+            " return a.dataset.practice === '0' && a.dataset.phase === 'annotate'; }"
+        )
+        assert practice.trials.count() == 1
+        assert page.inner_text("#progress") == "Image 1 of 1"
+        assert "practice is over" in page.inner_text("#banner")
         screenshot(page, f"intervention_workspace_{name}_start")
         assert in_view(page, "#canvas-paint") and in_view(page, ".ws-bar")
         assert page.evaluate("() => document.activeElement.id") == "canvas-paint"
@@ -56,19 +93,23 @@ def test_whole_intervention_study_at_every_viewport(live_server, chromium, tmp_p
             else:
                 page.mouse.click(x, y)
         assert p.area() == 0
-        page.keyboard.press("Enter")  # closes the polygon
-        area = p.area()
-        assert area > 0
-        page.keyboard.press("Enter")  # nothing to close: nothing happens
         page.focus("#apply")
-        page.keyboard.press("Enter")  # a focused button is not pressed by Enter
+        page.keyboard.press("Enter")  # closes the polygon, and does not press Apply
+        area = p.area()
+        assert area > 0 and p.data("trials") == "0"
+        page.keyboard.press("Enter")  # nothing to close: nothing happens, Apply is not pressed
         page.focus("#finish")
-        page.keyboard.press("Enter")
+        page.keyboard.press("Enter")  # nor is Finish
+        page.focus("#clear-region")
+        page.keyboard.press("Enter")  # nor Clear
         page.wait_for_timeout(300)
         assert p.data("trials") == "0" and not page.is_visible("#confirm")
+        assert p.area() == area and p.data("tool") == "polygon"
         assert Assignment.objects.get(pk=int(p.data("assignment"))).status != "finished"
+        assert status_clipped(page) == []
 
-        page.click("#apply")
+        page.focus("#canvas-paint")
+        page.keyboard.press("a")  # the key that applies
         p.wait_trials(1)
         assert p.data("applied") == "1"
         assert (box(page, "#canvas-paint"), box(page, ".ws-bar")) == before, "the page moved"

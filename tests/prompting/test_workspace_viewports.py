@@ -1,8 +1,10 @@
 """The prompting workspace played as a crowd worker would, on a laptop (1280x720), a large
-screen (1920x1080), a narrow window (800x1000) and an emulated touch phone (Pixel 5): the clicked
-image is fully in view, the mask is drawn on it, nothing moves on a click, the survey is a
-focused dialog in view, Enter never finishes the image, and axe-core finds no serious or
-critical violation on any participant page. Screenshots: tests/artifacts/workspace_*.png."""
+screen (1920x1080), a narrow window (800x1000) and an emulated touch phone (Pixel 5): a practice
+image first (its banner says so, its events are logged, then the study's image follows), the
+clicked image is fully in view, the mask is drawn on it, nothing moves on a click, the whole
+status line is visible, the survey is a focused dialog in view, Enter never finishes the image,
+and axe-core finds no serious or critical violation on any participant page. Screenshots:
+tests/artifacts/workspace_*.png."""
 
 from __future__ import annotations
 
@@ -32,6 +34,46 @@ def axe_serious(page) -> list[str]:
         for v in results.response["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+
+
+STATUS_CLIPPED = """() => {
+  const status = document.querySelector('.ws-status').getBoundingClientRect();
+  return [...document.querySelectorAll('.ws-status > *')].filter((e) => {
+    const r = e.getBoundingClientRect();
+    if (!r.width || getComputedStyle(e).visibility === 'hidden') return false;
+    const cut = e.scrollWidth > e.clientWidth + 1;  // text cut off inside (an ellipsis)
+    return cut || r.top < status.top - 0.5 || r.bottom > status.bottom + 0.5
+      || r.left < status.left - 0.5 || r.right > status.right + 0.5;
+  }).map((e) => `${e.id || e.className}: ${e.textContent}`);
+}"""
+
+
+def status_clipped(page) -> list[str]:
+    """Parts of the status line that are not wholly visible (clipped or cut off)."""
+    return page.evaluate(STATUS_CLIPPED)
+
+
+def status_clipped_while_waiting(page) -> list[str]:
+    """status_clipped with the longest "waiting" notice shown, as a busy model shows it."""
+    page.evaluate(
+        "() => { const p = document.getElementById('pending'); p.dataset.on = '1';"
+        " p.textContent = 'Waiting for the model… (3 actions queued)'; }"
+    )
+    try:
+        return status_clipped(page)
+    finally:
+        page.evaluate(
+            "() => { const p = document.getElementById('pending'); p.dataset.on = '0';"
+            " p.textContent = ''; }"
+        )
+
+
+def text_cut(page, selector: str) -> bool:
+    """Is the element's text cut off (it overflows its box, which clips it)?"""
+    return page.eval_on_selector(
+        selector,
+        "e => e.scrollHeight > e.clientHeight + 1 || e.scrollWidth > e.clientWidth + 1",
+    )
 
 
 def box(page, selector: str) -> dict:
@@ -75,7 +117,8 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
     from playwright.sync_api import sync_playwright  # noqa: F401  (devices come from the browser)
 
     spec = VIEWPORTS[name]
-    study = prompting_study(n_images=2, participants=0)
+    # image 2 is the practice image; the participant's one real image is one of the others
+    study = prompting_study(n_images=3, participants=0, practice_image=2, round_indicator=True)
     study.images_per_participant = 1
     study.save()
     if isinstance(spec, str):
@@ -96,9 +139,42 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
         page.check("#agree")
         page.click("#consent-submit")
         violations["instructions"] = axe_serious(page)
+        assert "First comes a practice image" in page.inner_text(".card")
         page.click("#start")
         ui = Player(page, touch)
+
+        # the practice image: said in the reserved message line, logged, then the real one
+        practice = ui.open()
+        assert practice.practice and practice.image.index == 2
+        assert ui.data("practice") == "1"
+        assert page.inner_text("#progress") == "Practice image"
+        assert "Practice image — not part of the study's data" in page.inner_text("#banner")
+        assert in_view(page, "#canvas-image") and in_view(page, "#banner")
+        assert not text_cut(page, "#banner")
+        before = (box(page, "#canvas-image"), box(page, ".ws-bar"))
+        ui.click(landmarks(practice)["inside"])
+        assert (box(page, "#canvas-image"), box(page, ".ws-bar")) == before
+        assert "Practice image" in page.inner_text("#banner")  # it stays while practising
+        assert status_clipped(page) == [] and status_clipped_while_waiting(page) == []
+        violations["practice"] = axe_serious(page)
+        screenshot(page, f"workspace_{name}_practice")
+        page.click("#finish")
+        page.click("#confirm-yes")
+        page.wait_for_selector("#survey", state="visible")
+        page.click("#survey-yes")
+        page.wait_for_function(
+            "() => document.getElementById('app').dataset.practice === '0'"
+            " && document.getElementById('app').dataset.phase === 'annotate'"
+        )
+        assert list(practice.events.order_by("seq").values_list("action", flat=True)) == [
+            "add",
+            "finish",
+        ]
+
         assignment = ui.open()
+        assert not assignment.practice and assignment.image.index != 2
+        assert page.inner_text("#progress") == "Image 1 of 1"
+        assert "practice is over" in page.inner_text("#banner")
         spots = landmarks(assignment)
         assert in_view(page, "#canvas-image"), box(page, "#canvas-image")
         assert in_view(page, ".ws-bar"), box(page, ".ws-bar")
@@ -115,6 +191,7 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
 
         assert_overlay_matches_mask(ui, event)  # the mask is drawn on the image being clicked
         assert page.get_attribute("#app", "data-mask-source") == "server"
+        assert status_clipped(page) == [] and status_clipped_while_waiting(page) == []
         violations["annotate"] = axe_serious(page)
         screenshot(page, f"workspace_{name}_annotate")
 

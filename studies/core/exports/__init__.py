@@ -1,9 +1,15 @@
 """The export framework: formats by name, one zip per export, a manifest as its last entry.
 
-`run_export(study, fmt, out_path, progress=callback)` writes one zip, entry by entry (replaced
-atomically), and returns the manifest head. A format is a function
-`(study, archive, progress) -> counts`; `FORMATS` names each by its dotted path, so this
-package imports no kind (the batch task `workers.export_tasks.export_study` runs it as a Job).
+`run_export(study, fmt, out_path, progress=callback, params={...})` writes one zip, entry by
+entry (replaced atomically), and returns the manifest head. A format is a function
+`(study, archive, progress, **params) -> counts`; `FORMATS` names each by its dotted path, so
+this package imports no kind (the batch task `workers.export_tasks.export_study` runs it as a
+Job).
+
+Parameters (`PARAMS`): `include_practice` (tidy only, default false) writes the practice
+assignments too (docs/workspace.md "Practice image"); every other format leaves them out. The
+manifest's `practice` block says how many practice assignments the study has and how many the
+archive left out.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from pathlib import Path
 from django.utils.module_loading import import_string
 
 from studies.core.exports.archive import ExportArchive
-from studies.core.exports.manifest import write_manifest
+from studies.core.exports.manifest import practice_block, write_manifest
 
 FORMATS: dict[str, str] = {
     "pointprompt": "studies.prompting.exports.pointprompt.export_pointprompt",
@@ -22,6 +28,9 @@ FORMATS: dict[str, str] = {
     "coco": "studies.prompting.exports.coco.export_coco",
 }
 FORMAT_LABELS = {"pointprompt": "PointPrompt", "tidy": "Tidy tables", "coco": "COCO"}
+
+# parameter -> (the formats that take it, its default); every parameter is a boolean
+PARAMS: dict[str, tuple[tuple[str, ...], bool]] = {"include_practice": (("tidy",), False)}
 
 Progress = Callable[[int, int], None]
 
@@ -32,16 +41,60 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def run_export(study, fmt: str, out_path: str | Path, progress: Progress | None = None) -> dict:
+class ExportParamError(ValueError):
+    """A bad export parameter; `name` is the parameter."""
+
+    def __init__(self, name: str, message: str):
+        super().__init__(message)
+        self.name = name
+
+
+def check_params(fmt: str, params: dict | None) -> dict:
+    """The format's parameters with defaults filled in; ValueError naming a parameter that is
+    unknown, not taken by `fmt`, or not true/false (nothing is exported then)."""
+    params = dict(params or {})
+    for name, value in params.items():
+        if name not in PARAMS:
+            raise ExportParamError(
+                name, f"unknown export parameter {name!r}; expected one of {', '.join(PARAMS)}"
+            )
+        if fmt not in PARAMS[name][0]:
+            raise ExportParamError(
+                name,
+                f"export parameter {name} applies to the {', '.join(PARAMS[name][0])} format "
+                f"only, not {fmt}",
+            )
+        if not isinstance(value, bool):
+            raise ExportParamError(
+                name, f"export parameter {name} must be true or false, not {value!r}"
+            )
+    return {
+        name: params.get(name, default)
+        for name, (formats, default) in PARAMS.items()
+        if fmt in formats
+    }
+
+
+def run_export(
+    study,
+    fmt: str,
+    out_path: str | Path,
+    progress: Progress | None = None,
+    params: dict | None = None,
+) -> dict:
     """Write `study` as `fmt` into the zip `out_path` (replaced atomically); return the manifest head."""
     writer = import_string(FORMATS[check_format(fmt)])
+    params = check_params(fmt, params)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     partial = out_path.with_name(out_path.name + ".partial")
     archive = ExportArchive(partial)
     try:
-        counts = writer(study, archive, progress)
-        head = write_manifest(archive, study, fmt, counts)
+        counts = writer(study, archive, progress, **params)
+        practice = practice_block(study, params.get("include_practice", False))
+        head = write_manifest(
+            archive, study, fmt, counts, {"practice": practice} if practice else None
+        )
         archive.close()
         partial.replace(out_path)
     except BaseException:

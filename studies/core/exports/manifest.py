@@ -19,7 +19,7 @@ from django.utils import timezone
 from studies.core.exports.archive import ExportArchive
 from studies.core.exports.tables import CSV_CELLS_NOTE
 from studies.core.kinds import full_protocol
-from studies.models import BaselineResult, Study
+from studies.models import Assignment, BaselineResult, Study
 
 MANIFEST_NAME = "manifest.json"
 MANIFEST_VERSION = 1
@@ -102,6 +102,17 @@ def models_block(study: Study) -> list[dict]:
             "model_ids_in_baselines": baseline_models,
         }
     ]
+
+
+def practice_block(study: Study, included: bool) -> dict | None:
+    """The manifest's `practice` block: how many practice assignments the study has and how
+    many this archive left out (all of them, unless `include_practice`). None for a study whose
+    protocol predates the practice_image option and has no practice assignment (its manifest
+    keeps its bytes)."""
+    n = Assignment.objects.filter(participant__study=study, practice=True).count()
+    if not n and "practice_image" not in full_protocol(study):
+        return None
+    return {"assignments": n, "excluded_assignments": 0 if included else n, "included": included}
 
 
 def write_manifest(

@@ -13,8 +13,13 @@ class Command(BaseCommand):
         parser.add_argument("--format", required=True, choices=sorted(FORMATS))
         parser.add_argument("--out", required=True, help="path of the zip file to write")
         parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+        parser.add_argument(
+            "--include-practice",
+            action="store_true",
+            help="tidy only: write the practice assignments too, with a practice column",
+        )
 
-    def handle(self, study, format, out, no_progress=False, **options):
+    def handle(self, study, format, out, no_progress=False, include_practice=False, **options):
         found = Study.objects.select_related("dataset", "model").filter(pk=study).first()
         if found is None:
             raise CommandError(f"no study with id {study}")
@@ -29,7 +34,8 @@ class Command(BaseCommand):
             bar.refresh()
 
         try:
-            head = run_export(found, format, out, progress)
+            params = {"include_practice": True} if include_practice else {}
+            head = run_export(found, format, out, progress, params)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         finally:

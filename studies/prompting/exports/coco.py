@@ -46,9 +46,9 @@ def export_coco(study: Study, archive: ExportArchive, progress: Progress | None 
     dataset_indices(study)
     meta = {
         a["pk"]: a
-        for a in Assignment.objects.filter(participant__study=study).values(
-            "pk", "participant__code", "image__index"
-        )
+        for a in Assignment.objects.real()
+        .filter(participant__study=study)
+        .values("pk", "participant__code", "image__index")
     }
     total = len(meta)
     images = [

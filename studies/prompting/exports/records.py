@@ -1,4 +1,7 @@
-"""Reading a study's log as a stream of plain rows (no model instances, constant memory)."""
+"""Reading a study's log as a stream of plain rows (no model instances, constant memory).
+
+A practice assignment (`Assignment.practice`) is not study data: the readers leave its events
+out unless asked (`include_practice`, the tidy export's parameter)."""
 
 from __future__ import annotations
 
@@ -52,21 +55,26 @@ def timestep_rows(events) -> Iterator[dict]:
 
 
 def participant_timesteps(participant_id: int) -> Iterator[tuple[int, list[dict]]]:
-    """(image index, timesteps in order) for each image the participant has timesteps on."""
-    events = PromptEvent.objects.filter(assignment__participant_id=participant_id).order_by(
-        "assignment__image__index", "seq"
-    )
+    """(image index, timesteps in order) for each image the participant has timesteps on
+    (the practice image left out)."""
+    events = PromptEvent.objects.filter(
+        assignment__participant_id=participant_id, assignment__practice=False
+    ).order_by("assignment__image__index", "seq")
     for index, rows in groupby(
         timestep_rows(events), key=lambda row: row["assignment__image__index"]
     ):
         yield index, list(rows)
 
 
-def study_assignment_timesteps(study: Study) -> Iterator[tuple[int, list[dict]]]:
-    """(assignment id, timesteps in order) over the whole study, ordered by assignment."""
-    events = PromptEvent.objects.filter(assignment__participant__study=study).order_by(
-        "assignment_id", "seq"
-    )
+def study_assignment_timesteps(
+    study: Study, include_practice: bool = False
+) -> Iterator[tuple[int, list[dict]]]:
+    """(assignment id, timesteps in order) over the whole study, ordered by assignment;
+    practice assignments only when `include_practice`."""
+    events = PromptEvent.objects.filter(assignment__participant__study=study)
+    if not include_practice:
+        events = events.filter(assignment__practice=False)
+    events = events.order_by("assignment_id", "seq")
     for assignment_id, rows in groupby(timestep_rows(events), key=lambda row: row["assignment_id"]):
         yield assignment_id, list(rows)
 

@@ -1,6 +1,12 @@
 """Tidy tables (docs/design.md "Exports"): events, timesteps (with prompt features), assignments (with
 the overprompting figures), participants (pseudonymous: no external ids, no tokens), trials,
 baselines, and every timestep's mask as COCO RLE in masks.jsonl. One pass per table, streamed.
+
+Practice assignments (`Assignment.practice`) and their events, timesteps, masks and trials are
+left out, unless the export's `include_practice` parameter is true: then they are written too,
+and every per-assignment table (and masks.jsonl, the kinds' own tables) gains a `practice`
+column (true / false). Without the parameter no table changes its columns, so exports of
+studies without practice images keep their bytes.
 """
 
 from __future__ import annotations
@@ -74,12 +80,24 @@ def write_baselines_csv(archive: ExportArchive, name: str, study: Study) -> int:
     return write_csv(archive, name, BASELINE_COLUMNS, rows)
 
 
-def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
-    """Write the tidy tables; return counts for the manifest."""
-    n_assignments = Assignment.objects.filter(participant__study=study).count()
-    events = PromptEvent.objects.filter(assignment__participant__study=study).order_by(
-        "assignment_id", "seq"
-    )
+def export_tidy(
+    study: Study,
+    archive: ExportArchive,
+    progress: Progress | None = None,
+    include_practice: bool = False,
+) -> dict:
+    """Write the tidy tables; return counts for the manifest. `include_practice`: write the
+    practice assignments too, with a `practice` column in each per-assignment table."""
+    in_study = Assignment.objects.filter(participant__study=study)
+    if not include_practice:
+        in_study = in_study.real()
+    # the `practice` column, only when practice assignments are asked for
+    practice = ("practice",) if include_practice else ()
+    n_assignments = in_study.count()
+    logged = {"assignment__participant__study": study}  # events and trials of in_study
+    if not include_practice:
+        logged["assignment__practice"] = False
+    events = PromptEvent.objects.filter(**logged).order_by("assignment_id", "seq")
     n_shown = events.filter(shown_mask_sha256__isnull=False).count()
     event_fields = EVENT_FIELDS + (SHOWN_EVENT_FIELDS if n_shown else ())
     event_rows = (
@@ -87,17 +105,18 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
             **row,
             "participant": row["assignment__participant__code"],
             "image_index": row["assignment__image__index"],
+            "practice": row.get("assignment__practice"),
         }
-        for row in events.values(*event_fields).iterator(chunk_size=CHUNK)
+        for row in events.values(
+            *event_fields, *("assignment__practice" for _ in practice)
+        ).iterator(chunk_size=CHUNK)
     )
-    event_columns = ("participant", "assignment_id", "image_index", *event_fields[3:])
+    event_columns = ("participant", "assignment_id", "image_index", *practice, *event_fields[3:])
     n_events = write_csv(archive, "events.csv", event_columns, event_rows)
 
     meta = {
         a["pk"]: a
-        for a in Assignment.objects.filter(participant__study=study).values(
-            "pk", "participant__code", "image__index", "image_id"
-        )
+        for a in in_study.values("pk", "participant__code", "image__index", "image_id", "practice")
     }
 
     @lru_cache(maxsize=8)
@@ -105,7 +124,7 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         return load_label(DatasetImage.objects.get(pk=image_id)).astype(bool)
 
     def timestep_rows():
-        for assignment_id, rows in study_assignment_timesteps(study):
+        for assignment_id, rows in study_assignment_timesteps(study, include_practice):
             a = meta[assignment_id]
             gt = ground_truth(a["image_id"])
             for row in rows:
@@ -114,20 +133,23 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
                     **prompt_features(row["green"], row["red"], gt),
                     "participant": a["participant__code"],
                     "image_index": a["image__index"],
+                    "practice": a["practice"],
                     "n_green": len(row["green"]),
                     "n_red": len(row["red"]),
                 }
 
-    n_timesteps = write_csv(archive, "timesteps.csv", TIMESTEP_COLUMNS, timestep_rows())
+    timestep_columns = (*TIMESTEP_COLUMNS[:3], *practice, *TIMESTEP_COLUMNS[3:])
+    n_timesteps = write_csv(archive, "timesteps.csv", timestep_columns, timestep_rows())
 
     with archive.open_text("masks.jsonl") as out:
-        for assignment_id, rows in study_assignment_timesteps(study):
+        for assignment_id, rows in study_assignment_timesteps(study, include_practice):
             a = meta[assignment_id]
             for row in rows:
                 record = {
                     "participant": a["participant__code"],
                     "assignment_id": assignment_id,
                     "image_index": a["image__index"],
+                    **({"practice": a["practice"]} if include_practice else {}),
                     "timestep": row["timestep"],
                     "seq": row["seq"],
                     "rle": row["mask_rle"],
@@ -135,8 +157,7 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
                 out.write(json.dumps(record, separators=(",", ":")) + "\n")
 
     assignments = (
-        Assignment.objects.filter(participant__study=study)
-        .annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
+        in_study.annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
         .order_by("pk")
         .values(
             "pk",
@@ -150,9 +171,10 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
             "survey_answers",
             "first_ts",
             "last_ts",
+            "practice",
         )  # fmt: skip
     )
-    steps = study_assignment_timesteps(study)
+    steps = study_assignment_timesteps(study, include_practice)
     pending = next(steps, None)
     done = 0
 
@@ -183,6 +205,7 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
             yield {
                 **assignment_figures(log).as_row(),
                 "order": a["order"],
+                "practice": a["practice"],
                 "status": a["status"],
                 "started_at": a["started_at"],
                 "finished_at": a["finished_at"],
@@ -190,7 +213,7 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
             }
 
     figure_columns = (
-        "assignment_id", "participant", "dataset", "image_index", "order", "status", "started_at", "finished_at",
+        "assignment_id", "participant", "dataset", "image_index", "order", *practice, "status", "started_at", "finished_at",
         "stop_reason", "T", "first", "best", "final", "best_timestep", "best_round", "excess_after_best", "loss",
         "points_at_best", "green_at_best", "red_at_best", "points_at_final", "time_to_best_s", "total_time_s",
         "overprompted", "stagnation_ended", "final_below_best", "survey_answers",
@@ -229,16 +252,17 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
             **row,
             "participant": row["assignment__participant__code"],
             "image_index": row["assignment__image__index"],
+            "practice": row.get("assignment__practice"),
         }
-        for row in InterventionTrial.objects.filter(assignment__participant__study=study)
+        for row in InterventionTrial.objects.filter(**logged)
         .order_by("assignment_id", "seq")
-        .values(*trial_fields)
+        .values(*trial_fields, *("assignment__practice" for _ in practice))
         .iterator(chunk_size=CHUNK)
     )
     n_trials = write_csv(
         archive,
         "trials.csv",
-        ("participant", "assignment_id", "image_index", *trial_fields[3:]),
+        ("participant", "assignment_id", "image_index", *practice, *trial_fields[3:]),
         trials,
     )
     n_baselines = write_baselines_csv(archive, "baselines.csv", study)
@@ -251,5 +275,5 @@ def export_tidy(study: Study, archive: ExportArchive, progress: Progress | None 
         "trials": n_trials,
         "baseline_results": n_baselines,
     }
-    counts.update(kind_of(study).tidy_tables(study, archive))  # the kind's own tables
+    counts.update(kind_of(study).tidy_tables(study, archive, include_practice))  # the kind's own
     return counts
