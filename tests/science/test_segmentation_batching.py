@@ -48,7 +48,11 @@ def one_at_a_time(backend, requests, multimask=True):
 
 def assert_same(batched, single):
     assert batched.masks.shape == single.masks.shape and batched.masks.dtype == bool
-    assert np.array_equal(batched.masks, single.masks)
+    # A batch reorders float32 sums (other GEMM blocking for other shapes; which one depends on
+    # the CPU's instruction set), so logits move by ~1e-7 and a pixel whose logit lies that close
+    # to SAM's threshold may flip: a handful at most. The logits themselves are checked below.
+    flipped = int((batched.masks != single.masks).sum())
+    assert flipped <= max(2, int(1e-4 * single.masks.size)), f"{flipped} pixels differ"
     np.testing.assert_allclose(batched.predicted_iou, single.predicted_iou, rtol=0, atol=1e-4)
     np.testing.assert_allclose(batched.low_res_logits, single.low_res_logits, rtol=0, atol=1e-4)
 
