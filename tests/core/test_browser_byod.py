@@ -90,6 +90,28 @@ def login(page, url: str) -> None:
 def test_upload_report_study_from_dataset_and_both_analysis_pages(live_server, new_page, tmp_path):
     spec = classical_spec()
     owner = researcher("alice")
+    # an intervention study (its analysis page is checked at the end), made before the browser
+    # starts: SQLite's shared-cache test database refuses a write from this thread while the
+    # live server's thread is inside a request of the page's (a table lock, not a wait)
+    istudy = intervention_study(
+        classifier_spec(random_demo_weights(tmp_path)), n_images=1, participants=2
+    )
+    istudy.owner = owner
+    istudy.save(update_fields=["owner"])
+    start_image_analyses(istudy)
+    pc = ParticipantClient(Client(), istudy.participants.first())
+    pc.consent()
+    a = pc.participant.assignments.select_related("image").first()
+    for seq, (op, box) in enumerate([("delete", (5, 5, 40, 40)), ("insert", (20, 30, 90, 100))]):
+        m = np.zeros((a.image.height, a.image.width), bool)
+        m[box[1] : box[3], box[0] : box[2]] = True
+        body = {
+            "client_event_id": f"c{seq}",
+            "seq": seq,
+            "operation": op,
+            "region_rle": rle_encode(m),
+        }
+        assert pc.post(f"assignments/{a.pk}/trials", body).status_code == 200
     r = new_page((1280, 720))
     login(r, live_server.url)
     r.click("#nav-datasets")
@@ -143,26 +165,6 @@ def test_upload_report_study_from_dataset_and_both_analysis_pages(live_server, n
     r.click("#start-export")
     r.wait_for_selector("#export-list li[data-status=done]")
 
-    # an intervention study: its own analysis page behind the same link
-    istudy = intervention_study(
-        classifier_spec(random_demo_weights(tmp_path)), n_images=1, participants=2
-    )
-    istudy.owner = owner
-    istudy.save(update_fields=["owner"])
-    start_image_analyses(istudy)
-    pc = ParticipantClient(Client(), istudy.participants.first())
-    pc.consent()
-    a = pc.participant.assignments.select_related("image").first()
-    for seq, (op, box) in enumerate([("delete", (5, 5, 40, 40)), ("insert", (20, 30, 90, 100))]):
-        m = np.zeros((a.image.height, a.image.width), bool)
-        m[box[1] : box[3], box[0] : box[2]] = True
-        body = {
-            "client_event_id": f"c{seq}",
-            "seq": seq,
-            "operation": op,
-            "region_rle": rle_encode(m),
-        }
-        assert pc.post(f"assignments/{a.pk}/trials", body).status_code == 200
     r.goto(f"{live_server.url}/studies/{istudy.pk}/")
     r.click("#study-analysis")
     assert "Intervention analysis" in r.inner_text("h1")
