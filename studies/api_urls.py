@@ -37,6 +37,11 @@ urlpatterns = [
         name="api-assignment-decoder",
     ),
     path(
+        "assignments/<int:assignment_id>/events/<str:client_event_id>/shown",
+        api_prompting.ShownView.as_view(),
+        name="api-event-shown",
+    ),
+    path(
         "assignments/<int:assignment_id>/embedding.f16",
         api_prompting.EmbeddingView.as_view(),
         name="api-assignment-embedding",

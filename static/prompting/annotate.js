@@ -47,7 +47,8 @@ const s = {
   clickStarts: new Map(),
 };
 window.__timings = [];  // click -> mask drawn (ms), measured in the page (bench/workspace_click.py)
-window.__workspace = { showMask: (m, o) => showMask(m, o) };
+// test seams: draw a mask; the page's LocalPreview (a test may slow it down like a weak laptop)
+window.__workspace = { showMask: (m, o) => showMask(m, o), preview: () => s.preview };
 
 function newId() {
   if (crypto.randomUUID) return crypto.randomUUID();
@@ -227,23 +228,56 @@ function enqueue(action, extra = {}) {
   return item;
 }
 
-/** The in-browser decoder's mask for an added point, drawn at once (issue 14) and described
- * in the event (`shown`) so the log keeps what the participant saw; null when the browser path
- * is off or unavailable (classical model, no WebAssembly) or slower than LOCAL_WAIT_MS. */
-const LOCAL_WAIT_MS = 400;
-async function localPreview(item) {
+/** The in-browser decoder's mask for an added point (issue 14), decoded while the event is on
+ * its way: drawn at once when it is ready before the server's answer (a slower one is dropped:
+ * the participant then only ever sees the server's mask). Resolves to the `shown` payload that
+ * describes what was drawn, or null (nothing drawn, the browser path off or unavailable). No
+ * decode starts while one still runs, and after LATE_LIMIT previews in a row that the server's
+ * answer beat, the page stops decoding (#app data-preview="late"): this device is too slow. */
+const LATE_LIMIT = 5;
+function startLocalPreview(item) {
   if (!s.preview || item.action !== "add" || s.queue[0] !== item || s.queue.length > 1) return null;
+  if (s.previewBusy || (s.previewLate || 0) >= LATE_LIMIT) return null;
   const green = item.mode === "green" ? [...s.green, [item.x, item.y]] : s.green;
   const red = item.mode === "red" ? [...s.red, [item.x, item.y]] : s.red;
   if (needsMore(green, red)) return null;
   const points = [...green, ...red];
   const labels = [...green.map(() => 1), ...red.map(() => 0)];
   const clickedAt = s.clickStarts.get(item.cid) ?? performance.now();
-  const timeout = new Promise((resolve) => setTimeout(() => resolve(null), LOCAL_WAIT_MS));
-  const local = await Promise.race([s.preview.decodeClick(points, labels, { clickedAt }).catch(() => null), timeout]);
-  if (!local || s.queue[0] !== item) return null;
-  showMask({ mask: local.mask, width: local.width, height: local.height }, { source: "local" });
-  return s.preview.shownPayload(local, performance.now());
+  const assignmentId = s.assignment.id;
+  s.previewBusy = true;
+  return s.preview.decodeClick(points, labels, { clickedAt }).then((local) => {
+    s.previewBusy = false;
+    if (!local || item.answered || s.queue[0] !== item || !s.assignment || s.assignment.id !== assignmentId) return null;
+    item.drawn = true;
+    s.previewLate = 0;
+    showMask({ mask: local.mask, width: local.width, height: local.height }, { source: "local" });
+    return s.preview.shownPayload(local, performance.now());  // RLE + hash after the draw
+  }).catch(() => { s.previewBusy = false; return null; });
+}
+
+/** The server answered `item`: a local preview still decoding has lost the race. */
+function previewAnswered(item) {
+  if (!item.local || item.drawn) return;
+  s.previewLate = (s.previewLate || 0) + 1;
+  if (s.previewLate >= LATE_LIMIT) app.dataset.preview = "late";
+}
+
+/** Send what the browser showed for an answered event (written once on the server; a retry is
+ * harmless). A lost report loses only these optional columns, never the event. */
+async function reportShown(item, assignmentId) {
+  const shown = await item.local;
+  if (!shown) return;
+  const url = `assignments/${assignmentId}/events/${encodeURIComponent(item.cid)}/shown`;
+  for (let attempt = 1; attempt <= 3; attempt++) {
+    try {
+      await api.post(url, shown);
+      return;
+    } catch (err) {
+      if (err instanceof ApiFailure && err.status >= 400 && err.status < 500) return;  // refused: nothing to retry
+      await new Promise((resolve) => setTimeout(resolve, 1000 * attempt));
+    }
+  }
 }
 
 async function pump() {
@@ -255,8 +289,8 @@ async function pump() {
     if (item.seq === undefined) item.seq = s.seq;  // fixed once: a retry sends the same seq
     const body = { client_event_id: item.cid, seq: item.seq, action: item.action, client_ts: item.client_ts };
     if (item.action === "add" || item.action === "remove") Object.assign(body, { mode: item.mode, x: item.x, y: item.y });
-    if (item.shown === undefined) item.shown = await localPreview(item);
-    if (item.shown) body.shown = item.shown;
+    // the event leaves now; the local preview decodes meanwhile and never delays the record
+    if (item.local === undefined) item.local = startLocalPreview(item);
     let res;
     try {
       res = await api.post(`assignments/${s.assignment.id}/events`, body);
@@ -266,8 +300,11 @@ async function pump() {
       return;
     }
     if (s.queue[0] === item) s.queue.shift();
+    item.answered = true;
+    previewAnswered(item);
     ui.error.hidden = true;
     applyResult(res, item);
+    if (item.local) reportShown(item, s.assignment.id);
     render();
   }
   s.sending = false;
@@ -480,7 +517,7 @@ async function openAssignment(index) {
     const preview = s.preview;
     preview.setAssignment(a.id).then((ok) => {
       if (s.preview === preview && app.dataset.assignment === String(a.id)) {
-        app.dataset.preview = ok ? "ready" : "off";
+        app.dataset.preview = !ok ? "off" : (s.previewLate || 0) >= LATE_LIMIT ? "late" : "ready";
         app.dataset.previewThreads = String(ok ? preview.threads : 0);
       }
     });

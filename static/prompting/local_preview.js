@@ -7,7 +7,8 @@
 //   const preview = createLocalPreview(assignmentId, state.decoder);  // GET assignments/<id>
 //   const local = await preview.decodeClick(points, labels);          // null: no preview
 //   if (local) drawMask(local.mask, local.width, local.height);
-//   body.shown = preview.shownPayload(local, performance.now());      // on the event POST
+//   const shown = await preview.shownPayload(local, performance.now()); // after the draw
+//   // POST assignments/<id>/events/<client_event_id>/shown with it once the event is answered
 
 const DECODER_MODULE = new URL("./sam_decoder.js", import.meta.url).href;
 
@@ -164,9 +165,9 @@ class LocalPreview {
    * The mask the server would answer for this prompt, decoded here; null when no preview can
    * be made (no decoder, a failed decode).
    * @param {Array<[number, number]>} points (x, y) in image pixels; labels 1 green / 0 red
-   * @returns {Promise<{mask: Uint8Array, width: number, height: number, rle: object,
-   *   sha256: string|null, latencyMs: number, decodeMs: number, maskIndex: number,
-   *   predictedIou: number, clickedAt: number}|null>}
+   * @returns {Promise<{mask: Uint8Array, width: number, height: number, latencyMs: number,
+   *   decodeMs: number, maskIndex: number, predictedIou: number, clickedAt: number}|null>}
+   *   (the RLE and hash the log wants are made by shownPayload, after the mask is drawn)
    */
   async decodeClick(points, labels, { clickedAt = performance.now(), hover = false } = {}) {
     if (!(await this.ready)) return null;
@@ -178,13 +179,10 @@ class LocalPreview {
         maskInput: chain ? this.sd.roundToFloat16(this.lastLowRes) : null,
       });
       if (this.block.chain_low_res_mask && !hover) this.lastLowRes = out.lowResLogits;
-      const sha256 = await this.sd.maskSha256(out.mask);
       return {
         mask: out.mask,
         width: out.width,
         height: out.height,
-        rle: encodeRle(out.mask, out.width, out.height),
-        sha256,
         latencyMs: performance.now() - clickedAt,
         decodeMs: out.decodeMs,
         maskIndex: out.maskIndex,
@@ -215,16 +213,19 @@ class LocalPreview {
   }
 
   /**
-   * The `shown` object of the event POST for a preview that was displayed: null without one
-   * (or where crypto.subtle is missing: no sha256). `drawnAt` (performance.now() once the mask
-   * is on screen) makes latency_ms click -> drawn; without it, click -> decoded.
+   * The `shown` object for a preview that was displayed ({mask_rle, sha256, latency_ms, source}):
+   * null without one, or where crypto.subtle is missing (an insecure origin: no sha256).
+   * `drawnAt` (performance.now() once the mask is on screen) makes latency_ms click -> drawn;
+   * without it, click -> decoded. Async: the RLE and the hash are made here, after the draw.
    */
-  shownPayload(result, drawnAt = null) {
-    if (!result || !result.sha256) return null;
+  async shownPayload(result, drawnAt = null) {
+    if (!result) return null;
+    const sha256 = await this.sd.maskSha256(result.mask);
+    if (!sha256) return null;
     const latency = drawnAt === null ? result.latencyMs : drawnAt - result.clickedAt;
     return {
-      mask_rle: result.rle,
-      sha256: result.sha256,
+      mask_rle: encodeRle(result.mask, result.width, result.height),
+      sha256,
       latency_ms: Math.max(0, Math.round(latency * 1000) / 1000),
       source: "local",
     };

@@ -10,13 +10,16 @@ from pathlib import Path
 from django.http import FileResponse, HttpResponseNotModified
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiTypes, extend_schema
+from rest_framework.response import Response
 
 from interventions.segmentation.browser import DECODER_FORMAT
 from studies.core.api import ParticipantView, participant_or_error, require_consent, study_kind
 from studies.core.api_errors import ApiError
+from studies.core.api_schema import PARTICIPANT_ERRORS, errors
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import owned_assignment
 from studies.prompting.decoder_files import decoder_file, embedding_file, unavailable_reason
+from studies.prompting.events import record_shown
 
 IMMUTABLE = "private, max-age=31536000, immutable"
 
@@ -106,3 +109,19 @@ class EmbeddingView(ParticipantView):
             if not path.is_file():
                 raise ApiError(503, "the embedding was not written; retry")
         return _immutable_file(request, path, etag, "application/octet-stream")
+
+
+class ShownView(ParticipantView):
+    """What the browser displayed before an event's answer ({mask_rle?, sha256, latency_ms?,
+    source: "local"}), for an event already posted; written once (docs/browser_decoder.md)."""
+
+    @extend_schema(
+        request=OpenApiTypes.OBJECT,
+        responses={200: OpenApiTypes.OBJECT, **errors(*PARTICIPANT_ERRORS)},
+        summary="Record the mask the browser showed before an event's answer (once)",
+    )
+    def post(self, request, assignment_id: int, client_event_id: str):
+        participant = participant_or_error(request, write=True)
+        require_consent(participant)
+        study_kind(participant, "prompting")
+        return Response(record_shown(participant, assignment_id, client_event_id, request.data))

@@ -17,7 +17,7 @@ import numpy as np
 from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
 from studies.core.kinds import kind_of
-from studies.core.recorder import ActionLog, Envelope, record
+from studies.core.recorder import ActionLog, Envelope, owned_assignment, record
 from studies.core.rle import decode_rle_field
 from studies.models import Assignment, Participant, PromptEvent
 from studies.prompting.protocol import (
@@ -325,3 +325,39 @@ def assignment_state(participant: Participant, assignment: Assignment) -> dict:
     if not participant.study.option("show_score") and answer["last"] is not None:
         answer["last"] = {**answer["last"], "iou": None}
     return answer
+
+
+def record_shown(participant: Participant, assignment_id: int, cid: str, data: object) -> dict:
+    """What the browser displayed for an event already stored, sent after the event's answer
+    (the page posts the event at once and decodes its preview meanwhile, so the record never
+    waits for the preview). Written once: the same sha256 again replays the answer, another
+    one is a 409; the server's mask, IoU and state are never touched."""
+    assignment = owned_assignment(participant, assignment_id)
+    if not isinstance(data, dict):
+        raise ApiError(400, "the body must be a JSON object: the shown mask's fields")
+    event = assignment.events.filter(client_event_id=cid).first()
+    if event is None:
+        raise ApiError(
+            404,
+            f"no event with client_event_id {cid!r} in assignment {assignment_id}: "
+            "post the event first",
+        )
+    image = assignment.image
+    shown = parse_shown(data, image.width, image.height)
+    iou_value = shown_iou(shown, event.mask_rle)
+    updated = PromptEvent.objects.filter(pk=event.pk, shown_mask_sha256__isnull=True).update(
+        shown_mask_sha256=shown.sha256,
+        shown_iou_vs_server=iou_value,
+        client_latency_ms=shown.latency_ms,
+    )
+    if not updated:
+        event.refresh_from_db(fields=["shown_mask_sha256", "shown_iou_vs_server"])
+        if event.shown_mask_sha256 != shown.sha256:
+            raise ApiError(409, f"event seq {event.seq} already records another shown mask")
+        iou_value = event.shown_iou_vs_server
+    return {
+        "client_event_id": cid,
+        "seq": event.seq,
+        "shown_mask_sha256": shown.sha256,
+        "shown_iou_vs_server": iou_value,
+    }

@@ -173,7 +173,8 @@ class Clicks:
         self.api, self.assignment, self.seq = api, assignment, 0
 
     def post(self, action, mode="", x=None, y=None, shown=None, expect=200):
-        body = {"client_event_id": str(uuid.uuid4()), "seq": self.seq, "action": action}
+        self.cid = str(uuid.uuid4())
+        body = {"client_event_id": self.cid, "seq": self.seq, "action": action}
         if mode:
             body.update(mode=mode, x=x, y=y)
         if shown is not None:
@@ -262,6 +263,102 @@ def test_bad_shown_is_a_400_naming_the_field_and_stores_nothing(client, shown, f
     assert answer["field"] == field, answer
     assert field in answer["error"]
     assert not PromptEvent.objects.filter(assignment=assignment).exists()
+
+
+# ------------------------------------------- the shown mask sent after the event's answer
+
+
+def post_shown(api, assignment, cid, body, expect=200):
+    response = api.post(f"assignments/{assignment.pk}/events/{cid}/shown", body)
+    assert response.status_code == expect, response.content
+    return response.json()
+
+
+def test_shown_sent_after_the_answer_is_written_once_and_leaves_the_record_alone(client):
+    study = prompting_study(n_images=2, participants=1)
+    api = participant_api(client, study)
+    assignment = first_assignment(api)
+    h, w = assignment.image.height, assignment.image.width
+    clicks = Clicks(api, assignment)
+    clicks.post("add", "green", w // 2, h // 2)
+    answer = clicks.post("add", "red", 1, 1)
+    row = PromptEvent.objects.get(assignment=assignment, seq=1)
+    assert row.shown_mask_sha256 is None
+    before = {f: getattr(row, f) for f in ("mask_rle", "iou", "latency_ms", "response", "timestep")}
+
+    shown = np.zeros((h, w), bool)
+    shown[: h // 2, :] = True
+    got = post_shown(api, assignment, clicks.cid, shown_of(shown, latency=41.5))
+    server = rle_decode(answer["mask_rle"])
+    row.refresh_from_db()
+    assert row.shown_mask_sha256 == mask_sha256(shown) and row.client_latency_ms == 41.5
+    assert row.shown_iou_vs_server == pytest.approx(iou(shown, server))
+    assert got == {
+        "client_event_id": clicks.cid,
+        "seq": 1,
+        "shown_mask_sha256": mask_sha256(shown),
+        "shown_iou_vs_server": row.shown_iou_vs_server,
+    }
+    assert before == {f: getattr(row, f) for f in before}  # the server's record is untouched
+    # a retry replays; another mask for the same event is refused and changes nothing
+    assert post_shown(api, assignment, clicks.cid, shown_of(shown, latency=41.5)) == got
+    answer409 = post_shown(api, assignment, clicks.cid, shown_of(~shown), expect=409)
+    assert "already records another shown mask" in answer409["error"]
+    row.refresh_from_db()
+    assert row.shown_mask_sha256 == mask_sha256(shown)
+    # only the hash of the server's own mask: identical
+    clicks.post("add", "red", 2, 2)
+    server = rle_decode(PromptEvent.objects.get(assignment=assignment, seq=2).mask_rle)
+    only_hash = {"sha256": mask_sha256(server), "source": "local", "latency_ms": 7}
+    assert post_shown(api, assignment, clicks.cid, only_hash)["shown_iou_vs_server"] == 1.0
+    # the tidy export reads the same columns as for a shown sent with the event
+    assert PromptEvent.objects.filter(shown_mask_sha256__isnull=False).count() == 2
+
+
+@pytest.mark.parametrize(
+    "body, field",
+    [
+        ([1, 2], None),
+        ({"sha256": "0" * 64, "source": "server"}, "shown.source"),
+        ({"sha256": "0" * 63, "source": "local"}, "shown.sha256"),
+        ({"sha256": "0" * 64, "source": "local", "latency_ms": 1e12}, "shown.latency_ms"),
+        ({"sha256": "0" * 64, "source": "local", "extra": 1}, "shown"),
+        ("WRONG_HASH", "shown.sha256"),
+    ],
+)
+def test_bad_shown_follow_up_is_a_400_naming_the_field_and_stores_nothing(client, body, field):
+    study = prompting_study(n_images=1, participants=1)
+    api = participant_api(client, study)
+    assignment = first_assignment(api)
+    h, w = assignment.image.height, assignment.image.width
+    clicks = Clicks(api, assignment)
+    clicks.post("add", "green", w // 2, h // 2)
+    if body == "WRONG_HASH":
+        mask = np.ones((h, w), bool)
+        body = {**shown_of(mask), "sha256": mask_sha256(~mask)}
+    answer = post_shown(api, assignment, clicks.cid, body, expect=400)
+    assert answer.get("field") == field, answer
+    assert not PromptEvent.objects.filter(shown_mask_sha256__isnull=False).exists()
+
+
+def test_shown_follow_up_needs_the_participants_own_stored_event(client):
+    study = prompting_study(n_images=1, participants=3)
+    api = participant_api(client, study)
+    assignment = first_assignment(api)
+    h, w = assignment.image.height, assignment.image.width
+    clicks = Clicks(api, assignment)
+    clicks.post("add", "green", w // 2, h // 2)
+    shown = shown_of(np.ones((h, w), bool))
+    missing = post_shown(api, assignment, "not-posted-yet", shown, expect=404)
+    assert "post the event first" in missing["error"]
+    other = participant_api(client, study, number=2)
+    post_shown(other, assignment, clicks.cid, shown, expect=404)  # not their assignment
+    unconsented = participant_api(client, study, number=3, consent=False)
+    assert "consent" in post_shown(unconsented, assignment, clicks.cid, shown, expect=403)["error"]
+    assert not PromptEvent.objects.filter(shown_mask_sha256__isnull=False).exists()
+    study.status = "closed"
+    study.save()
+    post_shown(api, assignment, clicks.cid, shown, expect=409)
 
 
 def read_csv(zf, name):

@@ -81,11 +81,12 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
         const ready = await preview.ready;
         const clickedAt = performance.now();
         const local = await preview.decodeClick([green, red], [1, 0], { clickedAt });
-        const shown = preview.shownPayload(local, performance.now());
+        const shown = await preview.shownPayload(local, performance.now());
         await api(`assignments/${aid}/events`,
             { client_event_id: "g", seq: 0, action: "add", mode: "green", x: green[0], y: green[1] });
         const answer = await api(`assignments/${aid}/events`,
-            { client_event_id: "r", seq: 1, action: "add", mode: "red", x: red[0], y: red[1], shown });
+            { client_event_id: "r", seq: 1, action: "add", mode: "red", x: red[0], y: red[1] });
+        const recorded = await api(`assignments/${aid}/events/r/shown`, shown);
         const prefetched = await preview.prefetch(second);
         const moved = await preview.setAssignment(second);
         const other = await preview.decodeClick([green], [1]);
@@ -97,8 +98,8 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
         const direct = await hovering.decodeClick([green, red], [1, 1]);
         window.preview = preview;
         return { ready, reason: preview.reason, bits: bits(local.mask), width: local.width,
-                 height: local.height, rle: local.rle, sha256: local.sha256,
-                 latencyMs: local.latencyMs, shown, answer, prefetched, moved,
+                 height: local.height, rle: shown.mask_rle, sha256: shown.sha256,
+                 latencyMs: local.latencyMs, shown, answer, recorded, prefetched, moved,
                  otherBits: other && bits(other.mask), hoverOff,
                  hoverBits: hovers.map((h) => h && bits(h.mask)), directBits: bits(direct.mask) };
     }""",
@@ -113,6 +114,7 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
         out["shown"]["source"] == "local" and out["shown"]["latency_ms"] >= out["latencyMs"] - 1e-3
     )
     assert out["answer"]["status"] == 200, out["answer"]
+    assert out["recorded"]["status"] == 200, out["recorded"]
     server = rle_decode(out["answer"]["body"]["mask_rle"])
     assert iou(mask, server) > 0.99  # float16 embedding vs the server's float32
     row = PromptEvent.objects.get(assignment=first, seq=1)
@@ -138,7 +140,7 @@ def test_no_preview_for_a_classical_study_or_without_webassembly(
         const preview = lp.createLocalPreview(aid, state.body.decoder);
         return { ready: await preview.ready, reason: preview.reason,
                  local: await preview.decodeClick([[5, 5]], [1]),
-                 shown: preview.shownPayload(null) };
+                 shown: await preview.shownPayload(null) };
     }""",
         aid,
     )

@@ -1,6 +1,9 @@
-"""The prompting page with SAM's decoder in the browser (issue 14): a click draws the local
-mask at once ("local"), the event carries what was shown, the server's answer replaces it
-("server"), and the log keeps both: the server's timestep and the shown mask's hash and IoU."""
+"""The prompting page with SAM's decoder in the browser (issue 14): a click sends its event at
+once and draws the local mask meanwhile ("local"); the server's answer replaces it ("server");
+then what was shown follows the answer, and the log keeps both: the server's timestep and the
+shown mask's hash and IoU."""
+
+import time
 
 import pytest
 
@@ -13,12 +16,23 @@ pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
 def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
-    live_server, chromium, django_capture_on_commit_callbacks
+    live_server, chromium, django_capture_on_commit_callbacks, monkeypatch
 ):
     if not (ROOT / "static" / "vendor" / "onnxruntime-web" / "ort.wasm.min.mjs").is_file():
         pytest.fail("static/vendor lacks onnxruntime-web: run `make setup`")
     study, _ = sam_study(django_capture_on_commit_callbacks)
     study.participants.all().delete()
+    # a slow server (or network): the record must not wait for the local preview, nor the
+    # preview for the record
+    from studies.prompting import events
+
+    predict = events.request_prediction
+
+    def slow_prediction(*args):
+        time.sleep(1.0)
+        return predict(*args)
+
+    monkeypatch.setattr(events, "request_prediction", slow_prediction)
     context = chromium.new_context(viewport={"width": 1280, "height": 720})
     context.set_default_timeout(30_000)
     page = context.new_page()
@@ -29,10 +43,20 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
     page.add_init_script(
         """
         window.__sources = [];
+        window.__log = [];
         new MutationObserver(() => {
           const s = document.getElementById('app')?.dataset.maskSource;
-          if (s && window.__sources[window.__sources.length - 1] !== s) window.__sources.push(s);
+          if (s && window.__sources[window.__sources.length - 1] !== s) {
+            window.__sources.push(s);
+            window.__log.push({ t: performance.now(), source: s });
+          }
         }).observe(document, { attributes: true, subtree: true, attributeFilter: ['data-mask-source'] });
+        const fetched = window.fetch;
+        window.fetch = (url, init) => {
+          const body = init && typeof init.body === 'string' ? init.body : '';
+          window.__log.push({ t: performance.now(), url: String(url), shown: body.includes('"shown"') });
+          return fetched(url, init);
+        };
         """
     )
     try:
@@ -46,12 +70,14 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
         page.wait_for_function("() => document.getElementById('app').dataset.preview === 'ready'")
         ui.click(spots["inside"])
         page.click("#btn-red")
-        page.evaluate("() => { window.__sources = []; }")
+        page.evaluate("() => { window.__sources = []; window.__log = []; }")
         ui.click(spots["outside"])
         page.wait_for_function(
             "() => document.getElementById('app').dataset.maskSource === 'server'"
         )
         sources = page.evaluate("() => window.__sources")
+        page.wait_for_function("() => window.__log.some((e) => (e.url || '').endsWith('/shown'))")
+        log = page.evaluate("() => window.__log")
         # the page is cross-origin isolated (COOP + COEP), so the decoder runs on threads
         isolated = page.evaluate("() => globalThis.crossOriginIsolated")
         threads = page.evaluate("() => document.getElementById('app').dataset.previewThreads")
@@ -82,7 +108,76 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
     assert len(decoder_gets) == 1, decoder_gets  # one model load for the whole study
     assert PromptEvent.objects.get(assignment=second, timestep=0).shown_mask_sha256
     assert sources[:2] == ["local", "server"], sources  # the local mask first, then the record
+    # the event left before the local mask was drawn, without `shown`; what was shown followed
+    posts = [e for e in log if "url" in e and e["url"].endswith("/events")]
+    local_at = next(e["t"] for e in log if e.get("source") == "local")
+    server_at = next(e["t"] for e in log if e.get("source") == "server")
+    shown_at = next(e["t"] for e in log if e.get("url", "").endswith("/shown"))
+    assert len(posts) == 1 and not posts[0]["shown"], log
+    assert posts[0]["t"] < local_at < server_at <= shown_at, log
     event = PromptEvent.objects.get(assignment=assignment, timestep=0)
     assert event.shown_mask_sha256 and len(event.shown_mask_sha256) == 64
     assert event.shown_iou_vs_server is not None and event.shown_iou_vs_server > 0.99
     assert event.client_latency_ms is not None and event.client_latency_ms > 0
+
+
+def test_a_preview_slower_than_the_server_is_never_drawn_and_stops_after_five(
+    live_server, chromium, django_capture_on_commit_callbacks
+):
+    """A weak device: the local decode (slowed here by 1.5 s) loses every race against the
+    server's answer; nothing local is drawn or reported, and after five such clicks in a row
+    the page stops decoding (#app data-preview="late"): the sixth click decodes nothing."""
+    study, _ = sam_study(django_capture_on_commit_callbacks, min_green=1, min_red=0)
+    study.participants.all().delete()
+    context = chromium.new_context(viewport={"width": 1280, "height": 720})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    shown_posts = []
+    page.on("request", lambda r: shown_posts.append(r.url) if r.url.endswith("/shown") else None)
+    page.add_init_script(
+        """
+        window.__sources = [];
+        new MutationObserver(() => {
+          const s = document.getElementById('app')?.dataset.maskSource;
+          if (s) window.__sources.push(s);
+        }).observe(document, { attributes: true, subtree: true, attributeFilter: ['data-mask-source'] });
+        """
+    )
+    try:
+        page.goto(f"{live_server.url}/s/{study.pk}/join")
+        page.check("#agree")
+        page.click("#consent-submit")
+        page.click("#start")
+        ui = Annotator(page)
+        assignment = ui.open()
+        page.wait_for_function("() => document.getElementById('app').dataset.preview === 'ready'")
+        page.evaluate(
+            """() => {
+            const preview = window.__workspace.preview();
+            const decode = preview.decodeClick.bind(preview);
+            window.__decodes = 0;
+            preview.decodeClick = async (...args) => {
+              window.__decodes++;
+              const out = await decode(...args);
+              await new Promise((resolve) => setTimeout(resolve, 1500));
+              return out;
+            };
+        }"""
+        )
+        h, w = assignment.image.height, assignment.image.width
+        for k in range(6):
+            ui.click((w // 4 + 9 * k, h // 3))
+            page.wait_for_function(
+                "() => document.getElementById('app').dataset.maskSource === 'server'"
+            )
+            page.wait_for_timeout(1700)  # the slow decode comes back (and is dropped)
+        decodes = page.evaluate("() => window.__decodes")
+        state = page.evaluate("() => document.getElementById('app').dataset.preview")
+        sources = page.evaluate("() => window.__sources")
+    finally:
+        context.close()
+    assert "local" not in sources and sources.count("server") == 6, sources
+    assert shown_posts == []
+    assert decodes == 5 and state == "late", (decodes, state)
+    events = PromptEvent.objects.filter(assignment=assignment, timestep__isnull=False)
+    assert events.count() == 6 and not events.filter(shown_mask_sha256__isnull=False).exists()
