@@ -217,6 +217,11 @@ def study_progress(study: Study) -> dict:
         "assignments_total": total,
         "assignments_finished": sum(p["finished"] for p in participant_rows),
         "precompute": study.jobs.filter(kind="precompute").order_by("-created_at").first(),
+        "open_jobs": [
+            (kind, label, job)
+            for kind, label in study.kind_spec.extra.get("open_jobs", {}).items()
+            if (job := study.jobs.filter(kind=kind).order_by("-created_at").first())
+        ],
     }
 
 

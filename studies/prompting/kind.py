@@ -132,6 +132,10 @@ PROMPTING = register(
             "Do you think the ground truth mask was suboptimal, i.e. are the model's results "
             "qualitatively better?"
         ),
-        extra={"precompute_label": "Image embeddings"},
+        extra={
+            "precompute_label": "Image embeddings",
+            # further jobs opening starts, shown on the study page when one exists
+            "open_jobs": {"onnx_export": "Browser decoder (SAM's decoder exported to ONNX)"},
+        },
     )
 )

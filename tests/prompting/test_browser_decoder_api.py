@@ -134,6 +134,22 @@ def test_participants_reach_only_their_own_files_after_consent(
         assert other.get(f"assignments/{theirs.pk}/{name}").status_code == 403
 
 
+def test_study_page_shows_the_decoder_export_job(client, django_capture_on_commit_callbacks):
+    study, _ = sam_study(django_capture_on_commit_callbacks)
+    client.force_login(study.owner)
+    page = client.get(f"/studies/{study.pk}/").content.decode()
+    assert 'id="job-onnx_export"' in page and "Browser decoder" in page
+    assert 'id="onnx_export-status">Done<' in page
+    job = Job.objects.get(study=study, kind="onnx_export")
+    job.status, job.error = "failed", "onnx export failed: out of memory"
+    job.save()
+    page = client.get(f"/studies/{study.pk}/progress").content.decode()
+    assert 'id="onnx_export-error">onnx export failed: out of memory<' in page
+    classical = prompting_study(n_images=1, participants=0)
+    client.force_login(classical.owner)
+    assert "job-onnx_export" not in client.get(f"/studies/{classical.pk}/").content.decode()
+
+
 def test_classical_study_has_no_decoder_and_says_why(client, django_capture_on_commit_callbacks):
     study = prompting_study(n_images=2, participants=1)
     with django_capture_on_commit_callbacks(execute=True):
