@@ -181,3 +181,25 @@ def test_a_preview_slower_than_the_server_is_never_drawn_and_stops_after_five(
     assert decodes == 5 and state == "late", (decodes, state)
     events = PromptEvent.objects.filter(assignment=assignment, timestep__isnull=False)
     assert events.count() == 6 and not events.filter(shown_mask_sha256__isnull=False).exists()
+
+
+def test_study_page_shows_the_decoder_export_at_three_viewports(
+    live_server, new_page, django_capture_on_commit_callbacks
+):
+    from tests.browser_support import screenshot
+    from tests.core.test_browser_trust import SIZES, login
+
+    study, _ = sam_study(django_capture_on_commit_callbacks)
+    for name, size in SIZES.items():
+        page = new_page(viewport=size)
+        login(page, live_server.url, study.owner)
+        page.goto(f"{live_server.url}/studies/{study.pk}/")
+        assert page.inner_text("#onnx_export-status") == "Done"
+        assert "Browser decoder" in page.inner_text("#job-onnx_export")
+        overflow = page.evaluate(
+            "() => document.documentElement.scrollWidth - document.documentElement.clientWidth"
+        )
+        assert overflow <= 0, (name, overflow)
+        page.locator("#progress").scroll_into_view_if_needed()
+        screenshot(page, f"researcher_sam_study_{name}")
+        page.close()
