@@ -1,14 +1,13 @@
 """The participants' API of the browser decoder (docs/browser_decoder.md): the study model's
 exported SAM decoder and an image's float16 embedding, served as files (nothing is computed
-here: a missing embedding file is written by a worker task), and the `decoder` block a page
-needs to decide whether it previews clicks locally."""
+here: a missing embedding file is written by a worker task), and what a page shows it showed
+(`events/<client_event_id>/shown`)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from django.http import FileResponse, HttpResponseNotModified
-from django.urls import reverse
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework.response import Response
 
@@ -18,7 +17,11 @@ from studies.core.api_errors import ApiError
 from studies.core.api_schema import PARTICIPANT_ERRORS, errors
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import owned_assignment
-from studies.prompting.decoder_files import decoder_file, embedding_file, unavailable_reason
+from studies.prompting.decoder_files import (
+    decoder_file,
+    embedding_file,
+    study_unavailable_reason,
+)
 from studies.prompting.events import record_shown
 
 IMMUTABLE = "private, max-age=31536000, immutable"
@@ -29,33 +32,6 @@ def _assignment(request, assignment_id: int):
     require_consent(participant)
     study_kind(participant, "prompting")
     return owned_assignment(participant, assignment_id)
-
-
-def _why_not(study) -> str | None:
-    """Why this study's browser decoder is not served (None when it may be)."""
-    reason = unavailable_reason(study.model)
-    if reason is None and not study.option("browser_decoder"):
-        reason = "the study turned the browser decoder off (protocol option browser_decoder)"
-    return reason
-
-
-def decoder_block(study, assignment_id: int) -> dict:
-    """What a page needs to preview clicks in the browser: whether it can, why not, the two
-    file URLs and the options the local decoder must follow to answer as the server does."""
-    reason = _why_not(study)
-    if reason is None and not decoder_file(study.model).is_file():
-        reason = "the decoder is not exported yet (the study's onnx_export job)"
-    return {
-        "available": reason is None,
-        "reason": reason,
-        "model_url": reverse("api-assignment-decoder", args=[assignment_id]),
-        "embedding_url": reverse("api-assignment-embedding", args=[assignment_id]),
-        "model_id": study.model.model_id,
-        "decoder_format": DECODER_FORMAT,
-        "mask_choice": study.option("mask_choice"),
-        "chain_low_res_mask": bool(study.option("chain_low_res_mask")),
-        "hover_preview": bool(study.option("hover_preview")),
-    }
 
 
 def _immutable_file(request, path: Path, etag: str, content_type: str):
@@ -76,7 +52,7 @@ class DecoderView(ParticipantView):
     def get(self, request, assignment_id: int):
         assignment = _assignment(request, assignment_id)
         study = assignment.participant.study
-        reason = _why_not(study)
+        reason = study_unavailable_reason(study)
         if reason:
             raise ApiError(404, reason)
         path = decoder_file(study.model)
@@ -94,7 +70,7 @@ class EmbeddingView(ParticipantView):
     def get(self, request, assignment_id: int):
         assignment = _assignment(request, assignment_id)
         study = assignment.participant.study
-        reason = _why_not(study)
+        reason = study_unavailable_reason(study)
         if reason:
             raise ApiError(404, reason)
         image_sha = assignment.image.sha256

@@ -1,14 +1,20 @@
 """Where the browser decoder's files live, for the web process (which serves them) and the
 workers (which write them): the exported ONNX decoder of a SAM model spec and the float16 copy
-of an image's embedding, both under `EMBEDDING_CACHE_DIR` (shared by every process)."""
+of an image's embedding, both under `EMBEDDING_CACHE_DIR` (shared by every process); and the
+`decoder` block a page reads to decide whether it previews clicks locally."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from django.conf import settings
+from django.urls import reverse
 
-from interventions.segmentation.browser import decoder_onnx_path, f16_embedding_path
+from interventions.segmentation.browser import (
+    DECODER_FORMAT,
+    decoder_onnx_path,
+    f16_embedding_path,
+)
 
 
 def decoder_dir() -> Path:
@@ -37,3 +43,30 @@ def embedding_file(spec, image_sha256: str) -> Path:
         spec.model_id,
         spec.weights_sha256 or None,
     )
+
+
+def study_unavailable_reason(study) -> str | None:
+    """Why this study's browser decoder is not served (None when it may be)."""
+    reason = unavailable_reason(study.model)
+    if reason is None and not study.option("browser_decoder"):
+        reason = "the study turned the browser decoder off (protocol option browser_decoder)"
+    return reason
+
+
+def decoder_block(study, assignment_id: int) -> dict:
+    """What a page needs to preview clicks in the browser: whether it can, why not, the two
+    file URLs and the options the local decoder must follow to answer as the server does."""
+    reason = study_unavailable_reason(study)
+    if reason is None and not decoder_file(study.model).is_file():
+        reason = "the decoder is not exported yet (the study's onnx_export job)"
+    return {
+        "available": reason is None,
+        "reason": reason,
+        "model_url": reverse("api-assignment-decoder", args=[assignment_id]),
+        "embedding_url": reverse("api-assignment-embedding", args=[assignment_id]),
+        "model_id": study.model.model_id,
+        "decoder_format": DECODER_FORMAT,
+        "mask_choice": study.option("mask_choice"),
+        "chain_low_res_mask": bool(study.option("chain_low_res_mask")),
+        "hover_preview": bool(study.option("hover_preview")),
+    }

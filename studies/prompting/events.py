@@ -302,8 +302,8 @@ def submit_event(participant: Participant, assignment_id: int, data: object) -> 
 
 def assignment_state(participant: Participant, assignment: Assignment) -> dict:
     """What a client needs to resume: round, timestep count, point sets, the last result and
-    the browser decoder's block (studies/prompting/api.py `decoder_block`)."""
-    from studies.prompting.api import decoder_block
+    the browser decoder's block (studies/prompting/decoder_files.py `decoder_block`)."""
+    from studies.prompting.decoder_files import decoder_block
 
     state = State.from_json(assignment.state)
     last = assignment.events.filter(timestep__isnull=False).order_by("-seq").first()
