@@ -10,6 +10,9 @@ a bench page that imports sam_decoder.js. Each timed click decodes the current p
 positions; 1-11 points, a new sequence every 11 clicks) and draws the mask on a canvas over the
 image; the time runs from the click's points being handed to the decoder to the first
 requestAnimationFrame after the draw (performance.now() in the page; no input event dispatch).
+The page upscales only the image's part of SAM's padded 1024 frame (decoder v3); each click is
+also decoded upscaling the whole frame (`fullLowRes`, what v2 did and chained studies still do),
+in alternating order, and both decode times are reported with their ratio.
 The server path is measured in process: `SamBackend.predict` on the cached float32 embedding,
 same prompts, no HTTP and no queue (bench/click_latency.py measures those). Agreement: IoU of
 the browser's mask vs the server's mask for every timed click (same mask_choice: half of the
@@ -101,7 +104,13 @@ window.runClicks = async (prompts, keepMasks) => {
   const ctx = document.getElementById("mask").getContext("2d");
   const rgba = window.overlay.data;
   const out = [];
-  for (const p of prompts) {
+  for (const [k, p] of prompts.entries()) {
+    // the baseline in the same run: the same click upscaling SAM's whole padded frame (as
+    // decoder v2 did, and as a study that chains the low-res mask still does); order alternates
+    const full = async () => (await window.decoder.decode(p.points, p.labels,
+        { maskChoice: p.maskChoice, fullLowRes: true })).decodeMs;
+    const fullFirst = k % 2 === 0;
+    const fullMs = fullFirst ? await full() : null;
     const started = performance.now();
     const r = await window.decoder.decode(p.points, p.labels, { maskChoice: p.maskChoice });
     for (let i = 0, j = 3; i < r.mask.length; i++, j += 4) {
@@ -111,7 +120,8 @@ window.runClicks = async (prompts, keepMasks) => {
     await nextFrame();
     const drawnMs = performance.now() - started;
     out.push({
-      drawnMs, decodeMs: r.decodeMs, maskIndex: r.maskIndex, predictedIou: r.predictedIou,
+      drawnMs, decodeMs: r.decodeMs, fullMs: fullFirst ? fullMs : await full(),
+      maskIndex: r.maskIndex, predictedIou: r.predictedIou,
       bits: keepMasks ? packBits(r.mask) : null,
     });
   }
@@ -251,6 +261,7 @@ def main() -> None:
 
     drawn = [c["drawnMs"] for c in page["clicks"]]
     decode = [c["decodeMs"] for c in page["clicks"]]
+    decode_full = [c["fullMs"] for c in page["clicks"]]
     result = {
         "bench": "browser_click",
         "model": "vit_b, random weights (seed 0), decoder exported to ONNX opset 17",
@@ -265,6 +276,11 @@ def main() -> None:
             "decode_p50_ms": percentile(decode, 50),
             "decode_p95_ms": percentile(decode, 95),
             "decode_min_ms": round(min(decode), 2),
+            "decode_full_frame_p50_ms": percentile(decode_full, 50),
+            "decode_full_frame_p95_ms": percentile(decode_full, 95),
+            "full_frame_over_image_only_p50": round(
+                float(np.median(decode_full)) / float(np.median(decode)), 3
+            ),
             "model_load_ms": round(page["setup"]["loadMs"], 1),
             "embedding_f16_bytes": page["setup"]["embeddingBytes"],
             "embedding_convert_ms": round(page["setup"]["convertMs"], 1),

@@ -21,9 +21,9 @@ from interventions.segmentation.cache import EmbeddingCache
 MASK_CHOICES = ("first", "best_predicted")  # studies' protocol option mask_choice
 # Part of the exported decoder's cache key: bump when the graph's inputs, outputs or meaning
 # change (onnx_export.py writes it; the web process finds the file by it, without torch).
-DECODER_FORMAT = "decoder-v2"
+DECODER_FORMAT = "decoder-v3"
 DECODER_SUFFIX = ".samdec"
-DECODER_MAGIC = b"SAMDEC02"
+DECODER_MAGIC = b"SAMDEC03"
 # magic, most points for the few-token graph, bytes of the prepare, click and click_few graphs
 _DECODER_HEADER = struct.Struct("<8sIIII")
 F16_MAGIC = b"SAMEMB16"
@@ -34,7 +34,7 @@ def decoder_onnx_path(
     cache_dir: str | os.PathLike[str], model_type: str, weights_sha256: str
 ) -> Path:
     """Where ``onnx_export.cached_decoder_onnx`` keeps the exported decoder of these weights:
-    ``<cache_dir>/<model_type>-<weights sha256>-decoder-v2.samdec``."""
+    ``<cache_dir>/<model_type>-<weights sha256>-decoder-v3.samdec``."""
     if len(weights_sha256) != 64 or not all(ch in "0123456789abcdef" for ch in weights_sha256):
         raise ValueError(f"weights_sha256 must be 64 lowercase hex digits, got {weights_sha256!r}")
     if not model_type or not model_type.replace("_", "").isalnum():
@@ -162,11 +162,13 @@ def onnx_decoder_feeds(
     labels: np.ndarray,
     mask_input: np.ndarray | None = None,
     mask_choice: str = "first",
+    full_low_res: bool = True,
 ) -> dict[str, np.ndarray]:
     """The exported decoder's inputs for one prompt, built as the server path builds them:
     ``SamBackend.predict`` rounds (x, y) to float32, ``SamPredictor``'s ``apply_coords`` scales
     them by (w_in / W, h_in / H) in float64, the result is float32; SAM's padding point (0, 0)
-    with label -1 goes last."""
+    with label -1 goes last. ``full_low_res`` False lets the graph upscale only the image's part
+    of the padded frame (the mask is the same; ``low_res_masks`` is then that part)."""
     if mask_choice not in MASK_CHOICES:
         raise ValueError(f"mask_choice must be one of {MASK_CHOICES}, got {mask_choice!r}")
     (h, w), (hi, wi) = embedding.original_size, embedding.input_size
@@ -187,6 +189,7 @@ def onnx_decoder_feeds(
         "has_mask_input": np.array([0.0 if mask_input is None else 1.0], np.float32),
         "orig_im_size": np.array(embedding.original_size, np.float32),
         "best_predicted": np.array([float(mask_choice == "best_predicted")], np.float32),
+        "full_low_res": np.array([1.0 if full_low_res else 0.0], np.float32),
     }
 
 

@@ -25,19 +25,25 @@ graphs, so that a click pays only for what depends on the click:
     point_labels      float32 (1, N)             1 green, 0 red, -1 the padding point
     orig_im_size      float32 (2,)               (H, W) of the original image
     best_predicted    float32 (1,)               1: mask_choice best_predicted, 0: first
+    full_low_res      float32 (1,)               1: upscale SAM's whole padded frame (the
+                                                  low-res logits are chained); 0: only the
+                                                  image's part (same mask, less work)
  -> masks             float32 (1, 1, H, W)       logits of the chosen mask (> 0 is the mask)
     iou_predictions   float32 (1, 3)             predicted IoU of the three multimask outputs
-    low_res_masks     float32 (1, 1, 256, 256)   the chosen low-res logits (next mask_input)
+    low_res_masks     float32 (1, 1, 256, 256)   the chosen low-res logits (next mask_input);
+                                                  with full_low_res 0 their top-left part
     mask_index        int64   (1,)               which of the three was chosen
 
 The click graph is SAM's MaskDecoder rewritten for a CPU without changing its arithmetic beyond
 float32 reassociation: image tokens stay channel last (no head transposes of the 4096 image
 tokens: per-head keys are computed transposed, as one GEMM), the two 2x2 stride-2 transposed
 convolutions of the output upscaling are matrix products on channel-last pixels (their
-LayerNorm2d is a LayerNorm per pixel), and only the chosen mask is formed and upscaled.
+LayerNorm2d is a LayerNorm per pixel), and only the chosen mask is formed and upscaled
+(``click_few``, the same for up to 10 points, folds the image projections into the tokens).
 
-The container (``DECODER_FORMAT``): ``b"SAMDEC02"``, the byte lengths of the two graphs as
-little-endian uint32, then the ``prepare`` and the ``click`` ONNX files.
+The container (``DECODER_FORMAT``): ``b"SAMDEC03"``, then as little-endian uint32 the most
+points ``click_few`` is for and the byte lengths of the three graphs, then the ``prepare``,
+``click`` and ``click_few`` ONNX files (``pack_decoder`` in browser.py).
 """
 
 from __future__ import annotations
@@ -74,7 +80,14 @@ __all__ = [
 ]
 PREPARE_INPUTS = ["image_embeddings", "mask_input", "has_mask_input"]
 PREPARED = ["keys", "k_t", "v_t", "q_t"]
-CLICK_INPUTS = [*PREPARED, "point_coords", "point_labels", "orig_im_size", "best_predicted"]
+CLICK_INPUTS = [
+    *PREPARED,
+    "point_coords",
+    "point_labels",
+    "orig_im_size",
+    "best_predicted",
+    "full_low_res",
+]
 OUTPUT_NAMES = ["masks", "iou_predictions", "low_res_masks", "mask_index"]
 
 
@@ -226,7 +239,16 @@ class ClickGraph(nn.Module):
 
     @torch.no_grad()
     def forward(
-        self, keys, k_t, v_t, q_t, point_coords, point_labels, orig_im_size, best_predicted
+        self,
+        keys,
+        k_t,
+        v_t,
+        q_t,
+        point_coords,
+        point_labels,
+        orig_im_size,
+        best_predicted,
+        full_low_res,
     ):
         dec = self.decoder
         tr = dec.transformer
@@ -283,14 +305,32 @@ class ClickGraph(nn.Module):
             ]
         )
         chosen = torch.index_select(hyper, 0, index)  # (1, C / 8)
-        low_res = self.upscaled_mask(keys, chosen)
+        low_res = self.upscaled_mask(self.image_cells(keys, orig_im_size, full_low_res), chosen)
         return self.postprocess(low_res, orig_im_size), scores, low_res, index
 
-    def upscaled_mask(self, keys: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
-        """MaskDecoder.output_upscaling then ``hyper @ upscaled`` for one mask, channel last:
-        ConvTranspose2d(k=2, s=2) maps each pixel to its 2 x 2 children by one matrix, so both
-        are matrix products on pixel rows, and the result is put in image order once."""
+    def image_cells(self, keys, orig_im_size, full_low_res):
+        """The image tokens (grid rows x columns, C) the upscaling needs: all of them when
+        ``full_low_res`` is 1 (the low-res logits are chained into the next click), else only
+        those under the image in the padded 1024 frame plus two cells of margin, so that every
+        pixel the bilinear resizes read is computed (each token's 4 x 4 low-res pixels depend
+        on that token alone). For a 4:3 image 50 of 64 rows."""
+        h, w = self.grid
+        img = self.reference.img_size
+        grid = torch.tensor([h, w], dtype=torch.int64)
+        inside = self.reference.resize_longest_image_size(orig_im_size, img).to(torch.int64)
+        need = torch.minimum(torch.div(inside, img // h, rounding_mode="floor") + 2, grid)
+        need = torch.where(full_low_res > 0.5, grid, need)
+        cells = keys.reshape(h, w, keys.shape[1])[: need[0], : need[1]]
+        return cells
+
+    def upscaled_mask(self, cells: torch.Tensor, hyper: torch.Tensor) -> torch.Tensor:
+        """MaskDecoder.output_upscaling then ``hyper @ upscaled`` for one mask, channel last, on
+        grid cells (rows, cols, C): ConvTranspose2d(k=2, s=2) maps each pixel to its 2 x 2
+        children by one matrix, so both are matrix products on pixel rows, and the result is put
+        in image order once."""
         conv1, norm, act1, conv2, act2 = self.decoder.output_upscaling
+        cols = cells.shape[1]
+        keys = cells.reshape(-1, cells.shape[2])
         n = keys.shape[0]
         c4, c8 = conv1.weight.shape[1], conv2.weight.shape[1]
         w1 = conv1.weight.permute(0, 2, 3, 1).reshape(conv1.weight.shape[0], 4 * c4)
@@ -298,16 +338,18 @@ class ClickGraph(nn.Module):
         y = act1(F.layer_norm(y, (c4,), norm.weight, norm.bias, norm.eps))
         w2 = conv2.weight.permute(0, 2, 3, 1).reshape(c4, 4 * c8)
         z = act2((y @ w2).reshape(n * 16, c8) + conv2.bias)  # rows (pixel, a, b, c, d)
-        h, w = self.grid
-        low = (z @ hyper.t()).reshape(h, w, 2, 2, 2, 2)  # (i, j, a, b, c, d)
-        return low.permute(0, 2, 4, 1, 3, 5).reshape(1, 1, 4 * h, 4 * w)  # row 4i+2a+c
+        low = (z @ hyper.t()).reshape(-1, cols, 2, 2, 2, 2)  # (i, j, a, b, c, d)
+        return low.permute(0, 2, 4, 1, 3, 5).reshape(1, 1, -1, 4 * cols)  # row 4i+2a+c
 
     def postprocess(self, masks: torch.Tensor, orig_im_size: torch.Tensor) -> torch.Tensor:
         """``Sam.postprocess_masks``: bilinear to 1024 x 1024, crop the padding, bilinear to the
         original size. SamOnnxModel's version crops with Python ints, which the tracer freezes
-        to the example's size; here the crop stays a tensor, so every image size works."""
+        to the example's size; here the crop stays a tensor, so every image size works. The
+        first resize is by a factor of 4 (256 -> 1024: the same source coordinates), so it runs
+        on the rows and columns ``image_cells`` kept."""
         img = self.reference.img_size
-        masks = F.interpolate(masks, size=(img, img), mode="bilinear", align_corners=False)
+        scale = float(img // (4 * self.grid[0]))  # 1024 / 256
+        masks = F.interpolate(masks, scale_factor=scale, mode="bilinear", align_corners=False)
         prepadded = self.reference.resize_longest_image_size(orig_im_size, img)
         masks = masks[..., : prepadded[0], : prepadded[1]]
         size = orig_im_size.to(torch.int64)
@@ -328,6 +370,7 @@ def example_inputs(sam: nn.Module, n_points: int = 3) -> tuple[torch.Tensor, ...
         torch.randint(-1, 2, (1, n_points), dtype=torch.float32),
         torch.tensor([480.0, 640.0]),
         torch.tensor([1.0]),
+        torch.tensor([0.0]),
     )
 
 
@@ -437,7 +480,7 @@ def cached_decoder_onnx(
     """The exported decoder of these weights from ``cache_dir``, exporting it once.
 
     Keyed by model type + weights sha256 + ``DECODER_FORMAT``
-    (``<cache_dir>/<model_type>-<sha256>-decoder-v2.samdec``); written to a temporary file and
+    (``<cache_dir>/<model_type>-<sha256>-decoder-v3.samdec``); written to a temporary file and
     renamed, so concurrent exporters and readers never see a partial file.
     """
     path = decoder_onnx_path(cache_dir, model_type, weights_sha256)

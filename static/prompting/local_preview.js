@@ -177,6 +177,7 @@ class LocalPreview {
       const out = await this.decoder.decode(points, labels, {
         maskChoice: this.block.mask_choice,
         maskInput: chain ? this.sd.roundToFloat16(this.lastLowRes) : null,
+        fullLowRes: Boolean(this.block.chain_low_res_mask),  // else only the image is upscaled
       });
       if (this.block.chain_low_res_mask && !hover) this.lastLowRes = out.lowResLogits;
       return {

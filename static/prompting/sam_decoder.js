@@ -17,7 +17,7 @@
 const VENDOR = new URL("../vendor/onnxruntime-web/", import.meta.url).href;
 const LOW_RES = 256;
 const MAGIC = "SAMEMB16";
-const DECODER_MAGIC = "SAMDEC02";
+const DECODER_MAGIC = "SAMDEC03";
 const MASK_CHOICES = ["first", "best_predicted"];
 
 /** Why the browser decoder cannot run here; the caller uses the server path instead. */
@@ -215,7 +215,7 @@ export async function loadSamDecoder(opts) {
 }
 
 /**
- * The decoder container (interventions/segmentation/browser.py, pack_decoder): "SAMDEC02", then
+ * The decoder container (interventions/segmentation/browser.py, pack_decoder): "SAMDEC03", then
  * as uint32 LE the most points the few-token click graph is for and the byte lengths of the
  * prepare, click and clickFew ONNX graphs, then the three graphs.
  * @returns {{prepare: Uint8Array, click: Uint8Array, clickFew: Uint8Array, fewMaxPoints: number}}
@@ -225,7 +225,7 @@ export function unpackDecoder(bytes) {
   const data = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   if (data.length < 24) throw new Error("decoder file is shorter than its header");
   const magic = String.fromCharCode(...data.subarray(0, 8));
-  if (magic !== DECODER_MAGIC) throw new Error(`not a decoder-v2 file (magic ${JSON.stringify(magic)})`);
+  if (magic !== DECODER_MAGIC) throw new Error(`not a decoder-v3 file (magic ${JSON.stringify(magic)})`);
   const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
   const fewMaxPoints = view.getUint32(8, true);
   const lengths = [12, 16, 20].map((at) => view.getUint32(at, true));
@@ -297,12 +297,15 @@ export class SamDecoder {
    * One prompt -> the mask the server would choose.
    * @param {Array<[number, number]>} points (x = column, y = row) in original image pixels
    * @param {Array<number>} labels 1 green (object), 0 red (background), one per point
-   * @param {{maskChoice?: "first"|"best_predicted", maskInput?: Float32Array|null}} options
+   * @param {{maskChoice?: "first"|"best_predicted", maskInput?: Float32Array|null,
+   *   fullLowRes?: boolean}} options
    *   maskInput: previous low-res logits (256*256) when the study chains them
    *   (chain_low_res_mask); the server uses its previous logits rounded to float16, so pass
-   *   roundToFloat16(previous.lowResLogits) to decode what the server decodes
+   *   roundToFloat16(previous.lowResLogits) to decode what the server decodes.
+   *   fullLowRes: true to get lowResLogits (needed to chain); false (the default) upscales only
+   *   the image's part of SAM's padded frame, which is faster, and lowResLogits is null
    * @returns {Promise<{mask: Uint8Array, width: number, height: number, maskIndex: number,
-   *   predictedIou: number, iouPredictions: Float32Array, lowResLogits: Float32Array,
+   *   predictedIou: number, iouPredictions: Float32Array, lowResLogits: Float32Array|null,
    *   decodeMs: number}>}
    */
   decode(points, labels, options = {}) {
@@ -311,7 +314,7 @@ export class SamDecoder {
     return run;
   }
 
-  async _decode(points, labels, { maskChoice = "first", maskInput = null } = {}) {
+  async _decode(points, labels, { maskChoice = "first", maskInput = null, fullLowRes = false } = {}) {
     const started = performance.now();
     const emb = this.embedding;
     if (!emb) throw new Error("setEmbedding() first");
@@ -346,6 +349,7 @@ export class SamDecoder {
       point_labels: new T("float32", labs, [1, n]),
       orig_im_size: emb.sizeTensor,
       best_predicted: new T("float32", Float32Array.of(maskChoice === "best_predicted" ? 1 : 0), [1]),
+      full_low_res: this.maskFlags[fullLowRes ? 1 : 0],
     };
     // few points: the graph that folds the image projections into the tokens (cheaper)
     const few = points.length <= this.sessions.fewMaxPoints;
@@ -355,7 +359,7 @@ export class SamDecoder {
     for (let i = 0; i < mask.length; i++) mask[i] = logits[i] > 0 ? 1 : 0;  // SAM's mask_threshold
     const iouPredictions = Float32Array.from(out.iou_predictions.data);
     const maskIndex = Number(out.mask_index.data[0]);
-    const lowResLogits = Float32Array.from(out.low_res_masks.data);
+    const lowResLogits = fullLowRes ? Float32Array.from(out.low_res_masks.data) : null;
     for (const name of Object.keys(out)) out[name].dispose?.();
     return {
       mask,

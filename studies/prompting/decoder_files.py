@@ -31,7 +31,7 @@ def unavailable_reason(spec) -> str | None:
 
 
 def decoder_file(spec) -> Path:
-    """The exported decoder of a SAM spec (`<architecture>-<weights sha256>-decoder-v2.samdec`: three ONNX graphs in one container)."""
+    """The exported decoder of a SAM spec (`<architecture>-<weights sha256>-decoder-v3.samdec`: three ONNX graphs in one container)."""
     return decoder_onnx_path(decoder_dir(), spec.architecture, spec.weights_sha256)
 
 
@@ -58,7 +58,9 @@ def decoder_block(study, assignment_id: int) -> dict:
     file URLs and the options the local decoder must follow to answer as the server does."""
     reason = study_unavailable_reason(study)
     if reason is None and not decoder_file(study.model).is_file():
-        reason = "the decoder is not exported yet (the study's onnx_export job)"
+        export_again(study)
+        if not decoder_file(study.model).is_file():  # a queued job; eager Celery has run it
+            reason = "the decoder is not exported yet (the study's onnx_export job)"
     return {
         "available": reason is None,
         "reason": reason,
@@ -70,3 +72,29 @@ def decoder_block(study, assignment_id: int) -> dict:
         "chain_low_res_mask": bool(study.option("chain_low_res_mask")),
         "hover_preview": bool(study.option("hover_preview")),
     }
+
+
+def export_again(study):
+    """Start the decoder export of an open study whose file is missing while no export is
+    queued or running: the decoder format changed (the file name carries it), the cache was
+    cleared, or the study opened before browser decoders existed. A failed export is not
+    retried here: its error stays on the study page until the researcher acts. Returns the new
+    Job or None."""
+    from django.db import transaction
+
+    from studies.core.dispatch import start_job
+    from studies.models import Study
+
+    if study.status != "open":
+        return None
+    with transaction.atomic():
+        Study.objects.select_for_update().filter(pk=study.pk).first()  # one starter at a time
+        last = study.jobs.filter(kind="onnx_export").order_by("-pk").first()
+        if last is not None and last.status != "done":
+            return None
+        return start_job(
+            study,
+            "onnx_export",
+            "workers.tasks.export_decoder",
+            params={"model": study.model.model_id},
+        )

@@ -178,7 +178,36 @@ def test_decoder_turned_off_or_not_exported_is_404_with_the_reason(
     study.save()
     response = api.get(f"assignments/{assignment.pk}/decoder.samdec")
     assert response.status_code == 404 and "not exported yet" in response.json()["error"]
+    # the page's state starts the export the study never had (once), and says not yet
     assert api.get(f"assignments/{assignment.pk}").json()["decoder"]["available"] is False
+    assert api.get(f"assignments/{assignment.pk}").json()["decoder"]["available"] is False
+    assert Job.objects.filter(study=study, kind="onnx_export", status="queued").count() == 1
+
+
+def test_a_missing_decoder_file_is_exported_again_unless_the_last_export_failed(
+    client, django_capture_on_commit_callbacks
+):
+    """A new decoder format (or a cleared cache) leaves an open study without its file: the
+    next page state exports it again; a failed export is left for the researcher."""
+    from studies.prompting.decoder_files import decoder_file
+
+    study, _ = sam_study(django_capture_on_commit_callbacks)
+    api = participant_api(client, study)
+    assignment = first_assignment(api)
+    path = decoder_file(study.model)
+    path.unlink()
+    with django_capture_on_commit_callbacks(execute=True):
+        api.get(f"assignments/{assignment.pk}")  # the export runs once this request commits
+    assert path.is_file()
+    assert api.get(f"assignments/{assignment.pk}").json()["decoder"]["available"] is True
+    jobs = Job.objects.filter(study=study, kind="onnx_export").order_by("pk")
+    assert [j.status for j in jobs] == ["done", "done"]
+    path.unlink()
+    Job.objects.filter(pk=jobs.last().pk).update(status="failed", error="out of memory")
+    with django_capture_on_commit_callbacks(execute=True):
+        block = api.get(f"assignments/{assignment.pk}").json()["decoder"]
+    assert block["available"] is False and "not exported yet" in block["reason"]
+    assert Job.objects.filter(study=study, kind="onnx_export").count() == 2
 
 
 # ------------------------------------------------------------------ the shown object of an event

@@ -86,7 +86,9 @@ def test_decode_gives_the_server_mask(new_page, served):
         const info = decoder.setEmbedding(buffer);
         // three clicks at once: the decoder queues them (one session.run at a time)
         const results = await Promise.all(prompts.map(([p, l, c]) =>
-            decoder.decode(p, l, { maskChoice: c })));
+            decoder.decode(p, l, { maskChoice: c, fullLowRes: true })));
+        // by default only the image's part of SAM's padded frame is upscaled: same mask
+        const cropped = await decoder.decode(prompts[0][0], prompts[0][1], { maskChoice: prompts[0][2] });
         const out = [];
         for (const r of results) {
           out.push({
@@ -100,6 +102,7 @@ def test_decode_gives_the_server_mask(new_page, served):
         const chained = await decoder.decode(prompts[0][0], prompts[0][1],
             { maskInput: first.lowResLogits });
         return { info, out, chained: bits(chained.mask), numThreads: decoder.numThreads,
+                 croppedBits: bits(cropped.mask), croppedLow: cropped.lowResLogits,
                  lowRes0: Array.from(first.lowResLogits.subarray(0, 4096)) };
     }""",
         PROMPTS,
@@ -107,6 +110,7 @@ def test_decode_gives_the_server_mask(new_page, served):
     assert got["info"]["originalSize"] == [96, 128] and got["info"]["shape"] == [1, 256, 64, 64]
     assert got["info"]["inputSize"] == list(embedding.input_size)
     assert got["numThreads"] == 1
+    assert got["croppedBits"] == got["out"][0]["bits"] and got["croppedLow"] is None
     half = embedding_from_f16_bytes(embedding_to_f16_bytes(embedding), embedding.model_id)
     for (points, labels, choice), r in zip(PROMPTS, got["out"], strict=True):
         assert (r["height"], r["width"]) == (96, 128) and r["lowRes"] == 256 * 256

@@ -127,6 +127,32 @@ def test_onnx_decoder_equals_sam_predictor(session, scenes, mask_choice, few):
         assert indices != {0}, "argmax never left mask 0: the choice went untested"
 
 
+@pytest.mark.parametrize("few", [True, False], ids=["few-token graph", "usual graph"])
+def test_upscaling_only_the_image_gives_the_same_mask(session, scenes, few):
+    """full_low_res 0 upscales only the image's part of the padded frame (plus a margin the
+    resizes read): the same mask, IoU and choice as the full upscaling, and its low-res logits
+    are the full ones' top-left part."""
+    rng = np.random.default_rng(5)
+    for embedding, _ in scenes:
+        h, w = embedding.original_size
+        hi, wi = embedding.input_size
+        for pts, labels in random_prompts(rng, h, w, 3, most=12):
+            full = session.run(onnx_decoder_feeds(embedding, pts, labels), few=few)
+            part = session.run(
+                onnx_decoder_feeds(embedding, pts, labels, full_low_res=False), few=few
+            )
+            rows, cols = part[2].shape[-2:]
+            assert (rows, cols) == (4 * min(64, hi // 16 + 2), 4 * min(64, wi // 16 + 2))
+            assert rows * cols < 256 * 256  # these sizes are not square: the crop bites
+            np.testing.assert_array_equal(part[3], full[3])
+            np.testing.assert_allclose(part[1], full[1], rtol=0, atol=0)
+            np.testing.assert_allclose(part[2][0, 0], full[2][0, 0, :rows, :cols], atol=1e-5)
+            np.testing.assert_allclose(part[0], full[0], rtol=0, atol=1e-5)
+            assert np.array_equal(part[0] > 0, full[0] > 0) or (
+                np.abs(full[0][(part[0] > 0) != (full[0] > 0)]).max() < THRESHOLD_BAND
+            )
+
+
 def test_chained_mask_input_and_one_point(session, scenes):
     embedding, predictor = scenes[1]
     pts, labels = np.array([[40.5, 300.25]], np.float32), np.array([1])
