@@ -73,3 +73,16 @@ def screenshot(page, name: str) -> Path:
     path = ARTIFACTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def finish_practice(page) -> None:
+    """Finish the practice image as a participant does (Finish, confirm, the survey's yes) and
+    wait for the first real image (both study kinds' pages)."""
+    page.click("#finish")
+    page.click("#confirm-yes")
+    page.wait_for_selector("#survey", state="visible")
+    page.click("#survey-yes")
+    page.wait_for_function(
+        "() => { const a = document.getElementById('app');"
+        " return a.dataset.practice === '0' && a.dataset.phase === 'annotate'; }"
+    )

@@ -105,12 +105,17 @@ def test_coverage_counts_ignore_practice_assignments():
     assert Assignment.objects.filter(participant__study=study, practice=True).count() == 2
 
 
-def test_events_on_the_practice_image_are_logged_and_kept_out_of_analysis(client):
-    study = prompting_study(n_images=3, participants=1, practice_image=2)
+def practice_participant(client, practice_image: int):
+    """A prompting study of 3 images with one consented participant and their practice."""
+    study = prompting_study(n_images=3, participants=1, practice_image=practice_image)
     participant = study.participants.get()
     api = ParticipantClient(client, participant)
     api.consent()
-    practice = participant.assignments.get(practice=True)
+    return study, participant, api, participant.assignments.get(practice=True)
+
+
+def test_events_on_the_practice_image_are_logged_and_kept_out_of_analysis(client):
+    study, participant, api, practice = practice_participant(client, practice_image=2)
     for seq, (mode, x, y) in enumerate([("green", 40, 40), ("red", 2, 2)]):
         answer = api.post(
             f"assignments/{practice.pk}/events",
@@ -333,11 +338,7 @@ def test_the_option_is_checked_against_the_data_set(client):
 
 
 def test_the_option_is_locked_once_events_exist(client):
-    study = prompting_study(n_images=3, participants=1, practice_image=1)
-    participant = study.participants.get()
-    api = ParticipantClient(client, participant)
-    api.consent()
-    practice = participant.assignments.get(practice=True)
+    study, participant, api, practice = practice_participant(client, practice_image=1)
     api.post(
         f"assignments/{practice.pk}/events",  # an event on the practice image locks it too
         {"client_event_id": "e0", "seq": 0, "action": "add", "mode": "green", "x": 5, "y": 5},

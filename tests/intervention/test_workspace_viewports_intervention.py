@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 
 from studies.models import Assignment
-from tests.browser_support import screenshot
+from tests.browser_support import finish_practice, screenshot
 from tests.intervention.test_browser_intervention import Page, weights
 from tests.intervention_fixtures import classifier_spec, intervention_study
 from tests.prompting.test_workspace_viewports import (
@@ -67,14 +67,7 @@ def test_whole_intervention_study_at_every_viewport(live_server, chromium, tmp_p
         assert "Practice image" in page.inner_text("#banner")  # still said after a trial
         violations["practice"] = axe_serious(page)
         screenshot(page, f"intervention_workspace_{name}_practice")
-        page.click("#finish")
-        page.click("#confirm-yes")
-        page.wait_for_selector("#survey", state="visible")
-        page.click("#survey-yes")
-        page.wait_for_function(
-            "() => { const a = document.getElementById('app');"
-            " return a.dataset.practice === '0' && a.dataset.phase === 'annotate'; }"
-        )
+        finish_practice(page)
         assert practice.trials.count() == 1
         assert page.inner_text("#progress") == "Image 1 of 1"
         assert "practice is over" in page.inner_text("#banner")

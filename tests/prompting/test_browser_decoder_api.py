@@ -277,34 +277,44 @@ def test_shown_mask_is_logged_with_its_iou_vs_the_server_mask(client):
     assert PromptEvent.objects.get(assignment=assignment, seq=0).shown_mask_sha256 is None
 
 
-@pytest.mark.parametrize(
-    "shown, field",
-    [
-        ("yes", "shown"),
-        ({"sha256": "0" * 64, "source": "local", "colour": 1}, "shown"),
-        ({"sha256": "0" * 64, "source": "server"}, "shown.source"),
-        ({"sha256": "0" * 63, "source": "local"}, "shown.sha256"),
-        ({"sha256": "A" * 64, "source": "local"}, "shown.sha256"),
-        ({"sha256": "0" * 64, "source": "local", "latency_ms": -1}, "shown.latency_ms"),
-        ({"sha256": "0" * 64, "source": "local", "latency_ms": "fast"}, "shown.latency_ms"),
-        ({"sha256": "0" * 64, "source": "local", "mask_rle": {"size": [2, 2]}}, "shown.mask_rle"),
-        (
-            {"sha256": "0" * 64, "source": "local", "mask_rle": {"size": [2, 2], "counts": "0"}},
-            "shown.mask_rle",
-        ),
-        ("WRONG_HASH", "shown.sha256"),
-    ],
-)
-def test_bad_shown_is_a_400_naming_the_field_and_stores_nothing(client, shown, field):
-    study = prompting_study(n_images=1, participants=1)
-    api = participant_api(client, study)
+# bad `shown` objects and the field the 400 names: the same checks on both paths
+BAD_SHOWN = [
+    ({"sha256": "0" * 64, "source": "local", "colour": 1}, "shown"),
+    ({"sha256": "0" * 64, "source": "server"}, "shown.source"),
+    ({"sha256": "0" * 63, "source": "local"}, "shown.sha256"),
+    ({"sha256": "A" * 64, "source": "local"}, "shown.sha256"),
+    ({"sha256": "0" * 64, "source": "local", "latency_ms": -1}, "shown.latency_ms"),
+    ({"sha256": "0" * 64, "source": "local", "latency_ms": 1e12}, "shown.latency_ms"),
+    ({"sha256": "0" * 64, "source": "local", "latency_ms": "fast"}, "shown.latency_ms"),
+    ({"sha256": "0" * 64, "source": "local", "mask_rle": {"size": [2, 2]}}, "shown.mask_rle"),
+    (
+        {"sha256": "0" * 64, "source": "local", "mask_rle": {"size": [2, 2], "counts": "0"}},
+        "shown.mask_rle",
+    ),
+    ("WRONG_HASH", "shown.sha256"),
+]
+
+
+def one_image(client):
+    """A classical study's participant (consented) and their assignment, with its size."""
+    api = participant_api(client, prompting_study(n_images=1, participants=1))
     assignment = first_assignment(api)
-    h, w = assignment.image.height, assignment.image.width
-    if shown == "WRONG_HASH":
-        mask = np.ones((h, w), bool)
-        shown = {**shown_of(mask), "sha256": mask_sha256(~mask)}
+    return api, assignment, assignment.image.height, assignment.image.width
+
+
+def bad_shown(shown, h, w):
+    """`shown` as given, or a mask's RLE with the hash of its complement ("WRONG_HASH")."""
+    if shown != "WRONG_HASH":
+        return shown
+    mask = np.ones((h, w), bool)
+    return {**shown_of(mask), "sha256": mask_sha256(~mask)}
+
+
+@pytest.mark.parametrize("shown, field", [("yes", "shown"), *BAD_SHOWN])
+def test_bad_shown_is_a_400_naming_the_field_and_stores_nothing(client, shown, field):
+    api, assignment, h, w = one_image(client)
     clicks = Clicks(api, assignment)
-    answer = clicks.post("add", "green", 3, 3, shown=shown, expect=400)
+    answer = clicks.post("add", "green", 3, 3, shown=bad_shown(shown, h, w), expect=400)
     assert answer["field"] == field, answer
     assert field in answer["error"]
     assert not PromptEvent.objects.filter(assignment=assignment).exists()
@@ -360,28 +370,12 @@ def test_shown_sent_after_the_answer_is_written_once_and_leaves_the_record_alone
     assert PromptEvent.objects.filter(shown_mask_sha256__isnull=False).count() == 2
 
 
-@pytest.mark.parametrize(
-    "body, field",
-    [
-        ([1, 2], None),
-        ({"sha256": "0" * 64, "source": "server"}, "shown.source"),
-        ({"sha256": "0" * 63, "source": "local"}, "shown.sha256"),
-        ({"sha256": "0" * 64, "source": "local", "latency_ms": 1e12}, "shown.latency_ms"),
-        ({"sha256": "0" * 64, "source": "local", "extra": 1}, "shown"),
-        ("WRONG_HASH", "shown.sha256"),
-    ],
-)
+@pytest.mark.parametrize("body, field", [([1, 2], None), *BAD_SHOWN])
 def test_bad_shown_follow_up_is_a_400_naming_the_field_and_stores_nothing(client, body, field):
-    study = prompting_study(n_images=1, participants=1)
-    api = participant_api(client, study)
-    assignment = first_assignment(api)
-    h, w = assignment.image.height, assignment.image.width
+    api, assignment, h, w = one_image(client)
     clicks = Clicks(api, assignment)
     clicks.post("add", "green", w // 2, h // 2)
-    if body == "WRONG_HASH":
-        mask = np.ones((h, w), bool)
-        body = {**shown_of(mask), "sha256": mask_sha256(~mask)}
-    answer = post_shown(api, assignment, clicks.cid, body, expect=400)
+    answer = post_shown(api, assignment, clicks.cid, bad_shown(body, h, w), expect=400)
     assert answer.get("field") == field, answer
     assert not PromptEvent.objects.filter(shown_mask_sha256__isnull=False).exists()
 

@@ -15,6 +15,27 @@ from tests.static_server import ROOT
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
+def sam_page(chromium, init_script: str):
+    """A 1280 x 720 page with `init_script`, not yet navigated (the caller closes its context)."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 720})
+    context.set_default_timeout(30_000)
+    page = context.new_page()
+    page.add_init_script(init_script)
+    return context, page
+
+
+def join_and_annotate(page, live_server, study):
+    """Join, consent and open the first image; return once the local preview is ready."""
+    page.goto(f"{live_server.url}/s/{study.pk}/join")
+    page.check("#agree")
+    page.click("#consent-submit")
+    page.click("#start")
+    ui = Annotator(page)
+    assignment = ui.open()
+    page.wait_for_function("() => document.getElementById('app').dataset.preview === 'ready'")
+    return ui, assignment
+
+
 def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
     live_server, chromium, django_capture_on_commit_callbacks, monkeypatch
 ):
@@ -33,14 +54,8 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
         return predict(*args)
 
     monkeypatch.setattr(events, "request_prediction", slow_prediction)
-    context = chromium.new_context(viewport={"width": 1280, "height": 720})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    decoder_gets = []
-    page.on("request", lambda r: decoder_gets.append(r.url) if "decoder.samdec" in r.url else None)
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.add_init_script(
+    context, page = sam_page(
+        chromium,
         """
         window.__sources = [];
         window.__log = [];
@@ -57,17 +72,15 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
           window.__log.push({ t: performance.now(), url: String(url), shown: body.includes('"shown"') });
           return fetched(url, init);
         };
-        """
+        """,
     )
+    decoder_gets = []
+    page.on("request", lambda r: decoder_gets.append(r.url) if "decoder.samdec" in r.url else None)
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
     try:
-        page.goto(f"{live_server.url}/s/{study.pk}/join")
-        page.check("#agree")
-        page.click("#consent-submit")
-        page.click("#start")
-        ui = Annotator(page)
-        assignment = ui.open()
+        ui, assignment = join_and_annotate(page, live_server, study)
         spots = landmarks(assignment)
-        page.wait_for_function("() => document.getElementById('app').dataset.preview === 'ready'")
         ui.click(spots["inside"])
         page.click("#btn-red")
         page.evaluate("() => { window.__sources = []; window.__log = []; }")
@@ -129,28 +142,20 @@ def test_a_preview_slower_than_the_server_is_never_drawn_and_stops_after_five(
     the page stops decoding (#app data-preview="late"): the sixth click decodes nothing."""
     study, _ = sam_study(django_capture_on_commit_callbacks, min_green=1, min_red=0)
     study.participants.all().delete()
-    context = chromium.new_context(viewport={"width": 1280, "height": 720})
-    context.set_default_timeout(30_000)
-    page = context.new_page()
-    shown_posts = []
-    page.on("request", lambda r: shown_posts.append(r.url) if r.url.endswith("/shown") else None)
-    page.add_init_script(
+    context, page = sam_page(
+        chromium,
         """
         window.__sources = [];
         new MutationObserver(() => {
           const s = document.getElementById('app')?.dataset.maskSource;
           if (s) window.__sources.push(s);
         }).observe(document, { attributes: true, subtree: true, attributeFilter: ['data-mask-source'] });
-        """
+        """,
     )
+    shown_posts = []
+    page.on("request", lambda r: shown_posts.append(r.url) if r.url.endswith("/shown") else None)
     try:
-        page.goto(f"{live_server.url}/s/{study.pk}/join")
-        page.check("#agree")
-        page.click("#consent-submit")
-        page.click("#start")
-        ui = Annotator(page)
-        assignment = ui.open()
-        page.wait_for_function("() => document.getElementById('app').dataset.preview === 'ready'")
+        ui, assignment = join_and_annotate(page, live_server, study)
         page.evaluate(
             """() => {
             const preview = window.__workspace.preview();

@@ -12,7 +12,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 
 from studies.models import Assignment, PromptEvent
-from tests.browser_support import screenshot
+from tests.browser_support import finish_practice, screenshot
 from tests.factories import prompting_study
 from tests.prompting.test_browser_prompting import Annotator, landmarks
 
@@ -158,14 +158,7 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
         assert status_clipped(page) == [] and status_clipped_while_waiting(page) == []
         violations["practice"] = axe_serious(page)
         screenshot(page, f"workspace_{name}_practice")
-        page.click("#finish")
-        page.click("#confirm-yes")
-        page.wait_for_selector("#survey", state="visible")
-        page.click("#survey-yes")
-        page.wait_for_function(
-            "() => document.getElementById('app').dataset.practice === '0'"
-            " && document.getElementById('app').dataset.phase === 'annotate'"
-        )
+        finish_practice(page)
         assert list(practice.events.order_by("seq").values_list("action", flat=True)) == [
             "add",
             "finish",
