@@ -44,7 +44,7 @@ const s = {
   views: {}, mode: "green", radius: 7, seq: 0, round: 1, timesteps: 0, green: [], red: [], stagnation: 1,
   score: null, queue: [], sending: false, stalled: false, finished: false, blocked: false,
   history: 0, future: 0, opacity: config.overlayOpacity / 100, style: config.overlayStyle, maskHidden: false,
-  clickStarts: new Map(),
+  clickStarts: new Map(), restTimer: null,
 };
 window.__timings = [];  // click -> mask drawn (ms), measured in the page (bench/workspace_click.py)
 // test seams: draw a mask; the page's LocalPreview (a test may slow it down like a weak laptop)
@@ -258,7 +258,7 @@ function startLocalPreview(item) {
 
 /** The server answered `item`: a local preview still decoding has lost the race. */
 function previewAnswered(item) {
-  if (!item.local || item.drawn) return;
+  if (!item.local || item.drawn || !s.preview || !s.preview.available) return;  // "off" stays off
   s.previewLate = (s.previewLate || 0) + 1;
   if (s.previewLate >= LATE_LIMIT) app.dataset.preview = "late";
 }
@@ -351,6 +351,37 @@ function toggleSize() { s.radius = s.radius === 7 ? 11 : 7; render(); }
 function onPointerDown(event) {
   if (event.button !== 0 || event.altKey) return;
   s.down = { x: event.clientX, y: event.clientY, t: performance.now(), id: event.pointerId };
+  clearTimeout(s.restTimer);
+  decodeAhead(event.clientX, event.clientY);  // a press lasts ~0.1 s: decode while it lasts
+}
+
+/** Decoding ahead (issue 14): the prompt a click at this point would give is decoded in the
+ * browser while the pointer is pressed, or rests on the image for REST_MS, and nothing is shown
+ * (LocalPreview.decodeAhead); the click then draws that mask as soon as it lands. Under the same
+ * conditions as a click's local preview; while an event is still on its way it tries again
+ * REST_MS later, as long as the pointer stays put. */
+const REST_MS = 50;
+function decodeAhead(clientX, clientY) {
+  if (!s.preview || s.finished || s.blocked || s.stalled || (s.previewLate || 0) >= LATE_LIMIT) return;
+  const view = s.views.image;
+  if (!view || view.panning || view.pointers.size > 1) return;
+  if (s.queue.length || s.previewBusy) {
+    if (!s.down) s.restTimer = setTimeout(() => decodeAhead(clientX, clientY), REST_MS);
+    return;
+  }
+  const point = view.pixelAt(clientX, clientY);
+  const green = s.mode === "green" ? [...s.green, point] : s.green;
+  const red = s.mode === "red" ? [...s.red, point] : s.red;
+  if (needsMore(green, red)) return;
+  s.preview.decodeAhead([...green, ...red], [...green.map(() => 1), ...red.map(() => 0)]);
+}
+
+function onPointerMove(event) {
+  clearTimeout(s.restTimer);
+  if (s.decoder && s.decoder.hover_preview) { onHover(event); return; }  // the hover decodes
+  if (event.pointerType !== "mouse" || s.down) return;
+  const { clientX, clientY } = event;
+  s.restTimer = setTimeout(() => decodeAhead(clientX, clientY), REST_MS);
 }
 
 function onPointerUp(event) {
@@ -519,6 +550,7 @@ async function openAssignment(index) {
       if (s.preview === preview && app.dataset.assignment === String(a.id)) {
         app.dataset.preview = !ok ? "off" : (s.previewLate || 0) >= LATE_LIMIT ? "late" : "ready";
         app.dataset.previewThreads = String(ok ? preview.threads : 0);
+        app.dataset.previewWhere = (ok && preview.where) || "";
       }
     });
   } else {
@@ -568,8 +600,11 @@ function start() {
   const canvas = ui.canvas;
   canvas.addEventListener("pointerdown", onPointerDown);
   canvas.addEventListener("pointerup", onPointerUp);
-  canvas.addEventListener("pointermove", onHover);
-  canvas.addEventListener("pointerleave", () => { if (s.maskSource === "hover") showMask(s.serverMask ?? null); });
+  canvas.addEventListener("pointermove", onPointerMove);
+  canvas.addEventListener("pointerleave", () => {
+    clearTimeout(s.restTimer);
+    if (s.maskSource === "hover") showMask(s.serverMask ?? null);
+  });
   canvas.addEventListener("contextmenu", onRightClick);
   document.addEventListener("keydown", onKey);
   // tool buttons hand focus back to the image, so a later Enter or Space never presses them

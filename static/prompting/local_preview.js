@@ -9,6 +9,11 @@
 //   if (local) drawMask(local.mask, local.width, local.height);
 //   const shown = await preview.shownPayload(local, performance.now()); // after the draw
 //   // POST assignments/<id>/events/<client_event_id>/shown with it once the event is answered
+//
+// Decoding ahead: preview.decodeAhead(points, labels) decodes the prompt a click is about to give
+// (the pointer rests on the image, or is pressed and not yet released) and shows nothing; a
+// decodeClick of the same prompt, on the same image and chained mask, then takes that result
+// instead of decoding again, so the mask is drawn as soon as the click lands.
 
 const DECODER_MODULE = new URL("./sam_decoder.js", import.meta.url).href;
 
@@ -50,9 +55,11 @@ class LocalPreview {
   /**
    * @param {number} assignmentId the assignment on screen
    * @param {object|null} block the `decoder` block of GET /api/v1/assignments/<id>
-   * @param {{fetchInit?: RequestInit, numThreads?: number, decoderModule?: string}} options
+   * @param {{fetchInit?: RequestInit, numThreads?: number, decoderModule?: string,
+   *   inWorker?: boolean}} options
    *   fetchInit: extra fetch options (e.g. an Authorization header); numThreads: wasm threads
-   *   where the page is cross-origin isolated
+   *   where the page is cross-origin isolated; inWorker: false decodes on the main thread
+   *   (by default a dedicated worker does, or the main thread where workers cannot run it)
    */
   constructor(assignmentId, block, options = {}) {
     this.block = block || null;
@@ -63,10 +70,13 @@ class LocalPreview {
     this.sd = null;  // the lazily imported sam_decoder.js
     this.embeddings = new Map();  // assignment id -> Promise<ArrayBuffer>
     this.embeddingFor = null;  // the assignment whose embedding the decoder holds
-    this.ahead = null;  // the assignment whose embedding prefetch() fetched ahead
+    this.prefetched = null;  // the assignment whose embedding prefetch() fetched ahead
     this.lastLowRes = null;  // chained low-res logits (study option chain_low_res_mask)
     this.hoverTicket = 0;  // the latest hover wins; older ones answer null
     this.hoverBusy = null;
+    this.guess = null;  // the latest decode ahead of a click: {key, chained, run}
+    this.wanted = null;  // a decode ahead waiting for the running one: {key, points, labels}
+    this.guessing = false;  // a decode ahead is running
     this.ready = this._load();  // resolves true (previews possible) or false
   }
 
@@ -77,6 +87,12 @@ class LocalPreview {
   /** WebAssembly threads the decoder runs on (0 before it loads). */
   get threads() {
     return this.decoder ? this.decoder.numThreads : 0;
+  }
+
+  /** Where the decoder runs: "worker", "main thread", or null before it loads. */
+  get where() {
+    if (!this.decoder) return null;
+    return this.decoder.inWorker ? "worker" : "main thread";
   }
 
   async _load() {
@@ -94,10 +110,18 @@ class LocalPreview {
       const why = this.sd.webAssemblyUnavailableReason();
       if (why) throw new Error(why);
       const model = await this._fetch(block.model_url);
-      this.decoder = await this.sd.loadSamDecoder({
-        modelUrl: new Uint8Array(model),
-        numThreads: this.options.numThreads || 1,
-      });
+      const opts = { modelUrl: new Uint8Array(model), numThreads: this.options.numThreads || 1 };
+      if (this.options.inWorker === false) {
+        this.decoder = await this.sd.loadSamDecoder(opts);
+      } else {
+        try {
+          // off the main thread: a decode never delays the page's input, drawing or answers
+          this.decoder = await this.sd.loadSamDecoderInWorker({ ...opts, modelUrl: opts.modelUrl.slice() });
+        } catch (err) {
+          if (!err.workerFailed) throw err;
+          this.decoder = await this.sd.loadSamDecoder(opts);  // no module workers here
+        }
+      }
       await this._useEmbedding(this.assignmentId);
       return true;
     } catch (err) {
@@ -127,16 +151,21 @@ class LocalPreview {
   async _useEmbedding(assignmentId) {
     const buffer = await this._embedding(assignmentId);
     if (this.embeddingFor !== assignmentId) {
-      this.decoder.setEmbedding(buffer);
-      this.embeddingFor = assignmentId;
+      this.embeddingFor = assignmentId;  // decodes asked from now on queue behind it
       this.lastLowRes = null;
+      try {
+        await this.decoder.setEmbedding(buffer);  // a Promise when the decoder is in a worker
+      } catch (err) {
+        this.embeddingFor = null;
+        throw err;
+      }
     }
   }
 
   /** Fetch another assignment's embedding now (e.g. the next image), kept for setAssignment. */
   prefetch(assignmentId) {
     if (!this.block || !this.block.available) return Promise.resolve(false);
-    this.ahead = assignmentId;
+    this.prefetched = assignmentId;
     return this._embedding(assignmentId).then(() => true, () => false);
   }
 
@@ -145,7 +174,7 @@ class LocalPreview {
     this.assignmentId = assignmentId;
     if (!(await this.ready)) return false;
     for (const id of this.embeddings.keys()) {  // keep the new image's and the next one's only
-      if (id !== assignmentId && id !== this.ahead) this.embeddings.delete(id);
+      if (id !== assignmentId && id !== this.prefetched) this.embeddings.delete(id);
     }
     try {
       await this._useEmbedding(assignmentId);
@@ -172,13 +201,12 @@ class LocalPreview {
   async decodeClick(points, labels, { clickedAt = performance.now(), hover = false } = {}) {
     if (!(await this.ready)) return null;
     try {
-      await this._useEmbedding(this.assignmentId);
-      const chain = this.block.chain_low_res_mask && this.lastLowRes;
-      const out = await this.decoder.decode(points, labels, {
-        maskChoice: this.block.mask_choice,
-        maskInput: chain ? this.sd.roundToFloat16(this.lastLowRes) : null,
-        fullLowRes: Boolean(this.block.chain_low_res_mask),  // else only the image is upscaled
-      });
+      let out = hover ? null : await this._takeGuess(points, labels);
+      const ahead = out !== null;
+      if (!ahead) {
+        await this._useEmbedding(this.assignmentId);
+        out = await this._decode(points, labels);
+      }
       if (this.block.chain_low_res_mask && !hover) this.lastLowRes = out.lowResLogits;
       return {
         mask: out.mask,
@@ -189,11 +217,69 @@ class LocalPreview {
         maskIndex: out.maskIndex,
         predictedIou: out.predictedIou,
         clickedAt,
+        ahead,  // decoded before the click (decodeMs is then not part of latencyMs)
       };
     } catch (err) {
       this.lastError = err;
       return null;
     }
+  }
+
+  /** The decoder's answer for this prompt on the current image and chained mask. */
+  _decode(points, labels) {
+    const chain = this.block.chain_low_res_mask && this.lastLowRes;
+    return this.decoder.decode(points, labels, {
+      maskChoice: this.block.mask_choice,
+      maskInput: chain ? this.sd.roundToFloat16(this.lastLowRes) : null,
+      fullLowRes: Boolean(this.block.chain_low_res_mask),  // else only the image is upscaled
+    });
+  }
+
+  /** What identifies a decode: the image, the points and labels (the chained mask is compared
+   * by identity beside it). */
+  _key(points, labels) {
+    return JSON.stringify([this.assignmentId, points, labels]);
+  }
+
+  /**
+   * Decode ahead of a click: the prompt `points` / `labels` (the current points and the one a
+   * click here would add) is decoded now and nothing is shown; decodeClick of the same prompt
+   * takes the result. One decode ahead runs at a time and only the latest request waits
+   * behind it, so a moving pointer never builds a queue. Answers false where nothing is
+   * decoded (no decoder, the image's embedding not in use yet).
+   */
+  decodeAhead(points, labels) {
+    if (!this.available || this.embeddingFor !== this.assignmentId) return false;
+    const key = this._key(points, labels);
+    if (this.guess && this.guess.key === key && this.guess.chained === this.lastLowRes) return true;
+    this.wanted = { key, points: points.map((p) => [...p]), labels: [...labels] };
+    this._startGuess();
+    return true;
+  }
+
+  _startGuess() {
+    if (this.guessing || !this.wanted) return;
+    const { key, points, labels } = this.wanted;
+    this.wanted = null;
+    this.guessing = true;
+    const run = this._decode(points, labels);
+    const guess = { key, chained: this.lastLowRes, run };
+    this.guess = guess;
+    run.catch(() => { if (this.guess === guess) this.guess = null; }).finally(() => {
+      this.guessing = false;
+      this._startGuess();
+    });
+  }
+
+  /** The decode ahead for this prompt (awaited if still running), taken once; null if there is
+   * none. A request still waiting is dropped (for this prompt too): the click decodes next. */
+  async _takeGuess(points, labels) {
+    const key = this._key(points, labels);
+    this.wanted = null;
+    const guess = this.guess;
+    if (!guess || guess.key !== key || guess.chained !== this.lastLowRes) return null;
+    this.guess = null;
+    return guess.run.catch(() => null);
   }
 
   /**

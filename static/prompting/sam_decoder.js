@@ -215,6 +215,109 @@ export async function loadSamDecoder(opts) {
 }
 
 /**
+ * loadSamDecoder in a dedicated worker (decoder_worker.js), with SamDecoder's API (setEmbedding
+ * answers a Promise there): a decode no longer holds the page's main thread, so input, drawing
+ * and the server's answers are handled while it runs. The worker script must be served with
+ * the page's COEP for its wasm threads (config/static_headers.py).
+ * @param {{modelUrl: string|ArrayBuffer|Uint8Array, numThreads?: number}} opts bytes are moved
+ *   to the worker (the caller's buffer is detached)
+ * @returns {Promise<WorkerSamDecoder>} rejects with DecoderUnavailable; `workerFailed` is true
+ *   on it when the worker itself could not run (the caller may load on the main thread instead)
+ */
+export async function loadSamDecoderInWorker(opts) {
+  const { modelUrl, numThreads = 1 } = opts || {};
+  if (!modelUrl) throw new DecoderUnavailable("no modelUrl given");
+  const reason = webAssemblyUnavailableReason();
+  if (reason) throw new DecoderUnavailable(reason);
+  let worker;
+  try {
+    worker = new Worker(WORKER_URL, { type: "module", name: "sam-decoder" });
+  } catch (err) {
+    throw Object.assign(new DecoderUnavailable(`the decoder worker did not start: ${err && err.message}`, err), { workerFailed: true });
+  }
+  const remote = new WorkerSamDecoder(worker);
+  const bytes = typeof modelUrl === "string" ? modelUrl : modelUrl instanceof Uint8Array ? modelUrl : new Uint8Array(modelUrl);
+  const moved = typeof bytes === "string" ? [] : [bytes.buffer];
+  try {
+    const info = await remote._call("load", { modelUrl: bytes, numThreads }, moved);
+    remote.numThreads = info.numThreads;
+  } catch (err) {
+    worker.terminate();
+    throw err instanceof DecoderUnavailable ? err : new DecoderUnavailable(err.message, err);
+  }
+  return remote;
+}
+
+const WORKER_URL = new URL("./decoder_worker.js", import.meta.url);
+
+function errorFrom(data) {
+  if (data.name === "DecoderUnavailable") return new DecoderUnavailable(data.reason || data.message);
+  const err = new Error(data.message);
+  err.name = data.name;
+  return err;
+}
+
+/** SamDecoder's API, run by decoder_worker.js (see loadSamDecoderInWorker). */
+export class WorkerSamDecoder {
+  constructor(worker) {
+    this.worker = worker;
+    this.numThreads = 1;
+    this.inWorker = true;
+    this.embedding = null;  // {prepared: Promise} of the image given last
+    this.calls = new Map();
+    this.nextId = 1;
+    worker.onmessage = ({ data }) => {
+      const call = this.calls.get(data.id);
+      if (!call) return;
+      this.calls.delete(data.id);
+      if (data.error) call.reject(errorFrom(data.error));
+      else call.resolve(data.result);
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      const why = `the decoder worker failed: ${event.message || "its script did not load"}`;
+      this.broken = Object.assign(new DecoderUnavailable(why), { workerFailed: true });
+      for (const call of this.calls.values()) call.reject(this.broken);
+      this.calls.clear();
+    };
+  }
+
+  _call(op, args = {}, transfer = []) {
+    if (this.broken) return Promise.reject(this.broken);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.calls.set(id, { resolve, reject });
+      this.worker.postMessage({ id, op, args }, transfer);
+    });
+  }
+
+  /** As SamDecoder.setEmbedding, answered as a Promise; the buffer is copied (the caller keeps
+   * it, e.g. in a cache). */
+  setEmbedding(embedding) {
+    const buffer = embedding instanceof ArrayBuffer ? embedding.slice(0) : embedding;
+    const info = this._call("setEmbedding", { buffer }, buffer instanceof ArrayBuffer ? [buffer] : []);
+    const prepared = info.then(() => this._call("prepared"));
+    prepared.catch(() => {});
+    this.embedding = { prepared };
+    return info;
+  }
+
+  /** As SamDecoder.decode (a maskInput's buffer is moved to the worker). */
+  decode(points, labels, options = {}) {
+    const moved = options.maskInput ? [options.maskInput.buffer] : [];
+    return this._call("decode", { points, labels, options }, moved);
+  }
+
+  async release() {
+    try {
+      await this._call("release");
+    } finally {
+      this.worker.terminate();
+    }
+  }
+}
+
+/**
  * The decoder container (interventions/segmentation/browser.py, pack_decoder): "SAMDEC03", then
  * as uint32 LE the most points the few-token click graph is for and the byte lengths of the
  * prepare, click and clickFew ONNX graphs, then the three graphs.

@@ -32,6 +32,7 @@ from studies.core.api_schema import (
 from studies.core.kinds import ProtocolError, kind_for_route, require_kind
 from studies.core.participant_auth import request_participant
 from studies.core.recorder import owned_assignment
+from studies.core.rle import MAX_RLE_CHARS
 from studies.models import Assignment, Participant
 
 
@@ -242,6 +243,8 @@ class ActionsView(ParticipantView):
 
 class EventsView(ActionsView):
     route = "events"
+    # an event may carry the mask the browser showed (`shown.mask_rle`, MAX_RLE_CHARS at most)
+    max_body_bytes = MAX_RLE_CHARS + 64 * 1024
 
     @extend_schema(
         request=EventRequestSerializer,

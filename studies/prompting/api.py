@@ -17,6 +17,7 @@ from studies.core.api_errors import ApiError
 from studies.core.api_schema import PARTICIPANT_ERRORS, errors
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import owned_assignment
+from studies.core.rle import MAX_RLE_CHARS
 from studies.prompting.decoder_files import (
     decoder_file,
     embedding_file,
@@ -90,6 +91,9 @@ class EmbeddingView(ParticipantView):
 class ShownView(ParticipantView):
     """What the browser displayed before an event's answer ({mask_rle?, sha256, latency_ms?,
     source: "local"}), for an event already posted; written once (docs/browser_decoder.md)."""
+
+    # the shown mask's RLE grows with the image and the mask's outline (MAX_RLE_CHARS at most)
+    max_body_bytes = MAX_RLE_CHARS + 64 * 1024
 
     @extend_schema(
         request=OpenApiTypes.OBJECT,

@@ -164,8 +164,9 @@ def test_hostile_survey_answers_answer_400(pc, answers, field):
 
 
 def test_body_over_the_endpoint_cap_is_a_json_413_before_reading(pc):
-    HOSTILE_CASES.append("1 MB event body")
-    body = json.dumps(_event(pad="x" * 1_000_000)).encode()
+    HOSTILE_CASES.append("3 MB event body")
+    # an event may carry a shown mask's RLE (up to MAX_RLE_CHARS): the cap is above that
+    body = json.dumps(_event(pad="x" * 3_000_000)).encode()
     response = _raw_post(pc, f"assignments/{_assignment(pc).pk}/events", body)
     assert response.status_code == 413
     assert response["Content-Type"] == "application/json"

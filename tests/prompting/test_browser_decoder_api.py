@@ -431,3 +431,33 @@ def test_tidy_export_adds_the_shown_columns_only_when_a_study_has_them(client, t
         assert float(rows[1]["shown_iou_vs_server"]) == row.shown_iou_vs_server
         assert float(rows[1]["client_latency_ms"]) == 40.0
         assert json.loads(zf.read("manifest.json"))["counts"]["events_with_shown"] == 1
+
+
+def test_a_shown_mask_with_a_long_rle_is_taken_on_both_paths(client):
+    """A 320 x 320 image and a striped shown mask: its RLE (~100 000 characters) is above the
+    64 KiB that other participant requests may send, and is recorded with the event and as a
+    follow-up, as any mask the page could draw."""
+    from interventions.demo_data import generate_scene
+    from studies.core.datasets import create_dataset
+
+    scene = generate_scene("Clean shapes", 0, size=320)
+    study = prompting_study(n_images=1, participants=0)
+    study.dataset = create_dataset(
+        "big", [(scene.image, scene.mask, scene.label, scene.class_name)], source="generated"
+    )
+    study.save()
+    from studies.core.enrolment import enrol_participant
+
+    enrol_participant(study)
+    api = participant_api(client, study)
+    assignment = first_assignment(api)
+    h, w = assignment.image.height, assignment.image.width
+    stripes = (np.arange(h)[:, None] + np.zeros(w, int)[None, :]) % 2 == 0
+    body = shown_of(stripes)
+    assert len(body["mask_rle"]["counts"]) > 64 * 1024
+    clicks = Clicks(api, assignment)
+    clicks.post("add", "green", w // 2, h // 2, shown=body)
+    clicks.post("add", "green", w // 3, h // 3)
+    post_shown(api, assignment, clicks.cid, shown_of(~stripes))
+    rows = PromptEvent.objects.filter(assignment=assignment).order_by("seq")
+    assert [r.shown_mask_sha256 for r in rows] == [mask_sha256(stripes), mask_sha256(~stripes)]

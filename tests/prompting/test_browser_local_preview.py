@@ -170,3 +170,89 @@ def test_no_preview_for_a_classical_study_or_without_webassembly(
     )
     assert out["ready"] is False and out["local"] is None and not out["available"]
     assert "WebAssembly" in out["reason"]
+
+
+def test_decoding_ahead_of_a_click_is_taken_by_that_click_only(
+    live_server, new_page, django_capture_on_commit_callbacks
+):
+    """LocalPreview.decodeAhead: the prompt a click would give is decoded before the click; the click
+    with that prompt takes the result without decoding again, any other prompt decodes anew.
+    Only the latest of several quick requests waits behind the running one; a chained study
+    never takes a decode made before the chained mask changed."""
+    study, _ = sam_study(django_capture_on_commit_callbacks)
+    participant = consented(study.participants.get(number=1))
+    first, second = participant.assignments.order_by("order")[:2]
+    page = open_page(new_page, live_server, participant.token)
+    h, w = first.image.height, first.image.width
+    spots = [[w * 0.5, h * 0.4], [w * 0.2, h * 0.3], [w * 0.7, h * 0.6]]
+    out = page.evaluate(
+        """async ([aid, second, spots]) => {
+        const state = await api(`assignments/${aid}`);
+        const make = (id, block) => lp.createLocalPreview(id, block,
+            { fetchInit: { headers: { Authorization: "Bearer " + token } } });
+        const counted = (preview) => {
+          const decode = preview.decoder.decode.bind(preview.decoder);
+          preview.decoded = [];
+          preview.decoder.decode = (points, ...rest) => {
+            preview.decoded.push(JSON.stringify(points));
+            return decode(points, ...rest);
+          };
+        };
+        const preview = make(aid, state.body.decoder);
+        await preview.ready;
+        counted(preview);
+        const [a, b, c] = spots;
+        const queued = [preview.decodeAhead([a], [1]), preview.decodeAhead([b], [1]), preview.decodeAhead([c], [1])];
+        await preview.guess.run;  // a's decode; b's request was replaced by c's
+        while (preview.guessing) await preview.guess.run;
+        const ahead = await preview.decodeClick([c], [1]);
+        const fresh = await preview.decodeClick([c], [1]);  // taken once: this one decodes
+        const notTaken = await preview.decodeClick([a], [1]);
+        const decoded = [...preview.decoded];
+
+        const chained = make(aid, { ...state.body.decoder, chain_low_res_mask: true });
+        await chained.ready;
+        counted(chained);
+        chained.decodeAhead([a], [1]);
+        await chained.guess.run;
+        const other = await chained.decodeClick([b], [1]);  // chains b's low-res mask
+        const stale = await chained.decodeClick([a], [1]);
+        chained.decodeAhead([b, c], [1, 0]);
+        const chainedAhead = await chained.decodeClick([b, c], [1, 0]);
+        const afterAhead = chained.lastLowRes !== null;
+
+        // the same decode on the page's main thread (where workers cannot run the decoder)
+        const main = lp.createLocalPreview(aid, state.body.decoder,
+            { fetchInit: { headers: { Authorization: "Bearer " + token } }, inWorker: false });
+        await main.ready;
+        const onMain = await main.decodeClick([c], [1]);
+        const where = [preview.where, main.where];
+        const sameOnMain = bits(onMain.mask) === bits(fresh.mask);
+
+        const moved = await preview.setAssignment(second);
+        const otherImage = preview.decodeAhead([a], [1]);
+        await preview.guess.run;
+        const onSecond = await preview.decodeClick([a], [1]);
+        return { queued, ahead: ahead.ahead, fresh: fresh.ahead, notTaken: notTaken.ahead,
+                 same: bits(ahead.mask) === bits(fresh.mask), decoded,
+                 other: other.ahead, stale: stale.ahead, chainedAhead: chainedAhead.ahead,
+                 afterAhead, chainedDecoded: chained.decoded, moved, otherImage,
+                 onSecond: onSecond.ahead, where, sameOnMain };
+    }""",
+        [first.pk, second.pk, spots],
+    )
+    assert out["queued"] == [True, True, True]
+    # a ran, b was replaced while a ran, c ran; the click on c took c's; then c again, then a
+    assert [json.loads(x) for x in out["decoded"]] == [
+        [spots[0]],
+        [spots[2]],
+        [spots[2]],
+        [spots[0]],
+    ]
+    assert out["ahead"] is True and out["fresh"] is False and out["notTaken"] is False
+    assert out["same"] is True
+    assert out["where"] == ["worker", "main thread"] and out["sameOnMain"] is True
+    assert out["other"] is False and out["stale"] is False and out["chainedAhead"] is True
+    assert out["afterAhead"] is True  # a click that took a decode ahead chains its logits
+    assert len(out["chainedDecoded"]) == 4  # a ahead, b, a again (stale), b+c ahead
+    assert out["moved"] is True and out["otherImage"] is True and out["onSecond"] is True

@@ -3,6 +3,7 @@ once and draws the local mask meanwhile ("local"); the server's answer replaces 
 then what was shown follows the answer, and the log keeps both: the server's timestep and the
 shown mask's hash and IoU."""
 
+import json
 import time
 
 import pytest
@@ -94,6 +95,7 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
         # the page is cross-origin isolated (COOP + COEP), so the decoder runs on threads
         isolated = page.evaluate("() => globalThis.crossOriginIsolated")
         threads = page.evaluate("() => document.getElementById('app').dataset.previewThreads")
+        where = page.evaluate("() => document.getElementById('app').dataset.previewWhere")
         cores = page.evaluate("() => navigator.hardwareConcurrency")
         # the next image reuses the loaded decoder: only its embedding is new
         page.click("#finish")
@@ -118,6 +120,7 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
         context.close()
     assert errors == []
     assert isolated is True and threads == str(min(4, cores)), (isolated, threads, cores)
+    assert where == "worker"  # its script has the COEP that an isolated page's worker needs
     assert len(decoder_gets) == 1, decoder_gets  # one model load for the whole study
     assert PromptEvent.objects.get(assignment=second, timestep=0).shown_mask_sha256
     assert sources[:2] == ["local", "server"], sources  # the local mask first, then the record
@@ -208,3 +211,99 @@ def test_study_page_shows_the_decoder_export_at_three_viewports(
         page.locator("#progress").scroll_into_view_if_needed()
         screenshot(page, f"researcher_sam_study_{name}")
         page.close()
+
+
+def test_the_mask_is_decoded_while_the_pointer_rests_or_is_pressed(
+    live_server, chromium, django_capture_on_commit_callbacks, monkeypatch
+):
+    """Decoding ahead on the page: where the pointer rests on the image, the prompt a click
+    there would give is decoded before the click (nothing is shown), and the click draws it
+    without decoding again; a click made without resting decodes once, from the pointerdown.
+    The record is unchanged: the server's timestep, then what was shown."""
+    study, _ = sam_study(django_capture_on_commit_callbacks, min_green=1, min_red=0)
+    study.participants.all().delete()
+    from studies.prompting import events
+
+    predict = events.request_prediction
+
+    def slow_prediction(*args):  # the server's answer comes well after any local decode
+        time.sleep(0.6)
+        return predict(*args)
+
+    monkeypatch.setattr(events, "request_prediction", slow_prediction)
+    context, page = sam_page(
+        chromium,
+        """
+        window.__log = [];
+        new MutationObserver(() => {
+          const s = document.getElementById('app')?.dataset.maskSource;
+          if (s) window.__log.push({ t: performance.now(), source: s });
+        }).observe(document, { attributes: true, subtree: true, attributeFilter: ['data-mask-source'] });
+        window.addEventListener('pointerdown', () => window.__log.push({ t: performance.now(), down: true }), true);
+        """,
+    )
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    try:
+        ui, assignment = join_and_annotate(page, live_server, study)
+        page.evaluate(
+            """() => {
+            const decoder = window.__workspace.preview().decoder;
+            const decode = decoder.decode.bind(decoder);
+            decoder.decode = (...args) => {
+              window.__log.push({ t: performance.now(), decode: JSON.stringify(args[0]) });
+              return decode(...args);
+            };
+        }"""
+        )
+        box = page.locator("#canvas-image").bounding_box()
+        scale = ui.scale()
+
+        def at(xy):
+            return box["x"] + (xy[0] + 0.5) * scale, box["y"] + (xy[1] + 0.5) * scale
+
+        h, w = assignment.image.height, assignment.image.width
+        rest, quick = (w // 3, h // 2), (2 * w // 3, h // 3)
+        # rest on a spot: the decode runs before the click
+        page.mouse.move(*at((rest[0] - 20, rest[1] - 10)))
+        page.mouse.move(*at(rest), steps=4)
+        page.wait_for_function("() => window.__log.some((e) => e.decode)")
+        page.wait_for_function("() => !window.__workspace.preview().guessing")
+        page.mouse.down()
+        page.mouse.up()
+        page.wait_for_function(
+            "() => document.getElementById('app').dataset.maskSource === 'server'"
+        )
+        rested = page.evaluate("() => window.__log.splice(0)")
+        ui.wait_idle(1)
+        # a quick click elsewhere: no rest, one decode, started by the pointerdown
+        page.mouse.move(*at(quick))
+        page.mouse.down()
+        page.mouse.up()
+        page.wait_for_function(
+            "() => document.getElementById('app').dataset.maskSource === 'server'"
+        )
+        ui.wait_idle(2)
+        quick_log = page.evaluate("() => window.__log.splice(0)")
+    finally:
+        context.close()
+    assert errors == []
+
+    def split(log):
+        down = next(i for i, e in enumerate(log) if e.get("down"))
+        decodes = [json.loads(e["decode"]) for e in log if "decode" in e]
+        after = [json.loads(e["decode"]) for e in log[down:] if "decode" in e]
+        sources = [e["source"] for e in log[down:] if "source" in e]
+        return decodes, after, sources
+
+    decodes, after, sources = split(rested)
+    assert decodes == [[list(rest)]] and after == [], rested  # decoded once, before the click
+    assert sources[:2] == ["local", "server"], rested
+    decodes, after, sources = split(quick_log)
+    assert after == [[list(rest), list(quick)]] and decodes == after, quick_log
+    assert sources[:2] == ["local", "server"], quick_log
+    first, second = PromptEvent.objects.filter(assignment=assignment).order_by("seq")
+    for event in (first, second):
+        assert event.shown_iou_vs_server is not None and event.shown_iou_vs_server > 0.99
+    # the rested click's mask was ready at the pointerdown: drawn within frames, not a decode
+    assert first.client_latency_ms < 200, first.client_latency_ms
