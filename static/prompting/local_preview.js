@@ -205,7 +205,7 @@ class LocalPreview {
       const ahead = out !== null;
       if (!ahead) {
         await this._useEmbedding(this.assignmentId);
-        out = await this._decode(points, labels);
+        out = await (hover ? this._hoverDecode(points, labels) : this._decode(points, labels));
       }
       if (this.block.chain_low_res_mask && !hover) this.lastLowRes = out.lowResLogits;
       return {
@@ -233,6 +233,19 @@ class LocalPreview {
       maskInput: chain ? this.sd.roundToFloat16(this.lastLowRes) : null,
       fullLowRes: Boolean(this.block.chain_low_res_mask),  // else only the image is upscaled
     });
+  }
+
+  /** A hover's decode, kept as the decode ahead of a green click at the cursor (the hover shows
+   * that mask already: the click then draws it at once). */
+  _hoverDecode(points, labels) {
+    const key = this._key(points, labels);
+    const kept = this.guess;
+    if (kept && kept.key === key && kept.chained === this.lastLowRes) return kept.run;
+    const run = this._decode(points, labels);
+    const guess = { key, chained: this.lastLowRes, run };
+    this.guess = guess;
+    run.catch(() => { if (this.guess === guess) this.guess = null; });
+    return run;
   }
 
   /** What identifies a decode: the image, the points and labels (the chained mask is compared
@@ -286,7 +299,8 @@ class LocalPreview {
    * The hover preview (study option hover_preview): the mask the prompt would give with a green
    * point at `cursor` ([x, y]) added, without touching the chained mask. Only the latest call
    * is decoded: one made while a decode runs waits, and answers null if a newer one came.
-   * null too when the study has no hover preview.
+   * null too when the study has no hover preview. A green click at the cursor takes this
+   * decode (as a decode ahead) instead of decoding again.
    */
   async hover(points, labels, cursor) {
     if (!this.block || !this.block.hover_preview) return null;

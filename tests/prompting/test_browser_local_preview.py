@@ -101,7 +101,8 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
                  height: local.height, rle: shown.mask_rle, sha256: shown.sha256,
                  latencyMs: local.latencyMs, shown, answer, recorded, prefetched, moved,
                  otherBits: other && bits(other.mask), hoverOff,
-                 hoverBits: hovers.map((h) => h && bits(h.mask)), directBits: bits(direct.mask) };
+                 hoverBits: hovers.map((h) => h && bits(h.mask)), directBits: bits(direct.mask),
+                 directAhead: direct.ahead };
     }""",
         [first.pk, second.pk, green, red],
     )
@@ -125,6 +126,7 @@ def test_preview_decodes_like_the_server_and_its_shown_payload_is_logged(
     # hover: off by default; on, the latest of three quick hovers is the one decoded
     assert out["hoverOff"] is None
     assert out["hoverBits"][:2] == [None, None] and out["hoverBits"][2] == out["directBits"]
+    assert out["directAhead"] is True  # a green click at the hovered point takes its decode
 
 
 def test_no_preview_for_a_classical_study_or_without_webassembly(
