@@ -298,6 +298,8 @@ def test_the_mask_is_decoded_while_the_pointer_rests_or_is_pressed(
 
     decodes, after, sources = split(rested)
     assert decodes == [[list(rest)]] and after == [], rested  # decoded once, before the click
+    down = next(i for i, e in enumerate(rested) if e.get("down"))
+    assert not any("source" in e for e in rested[:down]), rested  # nothing shown before it
     assert sources[:2] == ["local", "server"], rested
     decodes, after, sources = split(quick_log)
     assert after == [[list(rest), list(quick)]] and decodes == after, quick_log
