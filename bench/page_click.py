@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +46,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.local_site import live_server, throwaway_django  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
@@ -92,23 +93,9 @@ def percentile(values: list[float], q: float) -> float | None:
 
 def setup_study(torch_threads: int):
     """The database, a SAM vit_b (random, seeded) study opened as the researcher opens one (the
-    decoder export and the embeddings run), and a live server; returns (study, base_url)."""
-    tmp = Path(tempfile.mkdtemp(prefix="page-click-bench-"))
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
-        MEDIA_ROOT=str(tmp / "media"),
-        EMBEDDING_CACHE_DIR=str(tmp / "embeddings"),
-        DJANGO_ALLOW_ASYNC_UNSAFE="true",
-    )
-    for key in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        os.environ.pop(key, None)
-    import django
-
-    django.setup()
+    decoder export and the embeddings run), and a live server: (study, base_url, server)."""
+    throwaway_django("page-click-bench-")
     import torch
-    from django.core.management import call_command
-    from django.test.testcases import LiveServerThread
 
     from bench.click_latency import CHECKPOINT
     from interventions.demo_data import generate_scene
@@ -120,7 +107,6 @@ def setup_study(torch_threads: int):
     from workers import model_cache
 
     torch.set_num_threads(torch_threads)
-    call_command("migrate", verbosity=0)
     checkpoint = random_sam_vit_b_checkpoint(CHECKPOINT, seed=0)
     backend = SamBackend.from_checkpoint("vit_b", checkpoint, device="cpu")
     spec = ModelSpec.objects.create(
@@ -152,15 +138,8 @@ def setup_study(torch_threads: int):
     study.status = "open"
     study.save()
     study.kind_spec.on_open(study)  # eager Celery: the decoder export and the embeddings
-    # /static/ through the app, where whitenoise adds the headers production sends (the COEP on
-    # onnxruntime-web's worker script, without which the isolated page gets no threads)
-    server = LiveServerThread("127.0.0.1", lambda app: app, port=0)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    if server.error:
-        raise server.error
-    return study, f"http://127.0.0.1:{server.port}", server
+    server, base = live_server()
+    return study, base, server
 
 
 class Participant:

@@ -22,11 +22,13 @@ import os
 import random
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from bench.local_site import live_server, throwaway_django  # noqa: E402
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
@@ -45,37 +47,15 @@ def main() -> None:
     args = parser.parse_args()
     width, height = (int(v) for v in args.viewport.split("x"))
 
-    tmp = Path(tempfile.mkdtemp(prefix="workspace-bench-"))
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="config.settings",
-        DATABASE_URL=f"sqlite:///{tmp / 'db.sqlite3'}",
-        MEDIA_ROOT=str(tmp / "media"),
-        EMBEDDING_CACHE_DIR=str(tmp / "embeddings"),
-        DJANGO_ALLOW_ASYNC_UNSAFE="true",
-    )
-    for key in ("CELERY_BROKER_URL", "CELERY_RESULT_BACKEND"):
-        os.environ.pop(key, None)
-    import django
-
-    django.setup()
-    from django.contrib.staticfiles.handlers import StaticFilesHandler
-    from django.core.management import call_command
-    from django.test.testcases import LiveServerThread
+    throwaway_django("workspace-bench-")
     from playwright.sync_api import sync_playwright
 
     from tests.factories import prompting_study
 
-    call_command("migrate", verbosity=0)
     study = prompting_study(
         n_images=1, participants=0, stagnation_limit=10_000, max_rounds=1, show_ground_truth=False
     )
-    server = LiveServerThread("127.0.0.1", StaticFilesHandler, port=0)
-    server.daemon = True
-    server.start()
-    server.is_ready.wait()
-    if server.error:
-        raise server.error
-    base = f"http://127.0.0.1:{server.port}"
+    server, base = live_server()
 
     rng = random.Random(0)
     with sync_playwright() as pw:

@@ -64,6 +64,15 @@ def first_assignment(api):
     return api.participant.assignments.order_by("order").first()
 
 
+def clicking(client, study):
+    """Participant 1 of `study` (consented), their first assignment, its height and width, and
+    a Clicks on it."""
+    api = participant_api(client, study)
+    assignment = first_assignment(api)
+    h, w = assignment.image.height, assignment.image.width
+    return api, assignment, h, w, Clicks(api, assignment)
+
+
 def test_sam_study_exports_its_decoder_and_serves_both_files(
     client, django_capture_on_commit_callbacks, settings
 ):
@@ -243,10 +252,7 @@ def shown_of(mask, latency=12.5, **extra):
 
 def test_shown_mask_is_logged_with_its_iou_vs_the_server_mask(client):
     study = prompting_study(n_images=2, participants=1)
-    api = participant_api(client, study)
-    assignment = first_assignment(api)
-    h, w = assignment.image.height, assignment.image.width
-    clicks = Clicks(api, assignment)
+    api, assignment, h, w, clicks = clicking(client, study)
     clicks.post("add", "green", w // 2, h // 2)
     shown = np.zeros((h, w), bool)
     shown[: h // 2, : w // 2] = True
@@ -297,9 +303,8 @@ BAD_SHOWN = [
 
 def one_image(client):
     """A classical study's participant (consented) and their assignment, with its size."""
-    api = participant_api(client, prompting_study(n_images=1, participants=1))
-    assignment = first_assignment(api)
-    return api, assignment, assignment.image.height, assignment.image.width
+    api, assignment, h, w, _ = clicking(client, prompting_study(n_images=1, participants=1))
+    return api, assignment, h, w
 
 
 def bad_shown(shown, h, w):
@@ -331,10 +336,7 @@ def post_shown(api, assignment, cid, body, expect=200):
 
 def test_shown_sent_after_the_answer_is_written_once_and_leaves_the_record_alone(client):
     study = prompting_study(n_images=2, participants=1)
-    api = participant_api(client, study)
-    assignment = first_assignment(api)
-    h, w = assignment.image.height, assignment.image.width
-    clicks = Clicks(api, assignment)
+    api, assignment, h, w, clicks = clicking(client, study)
     clicks.post("add", "green", w // 2, h // 2)
     answer = clicks.post("add", "red", 1, 1)
     row = PromptEvent.objects.get(assignment=assignment, seq=1)
@@ -382,10 +384,7 @@ def test_bad_shown_follow_up_is_a_400_naming_the_field_and_stores_nothing(client
 
 def test_shown_follow_up_needs_the_participants_own_stored_event(client):
     study = prompting_study(n_images=1, participants=3)
-    api = participant_api(client, study)
-    assignment = first_assignment(api)
-    h, w = assignment.image.height, assignment.image.width
-    clicks = Clicks(api, assignment)
+    api, assignment, h, w, clicks = clicking(client, study)
     clicks.post("add", "green", w // 2, h // 2)
     shown = shown_of(np.ones((h, w), bool))
     missing = post_shown(api, assignment, "not-posted-yet", shown, expect=404)
@@ -406,10 +405,7 @@ def read_csv(zf, name):
 
 def test_tidy_export_adds_the_shown_columns_only_when_a_study_has_them(client, tmp_path):
     study = prompting_study(n_images=1, participants=1)
-    api = participant_api(client, study)
-    assignment = first_assignment(api)
-    h, w = assignment.image.height, assignment.image.width
-    clicks = Clicks(api, assignment)
+    api, assignment, h, w, clicks = clicking(client, study)
     clicks.post("add", "green", w // 2, h // 2)
     run_export(study, "tidy", tmp_path / "before.zip")
     with zipfile.ZipFile(tmp_path / "before.zip") as zf:
@@ -449,13 +445,10 @@ def test_a_shown_mask_with_a_long_rle_is_taken_on_both_paths(client):
     from studies.core.enrolment import enrol_participant
 
     enrol_participant(study)
-    api = participant_api(client, study)
-    assignment = first_assignment(api)
-    h, w = assignment.image.height, assignment.image.width
+    api, assignment, h, w, clicks = clicking(client, study)
     stripes = (np.arange(h)[:, None] + np.zeros(w, int)[None, :]) % 2 == 0
     body = shown_of(stripes)
     assert len(body["mask_rle"]["counts"]) > 64 * 1024
-    clicks = Clicks(api, assignment)
     clicks.post("add", "green", w // 2, h // 2, shown=body)
     clicks.post("add", "green", w // 3, h // 3)
     post_shown(api, assignment, clicks.cid, shown_of(~stripes))

@@ -25,6 +25,19 @@ def sam_page(chromium, init_script: str):
     return context, page
 
 
+def slow_server(monkeypatch, seconds: float) -> None:
+    """Every prediction the server makes takes `seconds` longer (a slow server or network)."""
+    from studies.prompting import events
+
+    predict = events.request_prediction
+
+    def slow_prediction(*args):
+        time.sleep(seconds)
+        return predict(*args)
+
+    monkeypatch.setattr(events, "request_prediction", slow_prediction)
+
+
 def join_and_annotate(page, live_server, study):
     """Join, consent and open the first image; return once the local preview is ready."""
     page.goto(f"{live_server.url}/s/{study.pk}/join")
@@ -46,15 +59,7 @@ def test_click_draws_the_local_mask_then_the_servers_and_logs_what_was_shown(
     study.participants.all().delete()
     # a slow server (or network): the record must not wait for the local preview, nor the
     # preview for the record
-    from studies.prompting import events
-
-    predict = events.request_prediction
-
-    def slow_prediction(*args):
-        time.sleep(1.0)
-        return predict(*args)
-
-    monkeypatch.setattr(events, "request_prediction", slow_prediction)
+    slow_server(monkeypatch, 1.0)
     context, page = sam_page(
         chromium,
         """
@@ -222,15 +227,7 @@ def test_the_mask_is_decoded_while_the_pointer_rests_or_is_pressed(
     The record is unchanged: the server's timestep, then what was shown."""
     study, _ = sam_study(django_capture_on_commit_callbacks, min_green=1, min_red=0)
     study.participants.all().delete()
-    from studies.prompting import events
-
-    predict = events.request_prediction
-
-    def slow_prediction(*args):  # the server's answer comes well after any local decode
-        time.sleep(0.6)
-        return predict(*args)
-
-    monkeypatch.setattr(events, "request_prediction", slow_prediction)
+    slow_server(monkeypatch, 0.6)  # the server's answer comes well after any local decode
     context, page = sam_page(
         chromium,
         """
