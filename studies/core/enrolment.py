@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
+from config.client_ip import client_ip
 from studies.core.kinds import ProtocolError
 from studies.core.workspace_options import NO_PRACTICE
 from studies.models import Assignment, Participant, Study
@@ -124,9 +125,8 @@ class EnrolmentRefused(Exception):
 
 
 def client_address(request) -> str:
-    """The client's address as the server saw it (a proxy in front sets REMOTE_ADDR correctly
-    only when configured to: see docs/deploy.md)."""
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The client's address, read through the trusted proxies only (config/client_ip.py)."""
+    return client_ip(request) or "unknown"
 
 
 def _throttle(client: str) -> None:
