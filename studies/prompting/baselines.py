@@ -157,7 +157,9 @@ def released_units(
 
 def definitions_used(study: Study) -> dict:
     """The manifest's `baseline_definitions`: for each strategy with stored results, which
-    definition made them and from which count sources; {} for a study without results."""
+    definition made them and from which count sources. Only when a released strategy has
+    results: a study with the platform's families only (all baselines before the released ones
+    existed) gets {} and so keeps its manifest as it was."""
     used: dict[str, set] = {}
     for strategy, source in (
         BaselineResult.objects.filter(study=study)
@@ -165,7 +167,7 @@ def definitions_used(study: Study) -> dict:
         .distinct()
     ):
         used.setdefault(strategy, set()).add(source)
-    if not used:
+    if not any(name in RELEASED_STRATEGIES for name in used):
         return {}
     return {
         "baseline_definitions": {

@@ -271,8 +271,26 @@ def test_old_baselines_keep_their_csv_and_say_their_definition(media, tmp_path):
     assert text.splitlines()[1].startswith(
         f"random,0,human_best,{row.image.index},{row.assignment_id},"
     )
+    # the manifest of a study with families only stays as it was (tests/core/test_v0_database)
+    assert "baseline_definitions" not in json.loads(archive.read("manifest.json"))
+    call_command(
+        "prompt_baselines",
+        str(study.pk),
+        "--strategy",
+        "rand",
+        "--fixed",
+        "1",
+        "1",
+        "--no-progress",
+    )
+    run_export(study, "tidy", tmp_path / "t2.zip")
+    archive = zipfile.ZipFile(tmp_path / "t2.zip")
     definitions = json.loads(archive.read("manifest.json"))["baseline_definitions"]
-    assert list(definitions) == ["random"] and "own family" in definitions["random"]["definition"]
+    assert list(definitions) == ["rand", "random"]
+    assert "own family" in definitions["random"]["definition"]
+    assert definitions["random"]["count_sources"] == ["human_best"]
+    new = archive.read("baselines.csv").decode().splitlines()
+    assert set(text.splitlines()) <= set(new)  # the old rows, byte for byte
 
 
 @pytest.mark.django_db(transaction=True)
