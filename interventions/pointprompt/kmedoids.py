@@ -82,6 +82,9 @@ def kmedoids_alternate(points: np.ndarray, n_clusters: int, max_iter: int = 300)
     medoids = np.argpartition(np.sum(distances, axis=1), n_clusters - 1)[:n_clusters]
     labels = np.argmin(distances[medoids, :], axis=0)
     n_iter = 0
+    # a cluster whose members and medoid are those it had when last looked at cannot change:
+    # skip its cost sums (the same decision as before), which most clusters are in late rounds
+    settled: dict[int, tuple[int, np.ndarray]] = {}
     for n_iter in range(max_iter):  # noqa: B007 (the last index is the result's n_iter)
         before = medoids.copy()
         labels = np.argmin(distances[medoids, :], axis=0)
@@ -89,6 +92,10 @@ def kmedoids_alternate(points: np.ndarray, n_clusters: int, max_iter: int = 300)
             members = np.flatnonzero(labels == k)
             if not len(members):
                 continue
+            last = settled.get(k)
+            if last is not None and last[0] == medoids[k] and np.array_equal(last[1], members):
+                continue
+            settled[k] = (int(medoids[k]), members)
             costs = np.sum(distances[np.ix_(members, members)], axis=1)
             best = int(np.argmin(costs))
             # the medoid's own cost; the first member's when the medoid is not among them
