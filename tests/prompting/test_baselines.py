@@ -299,7 +299,7 @@ def test_baselines_form_runs_released_counts_and_refuses_bad_counts(client, medi
     client.force_login(study.owner)
     page = client.get(f"/studies/{study.pk}/analysis").content.decode()
     assert 'value="kmediod" checked' in page and 'value="kmedoids">' in page
-    assert "saliency (unavailable" in page
+    assert "saliency (unavailable)" in page and "VST saliency" in page
     url = f"/studies/{study.pk}/analysis/baselines"
     response = client.post(
         url,
