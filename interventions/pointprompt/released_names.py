@@ -16,9 +16,9 @@ import re
 RELEASED_STRATEGIES = ("rand", "shi-tomasi", "kmediod", "entropy", "max_dist")
 UNAVAILABLE = {
     "saliency": (
-        "needs the released VST saliency network's pretrained weights (a separate download the "
-        "released code loads from disk); they cannot be had here, and nothing downloads weights "
-        "at run time"
+        "needs the released VST saliency network's pretrained weights (T2T-ViT_t-14 and "
+        "RGB_VST.pth, Google Drive downloads in the released instructions); they cannot be had "
+        "here, and nothing downloads weights at run time"
     ),
 }
 POINT_NUMS: dict[str, tuple[int, int]] = {
