@@ -205,6 +205,11 @@ def test_released_count_sources_table_human_mean_and_one_point(media):
     assert {(u.n_green, u.n_red, u.count_source) for u in released_units(study)} == {
         (8, 1, "point_nums")
     }
+    call_command("prompt_baselines", str(study.pk), "--strategy", "rand", "--no-progress")
+    table_rows = BaselineResult.objects.filter(strategy="rand")
+    assert {(r.count_source, r.n_green, r.n_red, len(r.green), len(r.red)) for r in table_rows} == {
+        ("point_nums", 8, 1, 8, 1)
+    }
     call_command(
         "prompt_baselines", str(study.pk), "--strategy", "entropy", "--one-point", "--no-progress"
     )
