@@ -12,6 +12,12 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from interventions.pointprompt.released_names import (
+    RELEASED_STRATEGIES,
+    UNAVAILABLE,
+    released_counts,
+)
+from interventions.prompt_strategies import STRATEGIES as FAMILY_STRATEGIES
 from studies.core.plots import csv_response, figure_response, new_figure
 from studies.core.views_researcher import export_context, researcher_study
 from studies.prompting import analysis
@@ -107,7 +113,10 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "tables": TABLES,
             "plots": [(p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS],
             "baseline_jobs": study.jobs.filter(kind="baseline")[:5],
-            "strategies": ("random", "kmedoids", "shi_tomasi", "entropy", "max_distance"),
+            "released_strategies": RELEASED_STRATEGIES,
+            "family_strategies": FAMILY_STRATEGIES,
+            "unavailable_strategies": sorted(UNAVAILABLE.items()),
+            "released_counts": released_counts(study.dataset.name),
             **export_context(study),
         },
     )
@@ -188,6 +197,13 @@ def analysis_plot(request: HttpRequest, study_id: int, name: str, fmt: str = "pn
     return figure_response(draw_plot(name, study_tables(study)), fmt, f"study{study.pk}_{name}")
 
 
+def _small_int(raw, label: str) -> int:
+    raw = (raw or "").strip()
+    if not (raw.isdigit() and len(raw) <= 4):
+        raise ValueError(f"the {label} must be a whole number from 0 to 9999, got {raw[:40]!r}")
+    return int(raw)
+
+
 @login_required
 @require_POST
 def baselines_start(request: HttpRequest, study_id: int) -> HttpResponse:
@@ -198,7 +214,16 @@ def baselines_start(request: HttpRequest, study_id: int) -> HttpResponse:
         seed = int(raw) if raw.isdigit() and len(raw) <= 10 else -1
         if not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer from 0 to {2**32 - 1}, got {raw[:40]!r}")
-        job = start_baselines(study, strategies, seed)
+        counts = request.POST.get("counts") or "auto"
+        fixed = None
+        if counts == "fixed":
+            fixed = tuple(
+                _small_int(request.POST.get(name), label)
+                for name, label in (("green", "green count"), ("red", "red count"))
+            )
+        elif counts not in ("auto", "one_point"):
+            raise ValueError(f"counts must be auto, one_point or fixed, got {counts[:40]!r}")
+        job = start_baselines(study, strategies, seed, fixed, counts == "one_point")
     except ValueError as exc:
         messages.error(request, str(exc))
     else:

@@ -115,6 +115,14 @@ def practice_block(study: Study, included: bool) -> dict | None:
     return {"assignments": n, "excluded_assignments": 0 if included else n, "included": included}
 
 
+def baselines_block(study: Study) -> dict:
+    """`baseline_definitions` (which strategy definitions and count sources made the study's
+    stored automated baselines); absent when it has none."""
+    from studies.prompting.baselines import definitions_used
+
+    return definitions_used(study)
+
+
 def write_manifest(
     archive: ExportArchive, study: Study, fmt: str, counts: dict, extra: dict | None = None
 ) -> dict:
@@ -130,6 +138,7 @@ def write_manifest(
         "coordinates": COORDINATES,
         "counts": {**counts, "files": archive.count},
         "csv_cells": CSV_CELLS_NOTE,
+        **baselines_block(study),
         **(extra or {}),
     }
     with archive.open_text(MANIFEST_NAME) as out:
