@@ -78,6 +78,8 @@ class StudyKind:
     - `researcher_links(study)`: the kind's own researcher pages, [(element id, label, url)].
     - `analysis_page(request, study)`: the kind's "Analysis & exports" page (the study page's
       `study-analysis` link goes there); None: the study page says there is none.
+    - `replay_page(request, study, assignment)`: the researcher's replay of one assignment
+      (every logged action in order); the shared `assignment-replay` URL goes there.
     - `attention_failed(assignment, threshold)`: did the participant fail this attention-check
       image (True / False, None while undecided); see studies/core/quality.py.
     - `counts(study)`: figures for the researcher's study page (e.g. events, trials).
@@ -96,6 +98,7 @@ class StudyKind:
     tidy_tables: Callable = lambda study, archive, include_practice: {}
     researcher_links: Callable = lambda study: []  # [(element id, label, url)]
     analysis_page: Callable | None = None
+    replay_page: Callable | None = None
     attention_failed: Callable = lambda assignment, threshold: None  # core/quality.py
     counts: Callable = lambda study: {}
     instructions_template: str = ""

@@ -31,6 +31,7 @@ from studies.core.exports import FORMAT_LABELS, FORMATS
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import full_protocol
 from studies.core.quality import attention_status
+from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds
 from studies.models import Assignment, Study
 
 
@@ -160,10 +161,8 @@ def study_progress(study: Study) -> dict:
         )
         p["assignments"].append(a)
         p["events"] += a.n_events + a.n_trials
-        end = a.finished_at or max((t for t in (a.last_ts, a.last_trial_ts) if t), default=None)
-        if a.started_at and end:
-            p["time_s"] += max(0.0, (end - a.started_at).total_seconds())
         a.last_ts = max((t for t in (a.last_ts, a.last_trial_ts) if t), default=None)
+        p["time_s"] += assignment_seconds(a.started_at, a.finished_at, a.last_ts)
         p["finished"] += a.status == "finished"
         if a.best is not None:
             p["bests"].append(a.best)
@@ -289,6 +288,7 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
         "progress": progress,
         **table_view(request, progress),
         "is_owner": study.owner_id == request.user.pk,
+        "time_on_task": TIME_ON_TASK,
     }
     return render(request, "researcher/study_detail.html", context)
 
@@ -301,7 +301,12 @@ def study_progress_fragment(request: HttpRequest, study_id: int) -> HttpResponse
     return render(
         request,
         "researcher/_progress.html",
-        {"study": study, "progress": progress, **table_view(request, progress)},
+        {
+            "study": study,
+            "progress": progress,
+            "time_on_task": TIME_ON_TASK,
+            **table_view(request, progress),
+        },
     )
 
 
@@ -354,6 +359,22 @@ def study_image(request: HttpRequest, study_id: int, image_id: int, what: str) -
     return FileResponse(
         (image.image if what == "image" else image.mask).open("rb"), content_type="image/png"
     )
+
+
+@login_required
+def assignment_replay(request: HttpRequest, study_id: int, assignment_id: int) -> HttpResponse:
+    """One assignment's replay, drawn by the study kind's `replay_page` (a prompting study's
+    events, an intervention study's trials)."""
+    study = researcher_study(request, study_id)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("participant", "image"),
+        pk=assignment_id,
+        participant__study=study,
+    )
+    page = study.kind_spec.replay_page
+    if page is None:
+        raise Http404(f"studies of kind {study.kind_spec.label} have no replay page")
+    return page(request, study, assignment)
 
 
 @login_required

@@ -67,6 +67,12 @@ def analysis_page(request, study):
     return page(request, study)
 
 
+def replay_page(request, study, assignment):
+    from studies.intervention.views import replay_page as page
+
+    return page(request, study, assignment)
+
+
 def attention_failed(assignment, threshold: float):
     """Failed: finished without any region overlapping the object with IoU >= threshold."""
     if assignment.status != "finished":
@@ -112,6 +118,7 @@ INTERVENTION = register(
         tidy_tables=tidy_tables,
         researcher_links=researcher_links,
         analysis_page=analysis_page,
+        replay_page=replay_page,
         attention_failed=attention_failed,
         instructions_template="intervention/_howto.html",
         survey_question="Did the model look at the object?",

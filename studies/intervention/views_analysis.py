@@ -15,6 +15,7 @@ from django.shortcuts import render
 
 from studies.core.intervals import INTERVAL_METHOD
 from studies.core.plots import csv_response, figure_response, new_figure
+from studies.core.time_on_task import TIME_ON_TASK, time_on_task_by_participant
 from studies.core.views_researcher import export_context
 from studies.intervention import analysis
 from studies.intervention.views import intervention_study, study_comparison
@@ -60,6 +61,7 @@ def participant_rows(study, timelines: list[dict]) -> list[dict]:
         by_code.setdefault(row["participant"], []).append(row)
     out = []
     real = Prefetch("assignments", queryset=Assignment.objects.real())  # practice: not data
+    seconds = time_on_task_by_participant(study)
     for p in study.participants.order_by("number").prefetch_related(real):
         mine = by_code.get(p.code, [])
         finished = sum(a.status == "finished" for a in p.assignments.all())
@@ -73,7 +75,7 @@ def participant_rows(study, timelines: list[dict]) -> list[dict]:
                 reason="",
                 trials=len(mine),
                 flips=sum(r["flipped"] for r in mine),
-                time_on_task_s=mine[-1]["since_start_s"],
+                time_on_task_s=seconds.get(p.pk, 0.0),
             )
         out.append(row)
     return out
@@ -96,6 +98,7 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "left_out": [p for p in participants if p["reason"]],
             "plots": [(name, title, table) for name, (title, table) in PLOTS.items()],
             "interval_method": INTERVAL_METHOD,
+            "time_on_task": TIME_ON_TASK,
             **export_context(study),
         },
     )

@@ -51,6 +51,12 @@ def analysis_page(request, study):
     return page(request, study)
 
 
+def replay_page(request, study, assignment):
+    from studies.prompting.views import replay_page as page
+
+    return page(request, study, assignment)
+
+
 def attention_failed(assignment, threshold: float):
     """Failed: finished with a best IoU below the threshold (or no timestep)."""
     if assignment.status != "finished":
@@ -126,6 +132,7 @@ PROMPTING = register(
         finish=finish,
         on_open=on_open,
         analysis_page=analysis_page,
+        replay_page=replay_page,
         attention_failed=attention_failed,
         instructions_template="prompting/_howto.html",
         survey_question=(

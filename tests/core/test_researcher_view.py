@@ -1,0 +1,113 @@
+"""What the researcher sees (issue 24): the replay of both kinds, the study list's kind, one
+time on task on the study page and the analysis page."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import numpy as np
+import pytest
+from django.utils import timezone
+
+from interventions.metrics import rle_encode
+from studies.core.time_on_task import TIME_ON_TASK, time_on_task_by_participant
+from studies.models import Assignment, InterventionTrial, ModelSpec, Study
+from tests.factories import prompting_study, researcher, small_dataset
+
+pytestmark = pytest.mark.django_db
+
+
+def classifier_study(n_images: int = 3, participants: int = 1) -> Study:
+    """An intervention study whose classifier is never run (the trials are written directly)."""
+    from studies.core.enrolment import enrol_participant
+
+    model = ModelSpec.objects.create(
+        name="cnn", kind="classifier", architecture="demo", class_names=["circle", "square"]
+    )
+    study = Study.objects.create(
+        kind="intervention",
+        title="regions",
+        dataset=small_dataset(n=n_images),
+        model=model,
+        owner=researcher(),
+        status="open",
+    )
+    for _ in range(participants):
+        enrol_participant(study)
+    return study
+
+
+def add_trial(assignment: Assignment, seq: int, at, flipped: bool = False) -> InterventionTrial:
+    region = np.zeros((assignment.image.height, assignment.image.width), dtype=bool)
+    region[4:12, 4:12] = True
+    return InterventionTrial.objects.create(
+        assignment=assignment,
+        seq=seq,
+        client_event_id=f"c{assignment.pk}-{seq}",
+        operation="delete",
+        region_rle=rle_encode(region),
+        substrate="zero",
+        target_class=1,
+        prob_before=0.9,
+        prob_after=0.2 if flipped else 0.8,
+        flipped=flipped,
+        area_fraction=float(region.mean()),
+        server_ts=at,
+    )
+
+
+def test_an_intervention_replay_lists_the_trials(client):
+    study = classifier_study()
+    assignment = study.participants.get().assignments.order_by("order").first()
+    t0 = timezone.now()
+    add_trial(assignment, 0, t0)
+    add_trial(assignment, 1, t0 + timedelta(seconds=2.5), flipped=True)
+    client.force_login(study.owner)
+    page = client.get(f"/studies/{study.pk}/assignments/{assignment.pk}/replay").content.decode()
+    assert "No events logged" not in page and 'id="no-events"' not in page
+    assert len(re.findall(r'class="trial[^"]*" data-seq=', page)) == 2
+    assert "at 2.5 s" in page and "p(square) 0.900 → 0.200" in page and "flipped" in page
+    # the region images it shows exist
+    for trial in assignment.trials.all():
+        url = f"/studies/{study.pk}/intervention/trials/{trial.pk}/region.png"
+        assert url in page and client.get(url)["Content-Type"] == "image/png"
+
+
+def test_a_replay_without_actions_says_so_for_both_kinds(client):
+    for study in (prompting_study(participants=1), classifier_study()):
+        assignment = study.participants.get().assignments.first()
+        client.force_login(study.owner)
+        page = client.get(f"/studies/{study.pk}/assignments/{assignment.pk}/replay")
+        assert page.status_code == 200 and 'id="no-events"' in page.content.decode()
+
+
+def test_the_study_list_names_each_study_kind(client):
+    prompting, intervention = prompting_study(participants=0), classifier_study(participants=0)
+    client.force_login(prompting.owner)
+    page = client.get("/studies/").content.decode()
+    kinds = re.findall(r'<td class="study-kind">([^<]*)</td>', page)
+    assert sorted(kinds) == ["Intervention", "Prompting"], kinds
+    assert intervention.kind_spec.label == "Intervention"
+
+
+def test_time_on_task_is_the_same_on_the_study_and_analysis_pages(client):
+    """Two images: 4 s and 6 s of work with a 60 s break between them: 10 s, not 70 s."""
+    study = classifier_study(n_images=3)
+    participant = study.participants.get()
+    first, second = list(participant.assignments.order_by("order")[:2])
+    t0 = timezone.now() - timedelta(minutes=5)
+    for assignment, start, length in ((first, t0, 4.0), (second, t0 + timedelta(seconds=64), 6)):
+        add_trial(assignment, 0, start)
+        add_trial(assignment, 1, start + timedelta(seconds=length / 2))
+        Assignment.objects.filter(pk=assignment.pk).update(
+            started_at=start, finished_at=start + timedelta(seconds=length), status="finished"
+        )
+    assert time_on_task_by_participant(study) == {participant.pk: pytest.approx(10.0)}
+    client.force_login(study.owner)
+    shown = []
+    for url in (f"/studies/{study.pk}/", f"/studies/{study.pk}/analysis"):
+        page = client.get(url).content.decode()
+        shown += re.findall(r'class="num nowrap time-on-task">([^<]*)</td>', page)
+        assert f"Time on task: {TIME_ON_TASK}." in page, url
+    assert shown == ["10.0 s", "10.0 s"]
