@@ -83,6 +83,8 @@ class StudyKind:
     - `attention_failed(assignment, threshold)`: did the participant fail this attention-check
       image (True / False, None while undecided); see studies/core/quality.py.
     - `counts(study)`: figures for the researcher's study page (e.g. events, trials).
+    - `export_formats`: the export formats (studies/core/exports FORMATS) a study of this
+      kind can fill; the others are neither offered nor accepted.
     """
 
     name: str
@@ -101,6 +103,7 @@ class StudyKind:
     replay_page: Callable | None = None
     attention_failed: Callable = lambda assignment, threshold: None  # core/quality.py
     counts: Callable = lambda study: {}
+    export_formats: tuple[str, ...] = ("tidy",)
     instructions_template: str = ""
     survey_question: str = "Did anything about this image surprise you?"
     extra: dict = field(default_factory=dict)

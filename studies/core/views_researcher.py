@@ -27,7 +27,7 @@ from django.views.decorators.http import require_POST
 from studies.core.api_errors import ApiError
 from studies.core.api_exports import start_export
 from studies.core.enrolment import enrol_participant
-from studies.core.exports import FORMAT_LABELS, FORMATS
+from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import full_protocol
 from studies.core.quality import attention_status
@@ -391,7 +391,10 @@ def export_context(study: Study) -> dict:
     """What the shared exports box (researcher/_exports.html) shows on an analysis page."""
     return {
         "exports": study.jobs.filter(kind="export")[:10],
-        "export_formats": [(f, FORMAT_LABELS.get(f, f)) for f in FORMATS],
+        "export_formats": [(f, FORMAT_LABELS.get(f, f)) for f in study_formats(study)],
+        "export_left_out": [
+            FORMAT_LABELS.get(f, f) for f in FORMATS if f not in study_formats(study)
+        ],
     }
 
 

@@ -119,6 +119,7 @@ INTERVENTION = register(
         researcher_links=researcher_links,
         analysis_page=analysis_page,
         replay_page=replay_page,
+        export_formats=("tidy",),
         attention_failed=attention_failed,
         instructions_template="intervention/_howto.html",
         survey_question="Did the model look at the object?",

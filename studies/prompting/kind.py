@@ -133,6 +133,7 @@ PROMPTING = register(
         on_open=on_open,
         analysis_page=analysis_page,
         replay_page=replay_page,
+        export_formats=("pointprompt", "tidy", "coco"),
         attention_failed=attention_failed,
         instructions_template="prompting/_howto.html",
         survey_question=(

@@ -111,3 +111,56 @@ def test_time_on_task_is_the_same_on_the_study_and_analysis_pages(client):
         shown += re.findall(r'class="num nowrap time-on-task">([^<]*)</td>', page)
         assert f"Time on task: {TIME_ON_TASK}." in page, url
     assert shown == ["10.0 s", "10.0 s"]
+
+
+def test_an_intervention_study_offers_and_accepts_only_the_formats_it_fills(client, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    from studies.core.exports import run_export
+    from studies.models import Job
+
+    study = classifier_study()
+    add_trial(study.participants.get().assignments.first(), 0, timezone.now())
+    client.force_login(study.owner)
+    page = client.get(f"/studies/{study.pk}/analysis").content.decode()
+    offered = re.findall(
+        r'<option value="([^"]+)">', page.split('name="format"')[1].split("</select>")[0]
+    )
+    assert offered == ["tidy"]
+    assert "Not offered for intervention studies: PointPrompt, COCO" in page
+    for fmt, label in (("coco", "COCO"), ("pointprompt", "PointPrompt")):
+        answer = client.post(
+            f"/api/v1/studies/{study.pk}/exports", {"format": fmt}, content_type="application/json"
+        )
+        assert answer.status_code == 400 and answer.json()["field"] == "format"
+        assert (
+            f"an intervention study cannot be exported as {label} ({fmt})"
+            in (answer.json()["error"])
+        )
+        assert "this study's formats: tidy" in answer.json()["error"]
+        with pytest.raises(ValueError, match=f"cannot be exported as {label}"):
+            run_export(study, fmt, tmp_path / f"{fmt}.zip")
+        with pytest.raises(CommandError, match=f"cannot be exported as {label}"):
+            call_command("export_study", study.pk, "--format", fmt, "--out",
+                         str(tmp_path / f"cmd-{fmt}.zip"), "--no-progress")  # fmt: skip
+        assert not (tmp_path / f"{fmt}.zip").exists() and not (tmp_path / f"cmd-{fmt}.zip").exists()
+    assert not Job.objects.filter(kind="export").exists()
+    # the page's own form refuses it too, with the reason as a message
+    answer = client.post(f"/studies/{study.pk}/analysis/export", {"format": "coco"}, follow=True)
+    assert "cannot be exported as COCO" in answer.content.decode()
+    assert not Job.objects.filter(kind="export").exists()
+    # tidy is accepted (eager Celery runs it)
+    answer = client.post(
+        f"/api/v1/studies/{study.pk}/exports", {"format": "tidy"}, content_type="application/json"
+    )
+    assert answer.status_code == 202, answer.content
+
+
+def test_a_prompting_study_offers_every_format(client):
+    study = prompting_study(participants=1)
+    client.force_login(study.owner)
+    page = client.get(f"/studies/{study.pk}/analysis").content.decode()
+    offered = re.findall(
+        r'<option value="([^"]+)">', page.split('name="format"')[1].split("</select>")[0]
+    )
+    assert offered == ["pointprompt", "tidy", "coco"] and 'id="export-left-out"' not in page
