@@ -39,6 +39,14 @@ class Option:
     # stored protocol is non-empty and lacks an option with since > 1 predates it: it runs
     # with the default, but its manifest writes the protocol as stored (see full_protocol).
     since: int = 1
+    # what the study form shows: the field's label (else the name in words) and a readable
+    # label per choice (else the value itself)
+    label: str = ""
+    choice_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def choices_with_labels(self) -> list[tuple[str, str]]:
+        return [(c, self.choice_labels.get(c, c)) for c in self.choices]
 
     def check(self, name: str, value: Any) -> Any:
         if isinstance(self.default, bool):
@@ -83,6 +91,8 @@ class StudyKind:
     - `attention_failed(assignment, threshold)`: did the participant fail this attention-check
       image (True / False, None while undecided); see studies/core/quality.py.
     - `counts(study)`: figures for the researcher's study page (e.g. events, trials).
+    - `fit_problem(dataset, model)`: why a study of this kind cannot run `model` on
+      `dataset`, as (form field, reason), or None (the study form refuses it with the reason).
     - `export_formats`: the export formats (studies/core/exports FORMATS) a study of this
       kind can fill; the others are neither offered nor accepted.
     """
@@ -104,6 +114,7 @@ class StudyKind:
     attention_failed: Callable = lambda assignment, threshold: None  # core/quality.py
     counts: Callable = lambda study: {}
     export_formats: tuple[str, ...] = ("tidy",)
+    fit_problem: Callable = lambda dataset, model: None
     instructions_template: str = ""
     survey_question: str = "Did anything about this image surprise you?"
     extra: dict = field(default_factory=dict)

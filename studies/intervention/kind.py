@@ -92,6 +92,44 @@ def attention_failed(assignment, threshold: float):
     return True
 
 
+def fit_problem(dataset, model):
+    """An intervention study asks whether the classifier's prediction of each image's class
+    moves: every image needs a class label, and the classifier's classes must include them."""
+    images = dataset.images
+    n = images.count()
+    if n == 0:
+        return "dataset", f"the data set {dataset.name} has no images"
+    unlabelled = images.filter(class_label__isnull=True).count()
+    if unlabelled:
+        return "dataset", (
+            f"{unlabelled} of the {n} images of {dataset.name} have no class label; an "
+            "intervention study follows the classifier's probability of each image's class"
+        )
+    if model is None or not model.class_names:
+        return None
+    classes = len(model.class_names)
+    outside = sorted(
+        set(
+            images.exclude(class_label__range=(0, classes - 1)).values_list(
+                "class_label", flat=True
+            )
+        )
+    )
+    if outside:
+        return "model", (
+            f"the classes of {model.name} (0 to {classes - 1}) do not include the label(s) "
+            f"{', '.join(map(str, outside))} of {dataset.name}"
+        )
+    named = set(images.exclude(class_name="").values_list("class_name", flat=True))
+    unknown = sorted(named - set(model.class_names))
+    if unknown:
+        return "model", (
+            f"the classes of {model.name} do not include {', '.join(unknown)}, class name(s) "
+            f"of {dataset.name}'s images"
+        )
+    return None
+
+
 def researcher_links(study) -> list:
     return [
         (
@@ -120,6 +158,7 @@ INTERVENTION = register(
         analysis_page=analysis_page,
         replay_page=replay_page,
         export_formats=("tidy",),
+        fit_problem=fit_problem,
         attention_failed=attention_failed,
         instructions_template="intervention/_howto.html",
         survey_question="Did the model look at the object?",
