@@ -221,3 +221,33 @@ def full_protocol(study) -> dict:
     merged = {**defaults, **stored}
     ordered = {n: merged[n] for n in option_names() if n in merged}
     return {**ordered, **{k: v for k, v in merged.items() if k not in ordered}}
+
+
+def readable_protocol(study) -> list[dict]:
+    """The study's protocol as the study page shows it: one setting per option of its kind,
+    in the kind's order, with the option's label, its value in words (a choice's label,
+    yes / no, "none" for -1 where -1 means none) and whether it is the default. An option
+    the stored protocol predates shows its default, as the study runs with it."""
+    kind = kind_of(study)
+    protocol = full_protocol(study)
+    rows = []
+    for name, option in kind.options.items():
+        value = protocol.get(name, option.default)
+        if isinstance(option.default, bool):
+            text = "yes" if value else "no"
+        elif option.choices:
+            text = option.choice_labels.get(value, str(value))
+        elif option.minimum == -1 and value == -1:
+            text = "none"
+        else:
+            text = str(value)
+        rows.append(
+            {
+                "name": name,
+                "label": option.label or name.replace("_", " ").capitalize(),
+                "value": text,
+                "default": value == option.default,
+                "help": option.help,
+            }
+        )
+    return rows

@@ -29,7 +29,7 @@ from studies.core.api_exports import start_export
 from studies.core.enrolment import enrol_participant
 from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
-from studies.core.kinds import full_protocol
+from studies.core.kinds import readable_protocol
 from studies.core.quality import attention_status
 from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds
 from studies.models import Assignment, Study
@@ -281,7 +281,7 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     progress = study_progress(study)
     context = {
         "study": study,
-        "protocol": full_protocol(study),
+        "protocol": readable_protocol(study),
         "kind_links": study.kind_spec.researcher_links(study),
         "public_join_url": join_url(request, study),
         "links_form": GenerateLinksForm(),

@@ -164,3 +164,22 @@ def test_a_prompting_study_offers_every_format(client):
         r'<option value="([^"]+)">', page.split('name="format"')[1].split("</select>")[0]
     )
     assert offered == ["pointprompt", "tidy", "coco"] and 'id="export-left-out"' not in page
+
+
+def test_the_study_page_shows_the_protocol_as_readable_settings(client):
+    study = prompting_study(participants=0, mask_choice="best_predicted", practice_image=2)
+    client.force_login(study.owner)
+    page = client.get(f"/studies/{study.pk}/").content.decode()
+    block = page.split('<dl class="settings" id="protocol">')[1].split("</dl>")[0]
+    settings = {
+        name: (re.sub(r"<[^>]+>", "", label), re.sub(r"<[^>]+>", "", value).strip())
+        for name, label, value in re.findall(
+            r'data-option="([a-z_0-9]+)"><dt[^>]*>(.*?)</dt><dd>(.*?)</dd>', block, re.S
+        )
+    }
+    assert list(settings) == list(study.kind_spec.options)  # every option, in the kind's order
+    assert settings["mask_choice"] == ("Mask shown", "The mask SAM scores highest (changed)")
+    assert settings["show_score"] == ("Show the score", "yes")
+    assert settings["practice_image"] == ("Practice image", "2 (changed)")
+    assert settings["stagnation_limit"][1] == "10"
+    assert "=" not in block.replace('="', "")  # no key=value dump
