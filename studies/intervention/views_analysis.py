@@ -14,7 +14,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from studies.core.intervals import INTERVAL_METHOD
-from studies.core.plots import csv_response, figure_response, new_figure
+from studies.core.plots import HUMAN_COLOUR, csv_response, figure_response, new_figure
 from studies.core.time_on_task import TIME_ON_TASK, time_on_task_by_participant
 from studies.core.views_researcher import export_context
 from studies.intervention import analysis
@@ -28,6 +28,7 @@ PLOTS = {  # name: (title, the CSV behind it)
     "timelines": ("Per-participant timelines", "timelines"),
 }
 TABLES = ("flip_rates", "area_to_flip", "agreement", "timelines")
+MEASURES = {"gradcam_iou": "Grad-CAM IoU", "voice_overlap": "VOICE overlap"}
 
 
 def area_rows(comparison: dict) -> list[dict]:
@@ -145,7 +146,7 @@ def draw_plot(name: str, tables: dict):
         ax.plot([0, 1], [0, 1], color="#999", lw=1, ls=":")
         if rows:
             ax.scatter([r["model_flip_gradcam_order"] for r in rows],
-                       [r["human_flip_min"] for r in rows], color="#1558c0", zorder=3)  # fmt: skip
+                       [r["human_flip_min"] for r in rows], color=HUMAN_COLOUR, zorder=3)  # fmt: skip
         else:
             _empty(ax, "no image has both a flipping human\ndeletion and a Grad-CAM flip yet")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="smallest flipping deletion, Grad-CAM order",
@@ -153,14 +154,13 @@ def draw_plot(name: str, tables: dict):
     elif name == "agreement":
         rows = [r for r in tables["agreement"] if r["operation"] != "all"]
         if rows:
-            labels = [f"{r['measure'].replace('_', ' ')}\n{r['operation']}" for r in rows]
+            labels = [f"{MEASURES.get(r['measure'], r['measure'])}\n{r['operation']}" for r in rows]
             colours = ["tab:blue" if r["measure"] == "gradcam_iou" else "tab:orange" for r in rows]
             ax.bar(labels, [r["mean"] for r in rows], yerr=_ci_errors(rows, "mean"), capsize=3,
                    color=colours)  # fmt: skip
         else:
             _empty(ax, "no trial with a Grad-CAM or VOICE map yet")
         ax.set(ylabel="mean (95% bootstrap CI)", ylim=(0, 1.05), title="Agreement with the model")
-        ax.tick_params(axis="x", labelsize=7)
     elif name == "timelines":
         rows = tables["timelines"]
         codes = sorted({r["participant"] for r in rows})
@@ -173,7 +173,7 @@ def draw_plot(name: str, tables: dict):
                            label=("flipped" if flipped else "no flip") if y == 0 else None)  # fmt: skip
         if codes:
             ax.set_yticks(range(len(codes)), codes)
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(loc="lower right")
         else:
             _empty(ax, "no trial yet")
         ax.set(xlabel="seconds since the participant's first trial", title=title)
