@@ -266,9 +266,11 @@ def replay_page(request: HttpRequest, study, assignment: Assignment) -> HttpResp
     trials = list(assignment.trials.order_by("seq"))
     start = trials[0].server_ts if trials else None
     names = study.model.class_names or []
+    substrates = study.kind_spec.options["substrate"].choice_labels
     rows = [
         {
             "trial": t,
+            "substrate": substrates.get(t.substrate, t.substrate),
             "t_s": (t.server_ts - start).total_seconds(),
             "target": names[t.target_class]
             if t.target_class is not None and 0 <= t.target_class < len(names)

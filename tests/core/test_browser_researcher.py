@@ -78,6 +78,7 @@ def test_the_researchers_pages_at_three_sizes(live_server, new_page):
         assert page.locator("#protocol .setting").count() == len(study.kind_spec.options)
         look(page, f"{base}/studies/{study.pk}/analysis", f"{kind}_analysis")
         assert page.evaluate(PLOT_SCALE) >= 0.8, kind  # 9 pt text stays >= 10 px
+    look(page, f"{base}/studies/{intervention.pk}/intervention/", "interventions")
     look(page, f"{base}/studies/{intervention.pk}/assignments/{assignment.pk}/replay", "replay")
     assert page.locator("#replay-trials .trial").count() == 3
     assert page.errors == []
