@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from django.db.models import Max
+from django.db.models import Max, Min
 
 TIME_ON_TASK = (
     "per study image, from the first logged action to the end of the image (finished, else "
@@ -21,10 +21,17 @@ TIME_ON_TASK = (
 )
 
 
+def first_and_last(*times: datetime | None) -> tuple[datetime | None, datetime | None]:
+    """The earliest and latest of the given times that are set."""
+    known = [t for t in times if t is not None]
+    return (min(known), max(known)) if known else (None, None)
+
+
 def assignment_seconds(
     started_at: datetime | None, finished_at: datetime | None, last_action_at: datetime | None
 ) -> float:
-    """Seconds on one image: first action to finish (else to the last action); 0 if none."""
+    """Seconds on one image: first action (`started_at`) to finish, else to the last action;
+    0 with no action."""
     end = finished_at or last_action_at
     if started_at is None or end is None:
         return 0.0
@@ -38,13 +45,26 @@ def time_on_task_by_participant(study) -> dict[int, float]:
     rows = (
         Assignment.objects.real()
         .filter(participant__study=study)
-        .annotate(last_event=Max("events__server_ts"), last_trial=Max("trials__server_ts"))
-        .values_list("participant_id", "started_at", "finished_at", "last_event", "last_trial")
+        .annotate(
+            first_event=Min("events__server_ts"),
+            first_trial=Min("trials__server_ts"),
+            last_event=Max("events__server_ts"),
+            last_trial=Max("trials__server_ts"),
+        )
+        .values_list(
+            "participant_id",
+            "started_at",
+            "finished_at",
+            "first_event",
+            "first_trial",
+            "last_event",
+            "last_trial",
+        )
     )
     out: dict[int, float] = {}
-    for participant_id, started, finished, last_event, last_trial in rows:
-        last = max((t for t in (last_event, last_trial) if t), default=None)
+    for participant_id, started, finished, *times in rows:
+        first, last = first_and_last(*times)
         out[participant_id] = out.get(participant_id, 0.0) + assignment_seconds(
-            started, finished, last
+            started or first, finished, last
         )
     return out

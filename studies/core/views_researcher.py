@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Min, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -31,7 +31,7 @@ from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import readable_protocol
 from studies.core.quality import attention_status
-from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds
+from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds, first_and_last
 from studies.models import Assignment, Study
 
 
@@ -141,6 +141,8 @@ def study_progress(study: Study) -> dict:
             n_trials=Count("trials", distinct=True),
             last_ts=Max("events__server_ts"),
             last_trial_ts=Max("trials__server_ts"),
+            first_ts=Min("events__server_ts"),
+            first_trial_ts=Min("trials__server_ts"),
         )
         .order_by("participant__number", "order")
     )
@@ -161,8 +163,8 @@ def study_progress(study: Study) -> dict:
         )
         p["assignments"].append(a)
         p["events"] += a.n_events + a.n_trials
-        a.last_ts = max((t for t in (a.last_ts, a.last_trial_ts) if t), default=None)
-        p["time_s"] += assignment_seconds(a.started_at, a.finished_at, a.last_ts)
+        first, a.last_ts = first_and_last(a.first_ts, a.first_trial_ts, a.last_ts, a.last_trial_ts)
+        p["time_s"] += assignment_seconds(a.started_at or first, a.finished_at, a.last_ts)
         p["finished"] += a.status == "finished"
         if a.best is not None:
             p["bests"].append(a.best)

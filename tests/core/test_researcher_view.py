@@ -183,3 +183,19 @@ def test_the_study_page_shows_the_protocol_as_readable_settings(client):
     assert settings["practice_image"] == ("Practice image", "2 (changed)")
     assert settings["stagnation_limit"][1] == "10"
     assert "=" not in block.replace('="', "")  # no key=value dump
+
+
+def test_time_on_task_of_an_unfinished_image_runs_from_its_first_to_its_last_action(client):
+    study = classifier_study(n_images=2)
+    participant = study.participants.get()
+    assignment = participant.assignments.order_by("order").first()
+    t0 = timezone.now() - timedelta(minutes=1)
+    for seq, seconds in enumerate((0.0, 1.0, 7.5)):  # no started_at: a hand-made log
+        add_trial(assignment, seq, t0 + timedelta(seconds=seconds))
+    assert time_on_task_by_participant(study) == {participant.pk: pytest.approx(7.5)}
+    client.force_login(study.owner)
+    shown = []
+    for url in (f"/studies/{study.pk}/", f"/studies/{study.pk}/analysis"):
+        page = client.get(url).content.decode()
+        shown += re.findall(r'class="num nowrap time-on-task">([^<]*)</td>', page)
+    assert shown == ["7.5 s", "7.5 s"]
