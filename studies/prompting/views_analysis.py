@@ -18,7 +18,14 @@ from interventions.pointprompt.released_names import (
     released_counts,
 )
 from interventions.prompt_strategies import STRATEGIES as FAMILY_STRATEGIES
-from studies.core.plots import csv_response, figure_response, new_figure
+from studies.core.plots import (
+    AUTOMATED_COLOUR,
+    HUMAN_COLOUR,
+    csv_response,
+    figure_response,
+    integer_axis,
+    new_figure,
+)
 from studies.core.views_researcher import export_context, researcher_study
 from studies.prompting import analysis
 from studies.prompting.baselines import baseline_rows, start_baselines
@@ -136,7 +143,7 @@ def _errorbars(ax, rows, x_key, label):
     means = [r["mean_iou"] for r in rows]
     low = [0 if math.isnan(r["ci_low"]) else r["mean_iou"] - r["ci_low"] for r in rows]
     high = [0 if math.isnan(r["ci_high"]) else r["ci_high"] - r["mean_iou"] for r in rows]
-    ax.errorbar(xs, means, yerr=[low, high], fmt="o-", capsize=3, label=label)
+    ax.errorbar(xs, means, yerr=[low, high], fmt="o-", capsize=3, label=label, color=HUMAN_COLOUR)
 
 
 def draw_plot(name: str, tables: dict):
@@ -146,9 +153,11 @@ def draw_plot(name: str, tables: dict):
     if name == "iou_by_points":
         _errorbars(ax, tables["iou_by_points"], "points", ci)
         ax.set(xlabel="number of points", ylabel="IoU", title=PLOT_TITLES[name], ylim=(0, 1.05))
+        integer_axis(ax.xaxis)
     elif name == "iou_by_timestep":
         _errorbars(ax, tables["iou_by_timestep"], "timestep", ci)
         ax.set(xlabel="timestep", ylabel="IoU", title=PLOT_TITLES[name], ylim=(0, 1.05))
+        integer_axis(ax.xaxis)
     elif name == "best_vs_final":
         for reason, colour in (
             ("finished", "tab:blue"),
@@ -166,14 +175,27 @@ def draw_plot(name: str, tables: dict):
             xlim=(0, 1.02),
             ylim=(0, 1.02),
         )
-        ax.legend(fontsize=7)
+        ax.legend(loc="upper left")
     elif name == "overprompted_share":
-        rows = [(f"P {r['group']}", r["share_overprompted"]) for r in tables["participants"]]
-        rows += [(f"D {r['group']}", r["share_overprompted"]) for r in tables["datasets"]]
-        rows = [(k, v) for k, v in rows if not math.isnan(v)]
-        ax.bar([k for k, _ in rows], [v for _, v in rows], color="tab:red")
+        # participants, then data sets, told apart by colour (a legend), not by a prefix
+        groups = (
+            ("participant", tables["participants"], HUMAN_COLOUR),
+            ("data set", tables["datasets"], "tab:gray"),
+        )
+        position, ticks, labels = 0, [], []
+        for label, rows, colour in groups:
+            rows = [r for r in rows if not math.isnan(r["share_overprompted"])]
+            if not rows:
+                continue
+            xs = list(range(position, position + len(rows)))
+            ax.bar(xs, [r["share_overprompted"] for r in rows], color=colour, label=label)
+            ticks += xs
+            labels += [str(r["group"]) for r in rows]
+            position += len(rows) + 1  # a gap between the groups
+        ax.set_xticks(ticks, labels, rotation=30, ha="right")
+        if ticks:
+            ax.legend(loc="upper right")
         ax.set(ylabel="share overprompted", title="Overprompted (annotator-ended)", ylim=(0, 1))
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     elif name == "human_vs_baselines":
         rows = [r for r in tables["human_vs_baselines"] if not math.isnan(r["mean_iou"])]
         means = [r["mean_iou"] for r in rows]
@@ -181,9 +203,17 @@ def draw_plot(name: str, tables: dict):
             [0 if math.isnan(r["ci_low"]) else r["mean_iou"] - r["ci_low"] for r in rows],
             [0 if math.isnan(r["ci_high"]) else r["ci_high"] - r["mean_iou"] for r in rows],
         ]
-        ax.bar([r["method"] for r in rows], means, yerr=errs, capsize=3, color="tab:green")
+        human = [r["method"].startswith("human") for r in rows]
+        colours = [HUMAN_COLOUR if h else AUTOMATED_COLOUR for h in human]
+        ax.bar(range(len(rows)), means, yerr=errs, capsize=3, color=colours)
+        ax.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=30, ha="right")
+        from matplotlib.patches import Patch
+
+        sources = (("people", HUMAN_COLOUR, True), ("automated prompts", AUTOMATED_COLOUR, False))
+        handles = [Patch(color=c, label=label) for label, c, h in sources if h in human]
+        if handles:
+            ax.legend(handles=handles, loc="lower right")
         ax.set(ylabel=ci, title=PLOT_TITLES[name], ylim=(0, 1.05))
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     else:
         raise Http404(f"no plot {name}")
     return fig
