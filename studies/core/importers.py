@@ -423,8 +423,12 @@ def inspect_archive(path: str | Path, look_bytes: int = INDEX_LOOK_BYTES) -> Non
             size = path.stat().st_size
             with open(path, "rb") as raw:
                 for info in source.archive.infolist():
+                    if not 0 <= info.header_offset <= size - 30:
+                        raise ValueError(
+                            f"the archive is damaged: {info.filename} is outside the file"
+                        )
                     raw.seek(info.header_offset)
-                    if info.header_offset + 30 > size or raw.read(4) != b"PK\x03\x04":
+                    if raw.read(4) != b"PK\x03\x04":
                         raise ValueError(
                             f"the archive is damaged: {info.filename} is not where its index says"
                         )
@@ -559,11 +563,12 @@ def _open_checked(data: bytes, name: str, max_pixels: int):
             f"{name} is {width} x {height} pixels (width x height) = {width * height} pixels; "
             f"the limit is {max_pixels} (IMPORT_MAX_PIXELS)",
         )
+    deep = _deep_colour(im)  # before getexif(), which loads a PNG and forgets its tiles
     try:
         orientation = int(im.getexif().get(0x0112, 1) or 1)
     except (TypeError, ValueError):
         orientation = 1
-    return im, orientation if orientation in _ORIENT else 1
+    return im, orientation if orientation in _ORIENT else 1, deep
 
 
 def _decode_errors(name: str):
@@ -602,9 +607,9 @@ def decode_image(data: bytes, name: str, max_pixels: int) -> Decoded:
     16-bit (or 32-bit, float) pixels are mapped to 8 bits with a linear min-max window, stated
     in the notes (the stored original keeps the depth); alpha is dropped."""
     with _decode_errors(name):
-        im, orientation = _open_checked(data, name, max_pixels)
+        im, orientation, deep = _open_checked(data, name, max_pixels)
         notes, meta = [], {}
-        if _deep_colour(im):
+        if deep:
             import cv2
 
             raw = cv2.imdecode(
@@ -648,7 +653,7 @@ def decode_mask(data: bytes, name: str, max_pixels: int) -> Decoded:
     soft edges) -> binarised at half the range (>= 128 of 255, >= 32768 of 65535), with a
     warning giving the share of pixels that were neither extreme."""
     with _decode_errors(name):
-        im, orientation = _open_checked(data, name, max_pixels)
+        im, orientation, _ = _open_checked(data, name, max_pixels)
         notes, meta = [], {}
         if orientation != 1:
             im = ImageOps.exif_transpose(im)
