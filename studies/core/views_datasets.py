@@ -94,6 +94,8 @@ def _upload_context(errors: dict | None = None, name: str = "") -> dict:
         "name": name,
         "max_bytes": settings.DATASET_UPLOAD_MAX_BYTES,
         "max_pixels": settings.IMPORT_MAX_PIXELS,
+        "max_side": settings.IMPORT_MAX_SIDE,
+        "limit_side": int(settings.IMPORT_MAX_PIXELS**0.5),
     }
 
 
@@ -145,6 +147,8 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "page": page,
             "count": images.count(),
             "sizes": sizes,
+            "scaled": images.exclude(scale=1.0).count(),
+            "max_side": settings.IMPORT_MAX_SIDE,
             "studies": dataset.studies.all(),
             "thumb_px": THUMB_PX,
         },

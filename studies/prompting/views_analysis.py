@@ -12,6 +12,7 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from studies.core.image_names import image_names
 from studies.core.plots import csv_response, figure_response, new_figure
 from studies.core.views_researcher import export_context, researcher_study
 from studies.prompting import analysis
@@ -52,6 +53,15 @@ PLOT_TITLES = {
 }
 
 
+def with_name(row: dict, names: dict[int, str]) -> dict:
+    out = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "image_index":
+            out["image_name"] = names.get(value, "")
+    return out
+
+
 def study_tables(study) -> dict[str, list[dict]]:
     """Every table of the page. Participants marked excluded are left out (load_logs), and
     participants with no timestep yet are left out of the statistics (they have no score)."""
@@ -61,8 +71,12 @@ def study_tables(study) -> dict[str, list[dict]]:
     counted = [f for f in figures if f.participant in started]
     groups = analysis.summaries(counted)
     baselines = baseline_rows(study)
+    names = image_names(study.dataset)  # the researcher's file names, when the data set has them
+    assignments = [f.as_row() for f in figures]
+    if names:
+        assignments = [with_name(row, names) for row in assignments]
     return {
-        "assignments": [f.as_row() for f in figures],
+        "assignments": assignments,
         "participants": groups["participant"],
         "datasets": groups["dataset"],
         "study": groups["study"],

@@ -204,7 +204,7 @@ def test_web_upload_runs_a_job_with_a_report_and_names_bad_fields(
     assert not list((Path(settings.MEDIA_ROOT) / "imports").iterdir())  # the archive is removed
     # the data set page: thumbnails, counts, new study with the data set chosen
     detail = client.get(f"/datasets/{job.dataset.pk}/").content.decode()
-    assert 'id="image-count">4<' in detail and "8 × 6 px" in detail
+    assert 'id="image-count">4<' in detail and "8 x 6 pixels" in detail
     first = job.dataset.images.first()
     thumb = client.get(f"/datasets/{job.dataset.pk}/thumbs/{first.pk}/mask.png")
     assert thumb.status_code == 200 and b"".join(thumb.streaming_content)[:4] == b"\x89PNG"
