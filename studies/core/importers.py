@@ -205,6 +205,38 @@ def _read_capped(handle, name: str, cap: int, packed: int | None) -> bytes:
         buffer.write(block)
 
 
+def _copy_capped(handle, target: Path, name: str, cap: int) -> int:
+    """Stream a member to a file on disk in 1 MiB blocks (memory stays at one block), stopping
+    (Refused) once it is over `cap` bytes."""
+    total = 0
+    with open(target, "wb") as out:
+        while block := handle.read(1024**2):
+            total += len(block)
+            if total > cap:
+                raise Refused(
+                    "over the size limit",
+                    f"{name} holds more than {cap} bytes (the limit for one file)",
+                )
+            out.write(block)
+    return total
+
+
+def copy_member(source, name: str, target: Path, cap: int = MAX_MEMBER_BYTES) -> None:
+    """A member (e.g. samples.npy) to disk under the byte cap, never whole in memory."""
+    if source.size(name) > cap:
+        raise Refused(
+            "over the size limit",
+            f"{name} declares {source.size(name)} bytes; the limit for one file is {cap}",
+        )
+    try:
+        with source.open(name) as handle:
+            _copy_capped(handle, target, name, cap)
+    except Refused:
+        raise
+    except (*DAMAGE, NotImplementedError, RuntimeError) as exc:
+        raise Refused("unreadable", f"{name}: the archive member cannot be read ({exc})") from exc
+
+
 class FolderSource:
     """Files on disk under chosen names (`images/a.png` -> /data/imgs/a.png)."""
 
@@ -233,6 +265,11 @@ class FolderSource:
                 f"{name} is {path.stat().st_size} bytes; the limit for one file is {cap}",
             )
         return path.read_bytes()
+
+    def open(self, name: str):
+        if self.files[name].is_symlink():
+            raise Refused("unreadable", f"{name} is a symbolic link; copy the file instead")
+        return open(self.files[name], "rb")
 
     def close(self) -> None:
         pass
@@ -290,6 +327,9 @@ class ZipSource:
                 "unreadable", f"{name}: the archive member cannot be read ({exc})"
             ) from exc
 
+    def open(self, name: str):
+        return self.archive.open(self.infos[name])
+
     def close(self) -> None:
         self.archive.close()
 
@@ -344,6 +384,9 @@ class TarSource:
             raise Refused(
                 "unreadable", f"{name}: the archive member cannot be read ({exc})"
             ) from exc
+
+    def open(self, name: str):
+        return self.archive.extractfile(self.infos[name]) or io.BytesIO()
 
     def close(self) -> None:
         self.archive.close()
@@ -908,7 +951,10 @@ def plan_source(source, workdir: Path, max_pixels: int) -> Plan:
         if {"samples.npy", "labels.npy"} <= files:
             for required in ("samples.npy", "labels.npy"):
                 member = required if folder == "." else f"{folder}/{required}"
-                (workdir / required).write_bytes(read_member(source, member))
+                try:
+                    copy_member(source, member, workdir / required)
+                except Refused as exc:
+                    raise ValueError(exc.detail) from exc
             samples, labels = load_pointprompt_arrays(workdir)
             return Plan(
                 [f"{i}" for i in range(len(samples))],
@@ -1007,6 +1053,30 @@ def import_source(
         return dataset, report
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def import_summary(dataset: Dataset) -> str:
+    """One line for the command line: what the import did to the pixels (or that it did nothing)."""
+    images = dataset.images.all()
+    scaled = images.exclude(scale=1.0).count()
+    oriented = images.filter(import_notes__has_key="exif_orientation").count()
+    windowed = images.filter(import_notes__has_key="window").count()
+    alpha = images.filter(import_notes__mask_channel="alpha").count()
+    thresholded = images.filter(import_notes__has_key="mask_threshold").count()
+    parts = [
+        f"{scaled} scaled to a working copy of at most {settings.IMPORT_MAX_SIDE} pixels a side "
+        "(originals kept)"
+        if scaled
+        else "",
+        f"{oriented} turned by their EXIF orientation" if oriented else "",
+        f"{windowed} deeper than 8 bits shown through a min-max window" if windowed else "",
+        f"{alpha} masks read from their alpha channel" if alpha else "",
+        f"{thresholded} masks not cleanly two-valued, binarised at half the range: check them"
+        if thresholded
+        else "",
+    ]
+    said = "; ".join(p for p in parts if p)
+    return f"pixels: {said}" if said else "pixels: stored as given"
 
 
 def import_pointprompt(directory: str | Path, name: str) -> Dataset:
