@@ -71,7 +71,6 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 UNSUPPORTED_SUFFIXES = {".heic", ".heif", ".avif", ".gif", ".jp2", ".jxl", ".svg", ".psd", ".dng"}
 HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 SUPPORTED_WORDS = "use PNG or JPEG; WebP, BMP and TIFF are read too"
-MASK_THRESHOLD_NOTE = "half the value range (>= 128 for 8-bit masks)"
 
 
 def image_member_cap(max_pixels: int) -> int:
@@ -717,7 +716,7 @@ def decode_mask(data: bytes, name: str, max_pixels: int) -> Decoded:
             elif colour_flat:
                 values = alpha
                 meta["mask_channel"] = "alpha"
-                notes.append("mask read from its alpha channel (its colour is the same everywhere)")
+                notes.append("read from its alpha channel (its colour is the same everywhere)")
             else:
                 raise Refused(
                     "ambiguous mask",
@@ -737,7 +736,7 @@ def decode_mask(data: bytes, name: str, max_pixels: int) -> Decoded:
             return Decoded(values == distinct[1], notes, meta)
         if len(distinct) == 1:
             return Decoded(values > 0, notes, meta)
-        threshold = full / 2
+        threshold = 0.5 if full == 1.0 else (full + 1) // 2  # 128 of 255, 32768 of 65535
         extreme = (values == 0) | (values == full)
         share = float(1.0 - extreme.mean())
         meta.update(
@@ -746,9 +745,9 @@ def decode_mask(data: bytes, name: str, max_pixels: int) -> Decoded:
             mask_grey_share=round(share, 4),
         )
         notes.append(
-            f"mask not cleanly two-valued ({len(distinct)} values; {share:.1%} of pixels neither "
-            f"0 nor {full:g}, e.g. JPEG noise): binarised at >= {threshold:g} "
-            f"({MASK_THRESHOLD_NOTE}); check it"
+            f"not cleanly two-valued ({len(distinct)} values; {share:.1%} of pixels neither "
+            f"0 nor {full:g}, e.g. JPEG noise): binarised at >= {threshold:g} of {full:g} "
+            "(half the range); check it"
         )
         return Decoded(values >= threshold, notes, meta)
 

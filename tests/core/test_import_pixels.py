@@ -154,9 +154,10 @@ def test_a_jpeg_mask_is_binarised_at_a_stated_threshold_with_a_warning(tmp_path,
     dataset, report = import_archive(zipped(tmp_path, files), "jpeg mask", max_pixels=10**6)
     row = only_row(dataset)
     assert np.array_equal(stored(row.mask) > 0, decoded >= 128)  # before: decoded > 0
-    assert row.import_notes["mask_threshold"] == 127.5
+    assert row.import_notes["mask_threshold"] == 128
     assert report.as_dict()["warned"] == 1
-    assert "not cleanly two-valued" in report.accepted[0]["notes"][0]
+    assert report.accepted[0]["notes"][0].startswith("mask: not cleanly two-valued")
+    assert "binarised at >= 128 of 255" in report.accepted[0]["notes"][0]
     # clean masks are not warned about: 0/1 and 0/255
     clean = {
         "images/a.png": encode(np.full((6, 8, 3), 90, np.uint8)),
