@@ -232,3 +232,30 @@ def test_small_images_are_stored_as_they_are(tmp_path, media):
     assert (row.original_width, row.original_height, row.scale) == (None, None, 1.0)
     assert row.original_name == "cat.png" and row.mask_name == "cat.png"
     assert row.size_words == "40 x 30 pixels"
+
+
+def test_pointprompt_results_on_a_scaled_data_set_are_refused_with_the_way_out(
+    tmp_path, settings, media
+):
+    """Released PointPrompt results are in the full-size frame: on a working copy they would land
+    in the wrong pixels, so the results importer refuses and says which setting to raise."""
+    from studies.core.exports import run_export
+    from studies.core.importers import import_pointprompt
+    from studies.prompting.exports.import_results import import_pointprompt_results
+    from tests.export_sessions import run_sessions
+    from tests.factories import prompting_study, researcher
+
+    study = prompting_study(n_images=3, participants=1)
+    run_sessions(study)
+    run_export(study, "pointprompt", tmp_path / "pp.zip")
+    zipfile.ZipFile(tmp_path / "pp.zip").extractall(tmp_path / "pp")
+    name = study.dataset.name
+    width = study.dataset.images.first().width
+    settings.IMPORT_MAX_SIDE = width // 2
+    dataset = import_pointprompt(tmp_path / "pp" / "Image datasets" / name, "scaled")
+    row = dataset.images.first()
+    assert row.scale < 1 and row.original_width == width and row.original_image
+    with pytest.raises(ValueError, match=f"IMPORT_MAX_SIDE at least {width}"):
+        import_pointprompt_results(
+            tmp_path / "pp" / "Prompting results" / name, dataset, study.model, researcher()
+        )
