@@ -132,3 +132,21 @@ def test_exports_of_data_without_names_are_unchanged(tmp_path):
     manifest = json.loads(zf.read("manifest.json"))
     assert "images" not in manifest and "images" not in manifest["counts"]
     assert "image_name" not in study_tables(study)["assignments"][0]
+
+
+def test_the_intervention_area_table_names_images_only_when_names_exist():
+    from studies.intervention.views_analysis import area_rows
+    from studies.models import DatasetImage
+
+    def rows(*names):
+        return {
+            "rows": [
+                {"image": DatasetImage(index=i, original_name=n), "trials": 0, "model_flip": None,
+                 "human_flip_min": None, "human_flip_median": None}
+                for i, n in enumerate(names)
+            ]
+        }  # fmt: skip
+
+    assert [r["image_name"] for r in area_rows(rows("a.png", "b.jpg"))] == ["a.png", "b.jpg"]
+    assert list(area_rows(rows("a.png"))[0])[:2] == ["image_index", "image_name"]
+    assert "image_name" not in area_rows(rows("", ""))[0]
