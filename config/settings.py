@@ -230,6 +230,9 @@ DATASET_UPLOAD_MAX_BYTES = int(os.environ.get("DATASET_UPLOAD_MAX_BYTES", 2 * 10
 
 # Largest image an import accepts (pixels); bigger ones are refused before they are decoded.
 IMPORT_MAX_PIXELS = int(os.environ.get("IMPORT_MAX_PIXELS", str(4096 * 4096)))
+# Longest side (pixels) of the working copy an import stores for display and computation;
+# larger images are scaled down to it (the original file and the scale are kept on the row).
+IMPORT_MAX_SIDE = int(os.environ.get("IMPORT_MAX_SIDE", "1024"))
 
 # Public enrolments (a consent on a public or crowd link) per client address and hour.
 ENROLMENT_RATE_PER_HOUR = int(os.environ.get("ENROLMENT_RATE_PER_HOUR", "30"))

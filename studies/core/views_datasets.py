@@ -23,7 +23,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from studies.core.dispatch import start_job
-from studies.core.importers import open_archive
+from studies.core.importers import inspect_archive
 from studies.models import Dataset, DatasetImage, Job
 
 THUMB_PX = 160
@@ -59,8 +59,8 @@ def _upload_errors(request: HttpRequest) -> tuple[dict[str, str], str]:
             f"{settings.DATASET_UPLOAD_MAX_BYTES} bytes"
         )
     else:
-        try:
-            open_archive(upload.temporary_file_path()).close()
+        try:  # cheap: the type, the index, a bounded look; the worker reads the members
+            inspect_archive(upload.temporary_file_path())
         except (ValueError, OSError) as exc:
             errors["archive"] = f"archive: {exc}"
     return errors, name
@@ -94,6 +94,8 @@ def _upload_context(errors: dict | None = None, name: str = "") -> dict:
         "name": name,
         "max_bytes": settings.DATASET_UPLOAD_MAX_BYTES,
         "max_pixels": settings.IMPORT_MAX_PIXELS,
+        "max_side": settings.IMPORT_MAX_SIDE,
+        "limit_side": int(settings.IMPORT_MAX_PIXELS**0.5),
     }
 
 
@@ -145,6 +147,8 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "page": page,
             "count": images.count(),
             "sizes": sizes,
+            "scaled": images.exclude(scale=1.0).count(),
+            "max_side": settings.IMPORT_MAX_SIDE,
             "studies": dataset.studies.all(),
             "thumb_px": THUMB_PX,
         },

@@ -32,9 +32,13 @@ MEASURES = {"gradcam_iou": "Grad-CAM IoU", "voice_overlap": "VOICE overlap"}
 
 
 def area_rows(comparison: dict) -> list[dict]:
+    named = any(
+        r["image"].original_name for r in comparison["rows"]
+    )  # else the CSV keeps its bytes
     return [
         {
             "image_index": r["image"].index,
+            **({"image_name": r["image"].original_name} if named else {}),
             "class_name": r["image"].class_name,
             "trials": r["trials"],
             "model_flip_gradcam_order": r["model_flip"],

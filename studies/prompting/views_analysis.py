@@ -18,6 +18,7 @@ from interventions.pointprompt.released_names import (
     released_counts,
 )
 from interventions.prompt_strategies import STRATEGIES as FAMILY_STRATEGIES
+from studies.core.image_names import image_names
 from studies.core.plots import (
     AUTOMATED_COLOUR,
     HUMAN_COLOUR,
@@ -65,6 +66,15 @@ PLOT_TITLES = {
 }
 
 
+def with_name(row: dict, names: dict[int, str]) -> dict:
+    out = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "image_index":
+            out["image_name"] = names.get(value, "")
+    return out
+
+
 def study_tables(study) -> dict[str, list[dict]]:
     """Every table of the page. Participants marked excluded are left out (load_logs), and
     participants with no timestep yet are left out of the statistics (they have no score)."""
@@ -74,8 +84,12 @@ def study_tables(study) -> dict[str, list[dict]]:
     counted = [f for f in figures if f.participant in started]
     groups = analysis.summaries(counted)
     baselines = baseline_rows(study)
+    names = image_names(study.dataset)  # the researcher's file names, when the data set has them
+    assignments = [f.as_row() for f in figures]
+    if names:
+        assignments = [with_name(row, names) for row in assignments]
     return {
-        "assignments": [f.as_row() for f in figures],
+        "assignments": assignments,
         "participants": groups["participant"],
         "datasets": groups["dataset"],
         "study": groups["study"],

@@ -123,6 +123,23 @@ def baselines_block(study: Study) -> dict:
     return definitions_used(study)
 
 
+WORKING_COPY_NOTE = (
+    "points and masks are in the working copy's pixels (width x height below); an image scaled "
+    "from a larger original maps back by x_original = x * original_width / width and "
+    "y_original = y * original_height / height (pixel edges, origin top-left)"
+)
+
+
+def images_block(study: Study) -> dict:
+    """The manifest's `images` list (index, the researcher's file names, sizes in pixels, scale)
+    for data sets imported from files; {} for others, whose manifests keep their bytes."""
+    from studies.core.image_names import has_provenance, image_rows
+
+    if not has_provenance(study.dataset):
+        return {}
+    return {"images": {"note": WORKING_COPY_NOTE, "rows": list(image_rows(study.dataset))}}
+
+
 def write_manifest(
     archive: ExportArchive, study: Study, fmt: str, counts: dict, extra: dict | None = None
 ) -> dict:
@@ -139,6 +156,7 @@ def write_manifest(
         "counts": {**counts, "files": archive.count},
         "csv_cells": CSV_CELLS_NOTE,
         **baselines_block(study),
+        **images_block(study),
         **(extra or {}),
     }
     with archive.open_text(MANIFEST_NAME) as out:

@@ -84,6 +84,13 @@ def read_image_results(folder: Path, index: int, image) -> list[dict]:
             f"{score_file.name}: scores must be a 1-D float array, got {scores.dtype} {scores.shape}"
         )
     T = len(scores)
+    if image.scale != 1.0:  # results are in the full-size frame; the study's image is smaller
+        raise ValueError(
+            f"{where}: image {image.index} was stored as a working copy of {image.width} x "
+            f"{image.height} pixels (original {image.original_width} x {image.original_height}); "
+            "PointPrompt results are in the original's pixels: import the data set again with "
+            f"IMPORT_MAX_SIDE at least {max(image.original_width or 0, image.original_height or 0)}"
+        )
     green = _points(load_npy(green_file), green_file.name)
     red = _points(load_npy(red_file), red_file.name)
     rounds = load_npy(round_file) if round_file.is_file() else np.zeros(T, dtype=np.int64)
