@@ -43,6 +43,28 @@ def comparison_rows(figures: Iterable, baselines: Iterable[dict], dataset: str) 
     return compare(humans, automated)
 
 
+def studies_comparison(studies: Iterable) -> list[dict]:
+    """The rows over several prompting studies (e.g. the PointPrompt release, one imported
+    study per data set): per data set and overall. Excluded participants are left out, as on
+    the page."""
+    from studies.prompting.analysis import assignment_figures, load_logs
+    from studies.prompting.baselines import baseline_rows
+
+    humans, automated = [], []
+    for study in studies:
+        for log in load_logs(study):
+            f = assignment_figures(log)
+            if f.T > 0:
+                humans.append(HumanScore(study.dataset.name, f.first, f.best, f.final))
+        automated += [
+            AutomatedScore(
+                study.dataset.name, b["strategy"], b["count_source"], b["seed"], b["iou"]
+            )
+            for b in baseline_rows(study)
+        ]
+    return compare(humans, automated)
+
+
 def display_groups(rows: list[dict]) -> list[dict]:
     """The rows by data set for the page: {"dataset", "human": [(measure, mean, low, high)],
     "methods": labelled rows, "n_human"}; OVERALL only when there are several data sets."""

@@ -191,4 +191,46 @@ def test_an_imported_study_is_read_only(client, tmp_path):
     assert client.get(f"/s/{study.pk}/join").status_code == 403
     client.force_login(study.owner)
     analysis = client.get(f"/studies/{study.pk}/analysis")
-    assert analysis.status_code == 200 and "human best" in analysis.content.decode()
+    html = analysis.content.decode()
+    assert analysis.status_code == 200 and "human best" in html and "as recorded" in html
+
+
+def test_the_papers_table_over_the_imported_release(tmp_path):
+    import csv
+    import io
+
+    from studies.models import BaselineResult
+
+    truth = write_release_tree(tmp_path / "release", {"Tie": 4, "Bird": 3}, annotators=2, seed=2)
+    run_import(tmp_path / "release")
+    studies = list(Study.objects.order_by("pk"))
+    for k, study in enumerate(studies):
+        for image in study.dataset.images.all():
+            BaselineResult.objects.create(
+                study=study, image=image, strategy="rand", seed=0, count_source="fixed",
+                key=f"rand:0:fixed:i{image.pk}", n_green=1, n_red=1, iou=0.2 + 0.1 * k,
+            )  # fmt: skip
+    out = io.StringIO()
+    call_command("compare_prompts", *[str(s.pk) for s in studies], stdout=out)
+    rows = list(csv.DictReader(io.StringIO(out.getvalue())))
+    assert [(r["dataset"], r["strategy"]) for r in rows] == [
+        ("Bird", "rand"),
+        ("Tie", "rand"),
+        ("overall", "rand"),
+    ]
+    best = {  # the best score of every scored image x annotator, from the generated tree
+        name: [max(score for _, _, score, _ in steps) for steps in truth[name]["results"].values()]
+        for name in ("Bird", "Tie")
+    }
+    assert [int(r["n_human"]) for r in rows] == [
+        len(best["Bird"]),
+        len(best["Tie"]),
+        len(best["Bird"]) + len(best["Tie"]),
+    ]
+    assert [int(r["n_automated"]) for r in rows] == [3, 4, 7]
+    for row, values in zip(
+        rows, (best["Bird"], best["Tie"], best["Bird"] + best["Tie"]), strict=True
+    ):
+        assert float(row["human_best_mean_iou"]) == pytest.approx(np.mean(values))
+    with pytest.raises(CommandError, match="no study with id 999"):
+        call_command("compare_prompts", "999")
