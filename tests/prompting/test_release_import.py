@@ -195,6 +195,26 @@ def test_an_imported_study_is_read_only(client, tmp_path):
     assert analysis.status_code == 200 and "human best" in html and "as recorded" in html
 
 
+@pytest.mark.django_db(transaction=True)  # the command starts its job after a real commit
+def test_baselines_run_on_the_released_human_prompts(tmp_path):
+    from studies.models import BaselineResult
+
+    write_release_tree(tmp_path / "release", {"Tie": 3}, annotators=2)
+    run_import(tmp_path / "release")
+    study = Study.objects.get()
+    call_command("prompt_baselines", str(study.pk), "--no-progress")  # every strategy
+    scored = (
+        study.participants.filter(assignments__events__isnull=False)
+        .values("assignments")
+        .distinct()
+        .count()
+    )
+    results = BaselineResult.objects.filter(study=study)
+    strategies = set(results.values_list("strategy", flat=True))
+    assert strategies and results.count() == scored * len(strategies)
+    assert all(0.0 <= r.iou <= 1.0 for r in results)
+
+
 def test_the_papers_table_over_the_imported_release(tmp_path):
     import csv
     import io
