@@ -3,6 +3,7 @@ import csv
 from django.core.management.base import BaseCommand, CommandError
 
 from interventions.prompt_comparison import COLUMNS
+from studies.core.kinds import ProtocolError, require_kind
 from studies.core.plots import blank
 from studies.models import Study
 from studies.prompting.comparison import studies_comparison
@@ -24,9 +25,11 @@ class Command(BaseCommand):
         missing = [str(pk) for pk in studies if pk not in found]
         if missing:
             raise CommandError(f"no study with id {', '.join(missing)}")
-        not_prompting = [str(pk) for pk, s in found.items() if s.kind != "prompting"]
-        if not_prompting:
-            raise CommandError(f"not a prompting study: {', '.join(not_prompting)}")
+        for study in found.values():
+            try:
+                require_kind(study, "prompting")
+            except ProtocolError as exc:
+                raise CommandError(f"study {study.pk}: {exc}") from exc
         rows = studies_comparison(found[pk] for pk in dict.fromkeys(studies))
         handle = self.stdout if out == "-" else open(out, "w", newline="")
         try:
