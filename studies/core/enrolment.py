@@ -78,7 +78,10 @@ def enrol_participant(
     max_participants: int | None = None,
 ) -> Participant:
     """Create the next participant (code st<k>) with their shuffled assignments (none past
-    `max_participants`, checked under the study's lock)."""
+    `max_participants`, checked under the study's lock). A study of imported human results
+    (`Study.is_imported`) enrols no one."""
+    if study.is_imported:
+        raise EnrolmentRefused("This study holds imported results: no one can join it.", 403)
     for _ in range(5):
         try:
             with transaction.atomic():

@@ -185,12 +185,24 @@ class Study(models.Model):
     attention_threshold = models.FloatField(
         default=0.5, help_text="an attention check fails below this IoU (see docs/researchers.md)"
     )
+    imported_from = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="set: imported human results (read-only: no one joins, it never opens); "
+        "where they came from",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "studies"
+
+    @property
+    def is_imported(self) -> bool:
+        """Imported human results (e.g. the released PointPrompt data): read-only, closed for
+        good, no participant can join (docs/pointprompt.md)."""
+        return bool(self.imported_from)
 
     @property
     def kind_spec(self):

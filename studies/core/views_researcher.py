@@ -34,6 +34,11 @@ from studies.core.quality import attention_status
 from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds, first_and_last
 from studies.models import Assignment, Study
 
+IMPORTED_READ_ONLY = (
+    "This study holds imported human results: it is read-only, it cannot be opened and no "
+    "participant can join it."
+)
+
 
 def visible_studies(user):
     """Studies the user owns or collaborates on."""
@@ -81,6 +86,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
+    if study.is_imported:
+        messages.error(request, IMPORTED_READ_ONLY)
+        return redirect("study-detail", study_id=study.pk)
     form = StudyForm(request.POST or None, instance=study)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -96,6 +104,9 @@ def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_set_status(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     action = request.POST.get("action")
+    if study.is_imported and action == "open":
+        messages.error(request, IMPORTED_READ_ONLY)
+        return redirect("study-detail", study_id=study.pk)
     if action not in ("open", "close"):
         messages.error(request, f"unknown action {action!r}: expected open or close")
         return redirect("study-detail", study_id=study.pk)
@@ -118,6 +129,9 @@ def study_links(request: HttpRequest, study_id: int) -> HttpResponse:
     form = GenerateLinksForm(request.POST)
     if not form.is_valid():
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
+        return redirect("study-detail", study_id=study.pk)
+    if study.is_imported:
+        messages.error(request, IMPORTED_READ_ONLY)
         return redirect("study-detail", study_id=study.pk)
     if not study.dataset.images.exists():
         messages.error(request, f"the data set {study.dataset.name} has no images to assign")

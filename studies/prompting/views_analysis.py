@@ -28,7 +28,7 @@ from studies.core.plots import (
     new_figure,
 )
 from studies.core.views_researcher import export_context, researcher_study
-from studies.prompting import analysis
+from studies.prompting import analysis, comparison
 from studies.prompting.baselines import baseline_rows, start_baselines
 
 TABLES = (
@@ -40,6 +40,7 @@ TABLES = (
     "iou_by_timestep",
     "baselines",
     "human_vs_baselines",
+    "human_vs_automated",
 )
 PLOTS = (
     "iou_by_points",
@@ -47,7 +48,11 @@ PLOTS = (
     "best_vs_final",
     "overprompted_share",
     "human_vs_baselines",
+    "human_vs_automated",
 )
+# Shown in their own card (prompting/_human_vs_automated.html), not the plot grid; the
+# overall-only "human_vs_baselines" bar chart it replaced is still served for old links.
+OWN_CARD_PLOTS = ("human_vs_baselines", "human_vs_automated")
 
 
 PLOT_TABLES = {  # the CSV behind each plot
@@ -56,6 +61,7 @@ PLOT_TABLES = {  # the CSV behind each plot
     "best_vs_final": "assignments",
     "overprompted_share": "participants",
     "human_vs_baselines": "human_vs_baselines",
+    "human_vs_automated": "human_vs_automated",
 }
 PLOT_TITLES = {
     "iou_by_points": "IoU vs number of points",
@@ -63,6 +69,7 @@ PLOT_TITLES = {
     "best_vs_final": "Best vs final IoU per image",
     "overprompted_share": "Share overprompted",
     "human_vs_baselines": "Human vs automated prompts",
+    "human_vs_automated": "Humans against automated prompts",
 }
 
 
@@ -97,6 +104,7 @@ def study_tables(study) -> dict[str, list[dict]]:
         "iou_by_timestep": analysis.iou_curve(logs, "timestep"),
         "baselines": baselines,
         "human_vs_baselines": analysis.baseline_comparison(counted, baselines),
+        "human_vs_automated": comparison.comparison_rows(counted, baselines, study.dataset.name),
     }
 
 
@@ -129,10 +137,12 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "participants": participants,
             "left_out": [r for r in participants if r["reason"]],
             "datasets": tables["datasets"],
-            "comparison": tables["human_vs_baselines"],
+            "human_vs_automated": comparison.display_groups(tables["human_vs_automated"]),
             "interval_method": analysis.INTERVAL_METHOD,
             "tables": TABLES,
-            "plots": [(p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS],
+            "plots": [
+                (p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS if p not in OWN_CARD_PLOTS
+            ],
             "baseline_jobs": study.jobs.filter(kind="baseline")[:5],
             "released_strategies": RELEASED_STRATEGIES,
             "family_strategies": FAMILY_STRATEGIES,
@@ -161,6 +171,10 @@ def _errorbars(ax, rows, x_key, label):
 
 
 def draw_plot(name: str, tables: dict):
+    if name == "human_vs_automated":
+        fig = new_figure(8.0, 3.8)
+        comparison.draw_comparison(fig, tables["human_vs_automated"], PLOT_TITLES[name])
+        return fig
     fig = new_figure()
     ax = fig.add_subplot()
     ci = "mean IoU (95% bootstrap CI)"
