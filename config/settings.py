@@ -220,6 +220,26 @@ STORAGES = {
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 EMBEDDING_CACHE_DIR = Path(os.environ.get("EMBEDDING_CACHE_DIR", MEDIA_ROOT / "embeddings"))
+# Object storage (docs/deploy.md "Object storage"): with STORAGE_URL (or AWS_STORAGE_BUCKET_NAME)
+# data sets, masks, exports, plots (`default`) and the embedding cache and browser decoder files
+# (`embeddings`) live in an S3-compatible bucket; MEDIA_ROOT and EMBEDDING_CACHE_DIR are then
+# this machine's bounded read-through copies of it (LOCAL_CACHE_MAX_GB each, least recently
+# used first out). Unset: the local file system, as in `make demo`.
+try:
+    from config.storage_url import parse_storage, s3_storage_options
+
+    OBJECT_STORAGE = parse_storage(os.environ)
+except ValueError as exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(str(exc)) from None
+if OBJECT_STORAGE:
+    for _alias, _area in (("default", "media"), ("embeddings", "embeddings")):
+        STORAGES[_alias] = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": s3_storage_options(OBJECT_STORAGE, _area),
+        }
+LOCAL_CACHE_MAX_BYTES = int(float(os.environ.get("LOCAL_CACHE_MAX_GB", "20")) * 1024**3)
 SAM_CHECKPOINT = os.environ.get("SAM_CHECKPOINT", "")
 SAM_MODEL_TYPE = os.environ.get("SAM_MODEL_TYPE", "vit_h")
 # Largest accepted upload for imports through the web (bytes).

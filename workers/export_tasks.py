@@ -3,8 +3,6 @@ a Job with progress (workers/jobs.py). Light at import: the science is imported 
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from celery import shared_task
 
 from workers.jobs import running_job
@@ -12,9 +10,9 @@ from workers.jobs import running_job
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def export_study(self, job_id: int) -> dict:
-    """Write one export Job's zip under MEDIA_ROOT/exports; safe to run twice."""
-    from django.conf import settings
-
+    """Write one export Job's zip as `exports/...` in the media area (MEDIA_ROOT, or uploaded
+    to object storage from a private staging file); safe to run twice."""
+    from studies.core import storage
     from studies.core.exports import run_export
 
     with running_job(job_id) as job:
@@ -23,7 +21,9 @@ def export_study(self, job_id: int) -> dict:
         fmt = job.job.format
         params = {k: v for k, v in job.job.params.items() if k != "format"}
         relative = f"exports/study{job.job.study_id}_{fmt}_{job_id}.zip"
-        head = run_export(job.job.study, fmt, Path(settings.MEDIA_ROOT) / relative, job.set, params)
+        staged = storage.staging_path("media", relative)
+        head = run_export(job.job.study, fmt, staged, job.set, params)
+        storage.put_file("media", relative, staged)
         job.finish(file=relative)
     return {"job": job_id, "file": relative, "counts": head["counts"]}
 

@@ -9,13 +9,14 @@ only studies they own or collaborate on (others answer 404). The export runs as 
 from __future__ import annotations
 
 from django.db.models import Q
-from django.http import FileResponse
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from studies.core import storage
 from studies.core.api_errors import ApiError
 from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
 from studies.core.api_schema import (
@@ -167,6 +168,16 @@ class ExportDownloadView(ResearcherView):
         if job.status != "done" or not job.file:
             raise ApiError(409, f"export {export_id} is {job.status}, not done")
         name = f"study{job.study_id}_{job.format}.zip"
-        return FileResponse(
-            job.file.open("rb"), as_attachment=True, filename=name, content_type="application/zip"
+        if request.GET.get("presigned") in ("1", "true"):
+            # straight from the object store, for five minutes (the access check was above)
+            url = storage.presigned_url("media", job.file.name, name)
+            if url is None:
+                raise ApiError(
+                    400,
+                    "presigned links exist only with object storage (STORAGE_URL)",
+                    field="presigned",
+                )
+            return HttpResponseRedirect(url)
+        return storage.file_response(
+            "media", job.file.name, "application/zip", as_attachment=True, filename=name
         )
