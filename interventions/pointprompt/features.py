@@ -132,6 +132,7 @@ class ImageContext:
     edge_to: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 2), np.float32))
     contour_starts: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, int))
     label: np.ndarray | None = field(repr=False, default=None)
+    point_cache: dict = field(repr=False, default_factory=dict)
 
     @property
     def diagonal(self) -> float:
@@ -340,23 +341,29 @@ def _signed_distances(ctx: ImageContext, points: np.ndarray) -> np.ndarray:
     return np.where(odd | (dist == 0), dist, -dist)
 
 
-def _encasing(ctx: ImageContext, sets: Sequence[np.ndarray], sign: float) -> list[float]:
+def _fill_point_cache(ctx: ImageContext, sets: Iterable[np.ndarray]) -> None:
+    """Per point of the image (kept across attempts): the minimum over contours of the signed
+    distance, and of its negation."""
+    new = {p for pts in sets for p in map(tuple, pts.tolist())} - ctx.point_cache.keys()
+    if new:
+        points = np.asarray(sorted(new), dtype=np.float64)
+        d = _signed_distances(ctx, points)
+        lows, highs = d.min(axis=1).tolist(), (-d).min(axis=1).tolist()
+        keys = map(tuple, points.tolist())
+        ctx.point_cache.update(zip(keys, zip(lows, highs, strict=True), strict=False))
+
+
+def _encasing(ctx: ImageContext, sets: Sequence[np.ndarray], which: int) -> list[float]:
     """The released points_to_mask_dist per timestep: mean over its points of the minimum over
-    contours of sign * signed distance; 0 when that is not > 0 (and for no point)."""
-    flat = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in sets]
-    counts = np.asarray([len(p) for p in flat], dtype=np.intp)
-    out = [0.0] * len(flat)
-    if not counts.sum():
-        return out
-    allpoints = np.concatenate(flat)
-    unique, inverse = np.unique(allpoints, axis=0, return_inverse=True)
-    per_point = (sign * _signed_distances(ctx, unique)).min(axis=1)[inverse.reshape(-1)]
-    at = 0
-    for t, n in enumerate(counts):
-        if n:
-            avg = float(np.mean(per_point[at : at + n]))
-            out[t] = avg if avg > 0 else 0.0
-            at += n
+    contours of the signed distance (which=0, green) or its negation (which=1, red); 0 when that
+    is not > 0 (and for no point)."""
+    out = []
+    for pts in sets:
+        if not len(pts):
+            out.append(0.0)
+            continue
+        avg = float(np.mean([ctx.point_cache[p][which] for p in map(tuple, pts.tolist())]))
+        out.append(avg if avg > 0 else 0.0)
     return out
 
 
@@ -449,8 +456,11 @@ def prompt_stats(
         if key not in seen:
             seen[key] = _coverage(ctx, pts)
         coverage.append(seen[key])
-    exc = _encasing(ctx, red, -1.0)
-    inc = _encasing(ctx, green, 1.0)
+    green_sets = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in green]
+    red_sets = [np.asarray(p, dtype=np.float64).reshape(-1, 2) for p in red]
+    _fill_point_cache(ctx, green_sets + red_sets)
+    exc = _encasing(ctx, red_sets, 1)
+    inc = _encasing(ctx, green_sets, 0)
 
     def cell(values, t, ok):
         return float(values[t]) if ok else None
