@@ -362,17 +362,20 @@ def _encasing(ctx: ImageContext, sets: Sequence[np.ndarray], which: int) -> list
         if not len(pts):
             out.append(0.0)
             continue
-        avg = float(np.mean([ctx.point_cache[p][which] for p in map(tuple, pts.tolist())]))
+        values = [ctx.point_cache[p][which] for p in map(tuple, pts.tolist())]
+        avg = sum(values) / len(values)
         out.append(avg if avg > 0 else 0.0)
     return out
 
 
 def _collinear(points: np.ndarray) -> bool:
     """The released test: every cross product (p_i - p_0) x (p_{i+1} - p_0), i = 1..n-2, is 0."""
-    x1, y1 = points[0]
-    x2, y2 = points[1:-1, 0], points[1:-1, 1]
-    x3, y3 = points[2:, 0], points[2:, 1]
-    return not np.any((y2 - y1) * (x3 - x1) - (y3 - y1) * (x2 - x1) != 0)
+    p = points.tolist()
+    x1, y1 = p[0]
+    for (x2, y2), (x3, y3) in zip(p[1:-1], p[2:], strict=False):
+        if (y2 - y1) * (x3 - x1) - (y3 - y1) * (x2 - x1) != 0:
+            return False
+    return True
 
 
 def _hull(points: np.ndarray) -> np.ndarray:
@@ -462,20 +465,34 @@ def prompt_stats(
     exc = _encasing(ctx, red_sets, 1)
     inc = _encasing(ctx, green_sets, 0)
 
-    def cell(values, t, ok):
-        return float(values[t]) if ok else None
-
-    out: dict[str, list] = {name: [] for name in names}
-    for t in range(t_count):
-        has_g, has_r = bool(ng[t]), bool(nr[t])
-        out["Prompt coverage"].append(coverage[t])
-        out["Max spread"].append(cell(max_g / diameter, t, has_g))
-        out["Avg min distance"].append(cell(avg_min / diameter, t, has_g))
-        out["Inc/Exc distance"].append(cell(chamfer / diag, t, has_g and has_r))
-        out["Max spread exc"].append(cell(max_r / diag, t, has_r))
-        out["Inc efficiency"].append(coverage[t] / int(ng[t]) if has_g else None)
-        out["Exc encasing"].append(exc[t] / diag)
-        out["Inc encasing"].append(inc[t] / diameter)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        columns = {
+            "Max spread": (max_g / diameter).tolist(),
+            "Avg min distance": (avg_min / diameter).tolist(),
+            "Inc/Exc distance": (chamfer / diag).tolist(),
+            "Max spread exc": (max_r / diag).tolist(),
+        }
+    has_g, has_r = (ng > 0).tolist(), (nr > 0).tolist()
+    n_green = ng.tolist()
+    out: dict[str, list] = {
+        "Prompt coverage": coverage,
+        "Max spread": [
+            v if ok else None for v, ok in zip(columns["Max spread"], has_g, strict=True)
+        ],
+        "Avg min distance": [
+            v if ok else None for v, ok in zip(columns["Avg min distance"], has_g, strict=True)
+        ],
+        "Inc/Exc distance": [
+            v if a and b else None
+            for v, a, b in zip(columns["Inc/Exc distance"], has_g, has_r, strict=True)
+        ],
+        "Max spread exc": [
+            v if ok else None for v, ok in zip(columns["Max spread exc"], has_r, strict=True)
+        ],
+        "Inc efficiency": [c / n if n else None for c, n in zip(coverage, n_green, strict=True)],
+        "Exc encasing": [v / diag for v in exc],
+        "Inc encasing": [v / diameter for v in inc],
+    }
     return out
 
 
@@ -503,7 +520,13 @@ def released_object_counts(dataset: str) -> list[int] | None:
 
 
 def _attempt_rows(
-    head: list, attempt: Attempt, ctx: ImageContext, variant: str, strict: bool, where: str
+    head: list,
+    attempt: Attempt,
+    ctx: ImageContext,
+    variant: str,
+    strict: bool,
+    where: str,
+    prompt: dict | None = None,
 ) -> tuple[list[list], bool]:
     rounds = np.asarray(attempt.rounds).astype(np.int64).reshape(-1)
     sort = np.asarray(attempt.sort).astype(np.int64).reshape(-1)
@@ -539,7 +562,8 @@ def _attempt_rows(
         *last,
         best_g[3] - first[3],
     ]
-    prompt = prompt_stats(ctx, green, red, strict, where)
+    if prompt is None:
+        prompt = prompt_stats(ctx, green, red, strict, where)
     rows = []
     for j in range(t_count):
         row = head + image_part
@@ -551,6 +575,40 @@ def _attempt_rows(
             row += [prompt[name][j] for name in ENCASING_COLUMNS]
         rows.append(row)
     return rows, t_count > 1
+
+
+def _prompt_stats_by_image(
+    contexts: Sequence[ImageContext], folders: list[Folder], strict: bool
+) -> dict[tuple[int, int], dict]:
+    """prompt_stats of every attempt, computed one image at a time over all its attempts
+    (fewer, larger array operations); keyed by (folder position, image index)."""
+    by_image: dict[int, list[tuple[int, Attempt]]] = {}
+    for f, folder in enumerate(folders):
+        for i, attempt in enumerate(folder.attempts):
+            if not len(attempt.sort):
+                continue
+            if i >= len(contexts):
+                raise ValueError(
+                    f"{folder.name} image {i}: the data set has only {len(contexts)} images"
+                )
+            if len(attempt.green) != len(attempt.sort) or len(attempt.red) != len(attempt.sort):
+                continue  # _attempt_rows reports the mismatch
+            if strict:
+                prompt_stats(
+                    contexts[i], attempt.green, attempt.red, True, f"{folder.name} image {i}"
+                )
+            by_image.setdefault(i, []).append((f, attempt))
+    out: dict[tuple[int, int], dict] = {}
+    for i, items in by_image.items():
+        green = [p for _, a in items for p in a.green]
+        red = [p for _, a in items for p in a.red]
+        stats = prompt_stats(contexts[i], green, red)
+        at = 0
+        for f, attempt in items:
+            t = len(attempt.sort)
+            out[(f, i)] = {name: values[at : at + t] for name, values in stats.items()}
+            at += t
+    return out
 
 
 def released_stats(
@@ -568,16 +626,16 @@ def released_stats(
     if variant not in VARIANTS:
         raise ValueError(f"unknown variant {variant!r}; expected one of {', '.join(VARIANTS)}")
     released = released_object_counts(dataset)
+    folders = list(folders)
+    batched = _prompt_stats_by_image(contexts, folders, strict)
     rows: list[list] = []
     any_second = False
-    for folder in folders:
+    for f, folder in enumerate(folders):
         student = f"{prompts_path}/{dataset}/{folder.name}"
         for i, attempt in enumerate(folder.attempts):
             if not len(attempt.sort):
                 continue
             where = f"{folder.name} image {i}"
-            if i >= len(contexts):
-                raise ValueError(f"{where}: the data set has only {len(contexts)} images")
             ctx = contexts[i]
             if released is not None:
                 if i >= len(released):
@@ -593,7 +651,9 @@ def released_stats(
             cc = ctx.data[1]
             head = [dataset, student, i]
             tail_obj = [objects, int(objects > cc), int(objects < cc), int(objects == cc)]
-            attempt_rows, second = _attempt_rows(head, attempt, ctx, variant, strict, where)
+            attempt_rows, second = _attempt_rows(
+                head, attempt, ctx, variant, strict, where, batched.get((f, i))
+            )
             any_second |= second
             for row in attempt_rows:
                 # splice the data-level and object columns in after the general ones
