@@ -30,6 +30,7 @@ def run_regression_job(job_id: int) -> dict:
 
         report = run_regressions(
             table, k=int(params.get("folds", 3)), seed=int(params.get("seed", 0)),
+            n_repeats=int(params.get("repeats", 5)), trees=int(params.get("trees", 100)),
             progress=fit_progress,
         )  # fmt: skip
         job.finish(report=report)
@@ -38,5 +39,5 @@ def run_regression_job(job_id: int) -> dict:
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_prompt_regression(self, job_id: int) -> dict:
-    """Run a `regression` Job (params: key, folds, seed)."""
+    """Run a `regression` Job (params: key, folds, seed, trees, repeats)."""
     return run_regression_job(job_id)

@@ -30,6 +30,8 @@ from studies.prompting.exports.records import (
 KIND = "regression"
 TASK = "workers.regression_tasks.run_prompt_regression"
 FOLDS = 3
+TREES = 100  # the random forest's trees
+REPEATS = 5  # permutation-importance repeats
 Progress = Callable[[int, int], None]
 
 
@@ -91,7 +93,8 @@ def start_regression(study: Study, user=None) -> tuple[Job, bool]:
     existing = jobs_for_key(study, key).exclude(status="failed").first()
     if existing is not None:
         return existing, False
-    job = start_job(study, KIND, TASK, {"key": key, "folds": FOLDS, "seed": 0}, created_by=user)
+    params = {"key": key, "folds": FOLDS, "seed": 0, "trees": TREES, "repeats": REPEATS}
+    job = start_job(study, KIND, TASK, params, created_by=user)
     return job, True
 
 
