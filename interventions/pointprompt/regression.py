@@ -1,14 +1,14 @@
 """What predicts a good prompt: the timestep's score regressed on the released features.
 
-Two models (scikit-learn): a linear one (median imputation, standardisation, least squares) and
-a tree ensemble (median imputation, random forest). Cross-validated so that no participant and
+Two models (scikit-learn): a linear one (median imputation, standardisation, ridge regression,
+alpha 1) and a tree ensemble (median imputation, random forest). Cross-validated so that no participant and
 no image is on both sides of a split: participants are dealt into k groups and images into k
 groups (seeded shuffles); the k x k cells (participant group a, image group b) are the combined
 grouping, and fold (a, b) tests on cell (a, b) and trains on every row whose participant is not
 in group a AND whose image is not in group b (the rows that share one of the two with the test
 cell are left out of that fold). Every row is tested exactly once; R^2 is taken on the pooled
-out-of-fold predictions, per data set and overall. Permutation importances (R^2 drop) are
-computed on each fold's test cell and averaged over folds, weighted by the cell's size.
+out-of-fold predictions, per data set and overall. Permutation importances: the drop in that
+pooled R^2 when a feature is shuffled within each fold's test cell.
 
 Features: the released stats.csv columns that describe the prompt, the image or the process up
 to the current timestep (`FEATURES`); not the identifiers and not what is derived from the
@@ -99,13 +99,13 @@ def cross_classified_splits(
 def make_model(name: str, seed: int = 0, trees: int = 100):
     from sklearn.ensemble import RandomForestRegressor
     from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LinearRegression
+    from sklearn.linear_model import Ridge
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     impute = SimpleImputer(strategy="median", keep_empty_features=True)
     if name == "linear":
-        return make_pipeline(impute, StandardScaler(), LinearRegression())
+        return make_pipeline(impute, StandardScaler(), Ridge(alpha=1.0))
     if name == "forest":
         return make_pipeline(
             impute,
@@ -131,9 +131,11 @@ def run_regressions(
     trees: int = 100,
 ) -> dict:
     """R^2 per model, per data set and overall, and permutation importances, as plain data
-    (JSON-ready): {"r2": [...], "importances": [...], "folds": [...], "n_rows", "features"}."""
-    from sklearn.inspection import permutation_importance
+    (JSON-ready): {"r2": [...], "importances": [...], "folds": [...], "n_rows", "features"}.
 
+    A feature's importance is the drop in the pooled out-of-fold R^2 when that feature is
+    shuffled within each fold's test cell (mean and std over `n_repeats` shuffles): the squared
+    errors add up over the folds, so the pooled R^2 of the permuted predictions is exact."""
     if not table.rows:
         raise ValueError("no timesteps to regress on")
     features, x, y, participants, images, datasets = design(table)
@@ -141,21 +143,20 @@ def run_regressions(
     total, done = len(folds) * len(MODELS), 0
     if progress:
         progress(0, total)
+    rng = np.random.default_rng(seed)
     predictions = {m: np.full(len(y), math.nan) for m in MODELS}
-    weighted = {m: np.zeros(len(features)) for m in MODELS}
-    samples = {m: [] for m in MODELS}
+    sse_perm = {m: np.zeros((n_repeats, len(features))) for m in MODELS}
     for fold in folds:
         train, test = fold["train"], fold["test"]
+        shuffles = [[rng.permutation(len(test)) for _ in features] for _ in range(n_repeats)]
         for name in MODELS:
             model = make_model(name, seed, trees).fit(x[train], y[train])
             predictions[name][test] = model.predict(x[test])
-            if len(test) >= 2:
-                result = permutation_importance(
-                    model, x[test], y[test], n_repeats=n_repeats, random_state=seed, scoring="r2"
-                )
-                drops = np.nan_to_num(result.importances, nan=0.0)  # constant y in a cell: 0
-                weighted[name] += drops.mean(axis=1) * len(test)
-                samples[name].append(drops)
+            for r in range(n_repeats):
+                for j in range(len(features)):
+                    shuffled = x[test].copy()
+                    shuffled[:, j] = shuffled[shuffles[r][j], j]
+                    sse_perm[name][r, j] += np.sum((y[test] - model.predict(shuffled)) ** 2)
             done += 1
             if progress:
                 progress(done, total)
@@ -175,17 +176,18 @@ def run_regressions(
                     "n": int(mask.sum()),
                 }
             )
-    n_weight = sum(len(f["test"]) for f in folds if len(f["test"]) >= 2)
+    sst = float(np.sum((y[tested] - y[tested].mean()) ** 2))
     importance_rows = []
     for name in MODELS:
-        spread = np.concatenate(samples[name], axis=1) if samples[name] else None
+        sse = float(np.sum((y[tested] - predictions[name][tested]) ** 2))
+        drops = (sse_perm[name] - sse) / sst if sst > 0 else np.full_like(sse_perm[name], math.nan)
         for j, feature in enumerate(features):
             importance_rows.append(
                 {
                     "model": name,
                     "feature": feature,
-                    "importance": float(weighted[name][j] / n_weight) if n_weight else math.nan,
-                    "std": float(spread[j].std()) if spread is not None else math.nan,
+                    "importance": float(drops[:, j].mean()),
+                    "std": float(drops[:, j].std()),
                 }
             )
     return {

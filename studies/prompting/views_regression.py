@@ -17,7 +17,7 @@ from studies.core.plots import csv_response, figure_response, new_figure
 from studies.core.views_researcher import researcher_study
 from studies.prompting import regression
 
-MODEL_LABELS = {"linear": "linear (least squares)", "forest": "random forest"}
+MODEL_LABELS = {"linear": "linear (ridge)", "forest": "random forest"}
 
 
 def regression_context(study) -> dict:
