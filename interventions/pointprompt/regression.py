@@ -35,6 +35,7 @@ FEATURES = (
     "Inc efficiency", "Exc encasing", "Inc encasing",
 )  # fmt: skip
 MODELS = ("linear", "forest")
+MIN_PARTICIPANTS, MIN_IMAGES = 5, 10  # below: the report carries a caution
 Progress = Callable[[int, int], None]
 
 
@@ -190,7 +191,18 @@ def run_regressions(
                     "std": float(drops[:, j].std()),
                 }
             )
+    n_people, n_pictures = len(set(participants.tolist())), len(set(images.tolist()))
+    caution = ""
+    if n_people < MIN_PARTICIPANTS or n_pictures < MIN_IMAGES:
+        caution = (
+            f"only {n_people} participants and {n_pictures} images with timesteps: every test "
+            "fold holds images and participants the models never saw, so with this few R^2 "
+            "mostly measures extrapolation (it can be far below 0)"
+        )
     return {
+        "caution": caution,
+        "n_participants": n_people,
+        "n_images": n_pictures,
         "n_rows": len(y),
         "n_tested": int(tested.sum()),
         "features": features,

@@ -52,6 +52,7 @@ def test_regressions_find_the_planted_feature():
         best = max(rows, key=lambda r: r["importance"])
         assert best["feature"] == "Prompt coverage"
     assert report["n_tested"] == report["n_rows"] == 100
+    assert report["caution"].startswith("only 5 participants and 5 images")
     for fold in report["folds"]:
         assert not set(fold["train_participants"]) & set(fold["test_participants"])
         assert not set(fold["train_images"]) & set(fold["test_images"])
