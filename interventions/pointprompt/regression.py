@@ -196,7 +196,7 @@ def run_regressions(
     if n_people < MIN_PARTICIPANTS or n_pictures < MIN_IMAGES:
         caution = (
             f"only {n_people} participants and {n_pictures} images with timesteps: every test "
-            "fold holds images and participants the models never saw, so with this few R^2 "
+            "fold holds images and participants the models never saw, so with this few R² "
             "mostly measures extrapolation (it can be far below 0)"
         )
     return {
