@@ -46,6 +46,7 @@ import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -716,22 +717,52 @@ def write_stats_csv(table: StatsTable, handle) -> int:
 # ----------------------------------------------------------------------------- an export on disk
 
 
+_NPY_HEADER = re.compile(
+    r"'descr':\s*'([^']+)',\s*'fortran_order':\s*(True|False),\s*'shape':\s*\(([^)]*)\)"
+)
+
+
+def load_npy(path, allow_pickle: bool = True) -> np.ndarray:
+    """np.load for the small .npy files of a trusted export on disk, without np.load's header
+    evaluation (most of its time on files this small); anything unusual goes to np.load."""
+    import pickle
+
+    data = Path(path).read_bytes()
+    if data[:6] == b"\x93NUMPY" and data[6] in (1, 2):
+        size, start = (2, 8) if data[6] == 1 else (4, 8)
+        length = int.from_bytes(data[start : start + size], "little")
+        begin = start + size
+        match = _NPY_HEADER.search(data[begin : begin + length].decode("latin1"))
+        if match:
+            descr, fortran, dims = match.groups()
+            shape = tuple(int(d) for d in dims.split(",") if d.strip())
+            body = data[begin + length :]
+            if descr == "|O":
+                if not allow_pickle:
+                    raise ValueError(f"{path}: an object array needs allow_pickle")
+                return pickle.loads(body)
+            dtype = np.dtype(descr)
+            count = math.prod(shape)
+            if len(body) == count * dtype.itemsize:
+                order = "F" if fortran == "True" else "C"
+                return np.frombuffer(body, dtype=dtype, count=count).reshape(shape, order=order)
+    return np.load(path, allow_pickle=allow_pickle)
+
+
 def read_folder(path, name: str) -> Folder:
     """A participant folder of an export in the PointPrompt layout (points, scores, sorts,
     eachround), one Attempt per eachround file, as the released script finds them."""
-    from pathlib import Path
-
     base = Path(path)
     n = sum(1 for f in (base / "eachround").iterdir() if f.is_file())
     attempts = []
     for i in range(n):
         attempts.append(
             Attempt(
-                rounds=np.load(base / "eachround" / f"{i}_.npy"),
-                sort=np.load(base / "sorts" / f"{i}_sort.npy"),
-                scores=np.load(base / "scores" / f"{i}score.npy", allow_pickle=True),
-                green=list(np.load(base / "points" / f"{i}_green.npy", allow_pickle=True)),
-                red=list(np.load(base / "points" / f"{i}_red.npy", allow_pickle=True)),
+                rounds=load_npy(base / "eachround" / f"{i}_.npy", allow_pickle=False),
+                sort=load_npy(base / "sorts" / f"{i}_sort.npy", allow_pickle=False),
+                scores=load_npy(base / "scores" / f"{i}score.npy"),
+                green=list(load_npy(base / "points" / f"{i}_green.npy")),
+                red=list(load_npy(base / "points" / f"{i}_red.npy")),
             )
         )
     return Folder(name, attempts)
@@ -746,8 +777,6 @@ def stats_from_export(
 ) -> StatsTable:
     """stats.csv of an unpacked export (`root` holds `Image datasets/` and `Prompting results/`).
     Folders in `folder_names` order, else sorted by name."""
-    from pathlib import Path
-
     root = Path(root)
     images = np.load(root / "Image datasets" / dataset / "samples.npy", allow_pickle=True)
     labels = np.load(root / "Image datasets" / dataset / "labels.npy", allow_pickle=True)

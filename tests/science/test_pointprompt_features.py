@@ -345,3 +345,24 @@ def test_equals_the_plain_reference_on_generated_exports(tmp_path, seed, floats,
     assert set(c_columns) == set(corrected.columns)
     order = [c_columns.index(c) for c in corrected.columns]
     assert_tables_equal(corrected.columns, [[r[k] for k in order] for r in c_rows], corrected)
+
+
+def test_load_npy_reads_what_np_save_wrote(tmp_path):
+    arrays = {
+        "ints": np.arange(7, dtype=np.int64),
+        "floats": np.linspace(0, 1, 5),
+        "empty": np.zeros(0, dtype=np.int64),
+        "matrix": np.asfortranarray(np.arange(6, dtype=np.uint8).reshape(2, 3)),
+    }
+    objects = np.empty(2, dtype=object)
+    objects[0], objects[1] = pts((1, 2)), pts()
+    for name, array in {**arrays, "objects": objects}.items():
+        np.save(tmp_path / f"{name}.npy", array, allow_pickle=True)
+        got = F.load_npy(tmp_path / f"{name}.npy")
+        assert got.dtype == array.dtype and got.shape == array.shape
+        if name == "objects":
+            assert all((a == b).all() for a, b in zip(got, array, strict=True))
+        else:
+            assert (got == array).all()
+    with pytest.raises(ValueError, match="allow_pickle"):
+        F.load_npy(tmp_path / "objects.npy", allow_pickle=False)
