@@ -420,7 +420,9 @@ def export_start(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     try:
         fmt = request.POST.get("format")
-        params = {"include_practice": True} if request.POST.get("include_practice") else {}
+        params = {
+            name: True for name in ("include_practice", "with_stats") if request.POST.get(name)
+        }
         job = start_export(study, fmt, request.user, params)
     except ApiError as exc:
         messages.error(request, exc.message)

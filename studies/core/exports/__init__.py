@@ -13,7 +13,11 @@ command and the batch task alike.
 Parameters (`PARAMS`): `include_practice` (tidy only, default false) writes the practice
 assignments too (docs/workspace.md "Practice image"); every other format leaves them out. The
 manifest's `practice` block says how many practice assignments the study has and how many the
-archive left out.
+archive left out. `with_stats` (pointprompt only, default false) adds the released feature
+script's `stats.csv` at the root (docs/pointprompt.md "Features as released").
+
+A format may return, among its counts, `manifest_blocks`: a dict of blocks added to the manifest
+(e.g. the `stats` block saying which feature definitions stats.csv used).
 """
 
 from __future__ import annotations
@@ -34,7 +38,10 @@ FORMATS: dict[str, str] = {
 FORMAT_LABELS = {"pointprompt": "PointPrompt", "tidy": "Tidy tables", "coco": "COCO"}
 
 # parameter -> (the formats that take it, its default); every parameter is a boolean
-PARAMS: dict[str, tuple[tuple[str, ...], bool]] = {"include_practice": (("tidy",), False)}
+PARAMS: dict[str, tuple[tuple[str, ...], bool]] = {
+    "include_practice": (("tidy",), False),
+    "with_stats": (("pointprompt",), False),
+}
 
 Progress = Callable[[int, int], None]
 
@@ -119,10 +126,11 @@ def run_export(
     archive = ExportArchive(partial)
     try:
         counts = writer(study, archive, progress, **params)
+        extra = dict(counts.pop("manifest_blocks", None) or {})
         practice = practice_block(study, params.get("include_practice", False))
-        head = write_manifest(
-            archive, study, fmt, counts, {"practice": practice} if practice else None
-        )
+        if practice:
+            extra["practice"] = practice
+        head = write_manifest(archive, study, fmt, counts, extra or None)
         archive.close()
         partial.replace(out_path)
     except BaseException:
