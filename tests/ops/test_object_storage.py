@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import re
+import shutil
 import tempfile
 import time
 import zipfile
@@ -236,6 +237,10 @@ def run(s3, tmp_path_factory):
         )
         out["presigned"] = (link.status_code, link.headers.get("Location", ""))
         out["presigned_body"] = requests.get(out["presigned"][1], timeout=30).content
+        # the workers' copies evicted (both workers share these folders here, and the batch
+        # worker copied every image when it computed the embeddings): the next click on the
+        # third image needs the store again
+        shutil.rmtree(root / "s3-worker")
         out["store_down"] = store_down_and_back(s3, stack)
     return out
 
