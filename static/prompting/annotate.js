@@ -17,8 +17,8 @@ function decoderThreads() {
   return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 }
 import {
-  COLORS, PRACTICE_TEXT, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, progressLabel,
-  saveSurveyAnswer, toMask, workOrder,
+  COLORS, KeyCursor, PRACTICE_TEXT, ZoomView, announce, arrowOf, contrastColor, focusIntoView, loadImage, maskCanvas,
+  onControl, progressLabel, saveSurveyAnswer, toMask, workOrder,
 } from "../core/workspace.js";
 
 const config = JSON.parse(document.getElementById("annotate-config").textContent);
@@ -44,7 +44,7 @@ const s = {
   views: {}, mode: "green", radius: 7, seq: 0, round: 1, timesteps: 0, green: [], red: [], stagnation: 1,
   score: null, queue: [], sending: false, stalled: false, finished: false, blocked: false,
   history: 0, future: 0, opacity: config.overlayOpacity / 100, style: config.overlayStyle, maskHidden: false,
-  clickStarts: new Map(), restTimer: null,
+  clickStarts: new Map(), restTimer: null, cursor: new KeyCursor(),
 };
 window.__timings = [];  // click -> mask drawn (ms), measured in the page (bench/workspace_click.py)
 // test seams: draw a mask; the page's LocalPreview (a test may slow it down like a weak laptop)
@@ -98,6 +98,7 @@ function render() {
   const pts = { green: s.green, red: s.red, pending, radius: s.radius };
   const onImage = config.layout !== "pointprompt" && !s.maskHidden;
   s.views.image?.draw({ image: s.image, layers: onImage ? [maskLayer(s.style)] : [], opacity: s.opacity, ...pts });
+  if (s.views.image) s.cursor.draw(s.views.image, COLORS[s.mode]);
   s.views.gt?.draw({ image: s.image, dim: 0.45, layers: [s.gtLayer], ...pts });
   s.views.mask?.draw({ image: s.image, layers: [maskLayer("fill")], opacity: 0.6, ...pts });
   // the explanation after the colour is a separate span: narrow screens leave it out
@@ -119,7 +120,7 @@ function render() {
   if (ui.score) ui.score.textContent = s.score === null ? "–" : s.score.toFixed(3);
   Object.assign(app.dataset, {
     seq: String(s.seq), round: String(s.round), timesteps: String(s.timesteps), green: String(s.green.length),
-    red: String(s.red.length), queue: String(s.queue.length),
+    red: String(s.red.length), queue: String(s.queue.length), cursor: s.cursor.shown ? `${s.cursor.x},${s.cursor.y}` : "",
   });
   const short = s.timesteps < config.minTimesteps;
   ui.finish.disabled = s.finished || s.blocked;
@@ -288,7 +289,7 @@ async function pump() {
     const item = s.queue[0];
     if (item.seq === undefined) item.seq = s.seq;  // fixed once: a retry sends the same seq
     const body = { client_event_id: item.cid, seq: item.seq, action: item.action, client_ts: item.client_ts };
-    if (item.action === "add" || item.action === "remove") Object.assign(body, { mode: item.mode, x: item.x, y: item.y });
+    if (item.action === "add" || item.action === "remove") Object.assign(body, { mode: item.mode, x: item.x, y: item.y, input: item.input });
     // the event leaves now; the local preview decodes meanwhile and never delays the record
     if (item.local === undefined) item.local = startLocalPreview(item);
     let res;
@@ -351,6 +352,7 @@ function toggleSize() { s.radius = s.radius === 7 ? 11 : 7; render(); }
 function onPointerDown(event) {
   if (event.button !== 0 || event.altKey) return;
   s.down = { x: event.clientX, y: event.clientY, t: performance.now(), id: event.pointerId };
+  s.cursor.shown = false;  // the pointer is in use: the keyboard cursor is drawn again at the next key
   clearTimeout(s.restTimer);
   decodeAhead(event.clientX, event.clientY);  // a press lasts ~0.1 s: decode while it lasts
 }
@@ -392,7 +394,8 @@ function onPointerUp(event) {
   if (Math.hypot(event.clientX - down.x, event.clientY - down.y) > 8) return;  // a drag, not a click
   event.preventDefault();
   const [x, y] = view.pixelAt(event.clientX, event.clientY);
-  const item = enqueue("add", { x, y });
+  s.cursor.place(x, y);  // the keyboard carries on from the last click
+  const item = enqueue("add", { x, y, input: "pointer" });
   if (item) s.clickStarts.set(item.cid, down.t);
 }
 
@@ -413,7 +416,40 @@ function onRightClick(event) {
   const [x, y] = s.views.image.pixelAt(event.clientX, event.clientY);
   const mine = s.mode === "green" ? s.green : s.red;
   if (!mine.length && !s.queue.length) { showBanner(`There is no ${s.mode} point to remove.`, "info"); return; }
-  enqueue("remove", { x, y });
+  enqueue("remove", { x, y, input: "pointer" });
+}
+
+// ---------- the keyboard cursor (docs/workspace.md "Keys") ----------
+
+function moveCursor(direction, fine) {
+  s.cursor.move(direction, fine, s.views.image);
+  render();
+  announce(ui.announce, s.cursor.spoken());
+}
+
+/** Enter: a green point at the keyboard cursor; Shift+Enter: a red one (the colour becomes the
+ * current one, as g / r would make it). */
+function placeAtCursor(mode) {
+  if (s.finished || s.blocked) return;
+  const t0 = performance.now();
+  s.cursor.shown = true;
+  if (s.mode !== mode) s.mode = mode;
+  const [x, y] = s.cursor.point;
+  const item = enqueue("add", { x, y, mode, input: "keyboard" });
+  if (!item) return;
+  s.clickStarts.set(item.cid, t0);
+  announce(ui.announce, `${mode === "green" ? "Green" : "Red"} point at x ${x}, y ${y}. Waiting for the model.`);
+}
+
+/** Delete or Backspace: remove the point of the current colour nearest the cursor (the
+ * keyboard's right click). */
+function removeAtCursor() {
+  const mine = s.mode === "green" ? s.green : s.red;
+  if (!mine.length && !s.queue.length) { showBanner(`There is no ${s.mode} point to remove.`, "info"); return; }
+  s.cursor.shown = true;
+  const [x, y] = s.cursor.point;
+  enqueue("remove", { x, y, input: "keyboard" });
+  announce(ui.announce, `Removing the ${s.mode} point nearest x ${x}, y ${y}.`);
 }
 
 function clearPoints() { if (s.green.length || s.red.length || s.queue.length) enqueue("clear"); }
@@ -424,14 +460,10 @@ function setOpacity(v) { s.opacity = Math.min(Math.max(v, 0), 1); ui.opacity.val
 function anyDialogOpen() { return ui.survey.open || ui.confirm.open || ui.help.open; }
 
 function onKey(event) {
-  if (event.target instanceof HTMLInputElement && event.target.type !== "range") return;
-  if (event.target instanceof HTMLTextAreaElement) return;
-  if (anyDialogOpen()) return;
+  // a focused control (button, slider, field) takes its own keys: Enter and Space press a
+  // button like any button, and no shortcut of the page fires meanwhile
+  if (anyDialogOpen() || onControl(event)) return;
   const key = event.key;
-  if (key === "Enter" && event.target instanceof HTMLButtonElement && event.target.closest(".ws-bar")) {
-    // Enter on a focused tool button does nothing: only a click (or Space on clear) acts
-    if (event.target !== ui.finish) { event.preventDefault(); return; }
-  }
   if ((event.ctrlKey || event.metaKey) && !event.altKey) {
     if (key === "z" || key === "Z") { event.preventDefault(); if (event.shiftKey) redo(); else undo(); }
     else if (key === "y") { event.preventDefault(); redo(); }
@@ -440,6 +472,11 @@ function onKey(event) {
   if (event.altKey) return;
   const view = s.views.image;
   const k = key.length === 1 ? key.toLowerCase() : key;
+  const onImage = event.target === ui.canvas;  // the keys that act at the cursor need the image focused
+  const arrow = arrowOf(key);
+  if (arrow && view && onImage) { event.preventDefault(); moveCursor(arrow, event.shiftKey); return; }
+  if (key === "Enter" && onImage) { event.preventDefault(); placeAtCursor(event.shiftKey ? "red" : "green"); return; }
+  if ((key === "Delete" || key === "Backspace") && onImage) { event.preventDefault(); removeAtCursor(); return; }
   if (k === "g") setMode("green");
   else if (k === "r") setMode("red");
   else if (k === "u") { if (event.shiftKey) redo(); else undo(); }
@@ -453,11 +490,6 @@ function onKey(event) {
   else if (k === "m") { s.maskHidden = !s.maskHidden; render(); }
   else if (k === "[") setOpacity(s.opacity - 0.1);
   else if (k === "]") setOpacity(s.opacity + 0.1);
-  else if (key.startsWith("Arrow") && view && event.target === ui.canvas) {
-    event.preventDefault();
-    const d = 40;
-    view.panBy(key === "ArrowLeft" ? d : key === "ArrowRight" ? -d : 0, key === "ArrowUp" ? d : key === "ArrowDown" ? -d : 0);
-  }
 }
 
 // ---------- finishing, the survey and the sequence of images ----------
@@ -534,6 +566,7 @@ async function openAssignment(index) {
     s.gtLayer = maskCanvas(gt.mask, gt.width, gt.height, COLORS.gt, "fill");
   }
   ui.workspace.hidden = false;
+  s.cursor.reset(a.width, a.height);
   if (s.views.image) {
     for (const v of Object.values(s.views)) v.setSize(a.width, a.height);
   } else {
@@ -607,7 +640,7 @@ function start() {
   });
   canvas.addEventListener("contextmenu", onRightClick);
   document.addEventListener("keydown", onKey);
-  // tool buttons hand focus back to the image, so a later Enter or Space never presses them
+  // tool buttons hand focus back to the image, so the keys act on the image again at once
   const tool = (id, fn) => $(id).addEventListener("click", () => { fn(); canvas.focus({ preventScroll: true }); });
   tool("btn-green", () => setMode("green"));
   tool("btn-red", () => setMode("red"));
