@@ -37,9 +37,9 @@ const GOALS = {
   restore: "Goal: find the smallest region that, inserted alone, makes the model predict the target.",
   explore: "Goal: explore freely how deleting and inserting regions changes the prediction.",
 };
-const SUBSTRATE_TEXT = {
-  zero: "Substrate: plain grey (the data set's mean colour)", blur: "Substrate: a blurred copy of the image",
-  mean: "Substrate: the image's mean colour", noise: "Substrate: random noise",
+const SUBSTRATE_TEXT = {  // what covers a deleted region (the study's substrate), in plain words
+  zero: "Deleted parts become plain grey", blur: "Deleted parts become blurred",
+  mean: "Deleted parts become the image's mean colour", noise: "Deleted parts become random noise",
 };
 const TOOL_HELP = {
   brush: "Brush: drag to paint. Change the radius with the slider. Keyboard: Enter puts the brush down, the arrows paint, Enter lifts it.",
@@ -296,7 +296,7 @@ function renderPrediction() {
   $("top5-box").hidden = !info.show_top5;
   if (!info.show_top5) return;
   const after = new Map((r && r.top5_after ? r.top5_after : []).map((c) => [c.class, c.prob]));
-  const rows = info.top5.map((c) => [c.name, c.prob.toFixed(3), after.has(c.class) ? after.get(c.class).toFixed(3) : (r ? "<" + r.top5_after[r.top5_after.length - 1].prob.toFixed(3) : "–")]);
+  const rows = info.top5.map((c) => [c.name, c.prob.toFixed(3), after.has(c.class) ? after.get(c.class).toFixed(3) : (r ? "not in top 5" : "–")]);
   if (r) for (const c of r.top5_after) if (!info.top5.some((t) => t.class === c.class)) rows.push([c.name, "–", c.prob.toFixed(3)]);
   ui.top5.replaceChildren(...rows.map((cells) => {
     const tr = document.createElement("tr");
@@ -653,7 +653,7 @@ async function openAssignment(index) {
   }
   ui.goal.textContent = GOALS[info.goal] || info.goal;
   ui.goal.title = ui.goal.textContent;
-  ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Substrate: ${info.substrate}`;
+  ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Deleted parts become ${info.substrate}`;
   ui.progress.textContent = progressLabel(s.assignments, a).short;
   ui.progress.classList.toggle("practice", Boolean(a.practice));
   if (afterPractice) showBanner("The practice is over: this is the study's first image.", "info");

@@ -178,7 +178,7 @@ function applyResult(res, item) {
     s.score = res.iou;
     setMaskNote(config.showScore ? "" : "Score hidden in this study.");
     showMask(res.mask_rle, { source: "server" });
-    announce(ui.announce, config.showScore && res.iou !== null ? `New mask. IoU ${res.iou.toFixed(2)}.` : "New mask.");
+    announce(ui.announce, config.showScore && res.iou !== null ? `New mask. Match with the outline ${res.iou.toFixed(2)}.` : "New mask.");
     const t0 = item && s.clickStarts.get(item.cid);
     if (t0 !== undefined) {
       s.clickStarts.delete(item.cid);
@@ -215,7 +215,24 @@ function endImage(reason) {
   s.queue.length = 0;
   const why = reason === "stagnation" ? "The last round ended without further improvement, so this image is done." : "You finished this image.";
   showBanner(why, "done");
-  openSurvey();
+  // the question is about the model's mask: not asked after an image where none was shown
+  if (s.timesteps === 0) skipSurvey();
+  else openSurvey();
+}
+
+/** Record that the survey was not asked (the model showed no mask), then go on. */
+async function skipSurvey() {
+  app.dataset.phase = "survey";
+  showPending("Saving…");
+  try {
+    await api.post(`assignments/${s.assignment.id}/survey`, { answers: { answer: "not asked", reason: "the model showed no mask on this image" } });
+  } catch (err) {
+    hidePending();
+    showError("The page could not save this image's end: the server did not answer.", () => skipSurvey());
+    return;
+  }
+  hidePending();
+  loadFirst();
 }
 
 // ---------- sending actions ----------

@@ -128,9 +128,10 @@ PROMPTING = register(
         analysis_page=analysis_page,
         attention_failed=attention_failed,
         instructions_template="prompting/_howto.html",
+        # plain words (the participant's page says "reference outline" for the ground truth)
         survey_question=(
-            "Do you think the ground truth mask was suboptimal, i.e. are the model's results "
-            "qualitatively better?"
+            "Did the model's mask outline the object better than the reference outline "
+            "(the ground truth) does?"
         ),
         extra={
             "precompute_label": "Image embeddings",

@@ -139,7 +139,9 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
         page.check("#agree")
         page.click("#consent-submit")
         violations["instructions"] = axe_serious(page)
-        assert "First comes a practice image" in page.inner_text(".card")
+        assert "a practice image first, then 1 image for the study (2 in all)" in page.inner_text(
+            ".card"
+        )
         page.click("#start")
         ui = Player(page, touch)
 
