@@ -146,12 +146,42 @@ export function encodeRle(mask, width, height) {
 /** Fit the paint canvas to the stage and the side canvases to the side area. */
 function layout() {
   if (!views.paint) return;
+  const sideEl = document.querySelector(".ws-side");
+  const across = getComputedStyle(sideEl).flexDirection === "row";  // narrow: panels side by side
+  // the side takes the width the image does not need (within limits): it depends only on the
+  // main area's size and the image's aspect, never on itself or the stage, so no resize loop
+  if (!across) {
+    const main = ui.workspace.getBoundingClientRect();
+    const spare = main.width - (main.height - 8) * (s.width / s.height) - 8 - 10;
+    const width = Math.round(Math.min(640, Math.max(main.width * 0.3, Math.min(spare, main.width * 0.5))));
+    Object.assign(sideEl.style, { flexBasis: `${width}px`, maxWidth: `${width}px` });
+  } else Object.assign(sideEl.style, { flexBasis: "", maxWidth: "" });
   const stage = ui.stage.getBoundingClientRect();
   views.paint.fit(stage.width - 8, stage.height - 8);
-  const sideEl = document.querySelector(".ws-side"), side = sideEl.getBoundingClientRect();
-  const across = getComputedStyle(sideEl).flexDirection === "row";  // narrow: panels side by side
-  const w = Math.max(across ? Math.min(side.height - 64, side.width / 4) : Math.min(side.width - 24, 260), 48);
-  for (const v of [views.result, views.overlay]) if (v) v.fit(w, w);
+  const side = sideEl.getBoundingClientRect();
+  const figs = $("figs"), pictures = [views.result, views.overlay].filter((v) => v && !v.canvas.closest("[hidden]"));
+  const n = Math.max(pictures.length, 1), caption = 30, pad = 16;
+  // a wide side is two columns: the prediction over the trials, and the pictures
+  const grid = !across && side.width >= 540;
+  sideEl.classList.toggle("grid", grid);
+  let w;
+  if (across) w = Math.min(side.height - 2 * caption - pad, side.width / 4.5);
+  else if (grid) {
+    figs.classList.remove("across");
+    w = Math.min(side.width / 2 - 8 - pad, (side.height - 8 * (n - 1)) / n - caption - pad, 320);
+  } else {
+    // what the side holds besides the pictures (its size never depends on theirs): the
+    // prediction, the pictures' captions, room for three trials; the pictures get the rest, in
+    // a column or side by side, whichever leaves them larger
+    const pred = $("panel-prediction").getBoundingClientRect().height;
+    const free = side.height - pred - 84 - 8 * 3;
+    const column = Math.min(side.width - 24, 260, free / n - caption - pad);
+    const row = Math.min((side.width - 8 * (n - 1)) / n - pad, 260, free - caption - pad);
+    const sideBySide = n > 1 && row > column;
+    figs.classList.toggle("across", sideBySide);
+    w = sideBySide ? row : column;
+  }
+  for (const v of pictures) v.fit(Math.max(w, 48), Math.max(w, 48));
   render();
 }
 
@@ -297,7 +327,7 @@ function renderPrediction() {
   if (!info.show_top5) return;
   const after = new Map((r && r.top5_after ? r.top5_after : []).map((c) => [c.class, c.prob]));
   const rows = info.top5.map((c) => [c.name, c.prob.toFixed(3), after.has(c.class) ? after.get(c.class).toFixed(3) : (r ? "not in top 5" : "–")]);
-  if (r) for (const c of r.top5_after) if (!info.top5.some((t) => t.class === c.class)) rows.push([c.name, "–", c.prob.toFixed(3)]);
+  if (r) for (const c of r.top5_after) if (!info.top5.some((t) => t.class === c.class)) rows.push([c.name, "not in top 5", c.prob.toFixed(3)]);
   ui.top5.replaceChildren(...rows.map((cells) => {
     const tr = document.createElement("tr");
     cells.forEach((v, i) => { const td = document.createElement("td"); td.textContent = v; if (i) td.className = "num"; tr.append(td); });
@@ -529,7 +559,7 @@ async function send(item, mask) {
 function addHistory(r) {
   const li = document.createElement("li");
   li.textContent = `${r.operation} ${pct(r.area_fraction)} of the image: ${r.target_name} ${r.prob_before.toFixed(3)} → ${r.prob_after.toFixed(3)}${r.flipped ? " · flipped" : ""}`;
-  ui.history.append(li);
+  ui.history.prepend(li);  // newest first (the list is numbered in reverse)
 }
 
 /** The server's view of this assignment (GET /api/v1/assignments/<id>): trials, next seq, and
@@ -636,6 +666,10 @@ async function openAssignment(index) {
   Object.assign(s, { width: a.width, height: a.height, undo: [], result: null, polygon: [], drag: null, busy: false, pen: null });
   s.inputs.clear();
   s.cursor.reset(a.width, a.height);
+  // each image starts with the brush, its default radius and Delete (the instructions say so)
+  s.tool = "brush";
+  ui.radius.value = ui.radius.defaultValue; ui.radiusValue.textContent = ui.radius.value;
+  $("op-delete").checked = true;
   s.region = new Uint8Array(a.width * a.height);
   const [image, info] = await withProgress(Promise.all([fetchImage(a.image_url), api.get(`assignments/${a.id}/intervention`), loadTrials()]));
   Object.assign(s, { image, info });
@@ -665,6 +699,8 @@ async function openAssignment(index) {
   app.dataset.phase = "annotate";
   layout();
   window.scrollTo(0, 0);
+  // the side starts at the top on each image (narrow screens scroll its panels)
+  for (const el of [document.querySelector(".ws-side"), ...document.querySelectorAll(".ws-side > *")]) el.scrollTop = 0;
   focusIntoView(ui.paint);
   announce(ui.announce, progressLabel(s.assignments, a).spoken);
   const nextOne = s.assignments[index + 1];
