@@ -64,13 +64,31 @@ export function toMask(maskOrRle) {
   return decodeRle(maskOrRle);
 }
 
-/** Draw a point marker: a disc with a + (green, on the object) or a - (red, not the object). */
-export function marker(ctx, cx, cy, radius, mode, { pending = false, removing = false } = {}) {
+/** Draw a point marker: a disc with a + (green, on the object) or a - (red, not the object).
+ * `hollow`: a ring with the sign's strokes outside it, so the pixels under the point stay
+ * visible (small objects). A pending point (not yet confirmed) is a dashed ring in the mode's
+ * colour over a solid black-and-white one, visible on any image. */
+export function marker(ctx, cx, cy, radius, mode, { pending = false, removing = false, hollow = false } = {}) {
+  const dpr = window.devicePixelRatio || 1;
   ctx.save();
   ctx.beginPath(); ctx.arc(cx, cy, radius, 0, 2 * Math.PI);
   if (pending) {
-    ctx.setLineDash([3, 3]); ctx.lineWidth = 2;
+    ctx.lineWidth = 6 * dpr; ctx.strokeStyle = "#000"; ctx.stroke();
+    ctx.lineWidth = 4 * dpr; ctx.strokeStyle = "#fff"; ctx.stroke();
+    ctx.setLineDash([4 * dpr, 3 * dpr]); ctx.lineWidth = 2.5 * dpr;
     ctx.strokeStyle = removing ? "#333" : COLORS[mode]; ctx.stroke();
+    ctx.restore();
+    return;
+  }
+  if (hollow) {
+    ctx.lineWidth = 4 * dpr; ctx.strokeStyle = "#fff"; ctx.stroke();
+    ctx.lineWidth = 2 * dpr; ctx.strokeStyle = COLORS[mode]; ctx.stroke();
+    const a = radius + 2 * dpr, b = radius + 7 * dpr;  // the sign's arms, outside the ring
+    const arms = mode === "green" ? [[1, 0], [-1, 0], [0, 1], [0, -1]] : [[1, 0], [-1, 0]];
+    ctx.beginPath();
+    for (const [dx, dy] of arms) { ctx.moveTo(cx + dx * a, cy + dy * a); ctx.lineTo(cx + dx * b, cy + dy * b); }
+    ctx.lineWidth = 4.5 * dpr; ctx.strokeStyle = "#fff"; ctx.stroke();
+    ctx.lineWidth = 2.5 * dpr; ctx.strokeStyle = COLORS[mode]; ctx.stroke();
     ctx.restore();
     return;
   }
@@ -221,7 +239,7 @@ export class ZoomView {
   }
 
   /** Draw the image, optional dimming, layers (with opacity) and point markers. */
-  draw({ image, dim = 0, layers = [], opacity = 1, green = [], red = [], pending = [], radius = 7 }) {
+  draw({ image, dim = 0, layers = [], opacity = 1, green = [], red = [], pending = [], radius = 7, hollow = false }) {
     const { ctx, canvas } = this;
     const dpr = window.devicePixelRatio || 1;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -236,8 +254,8 @@ export class ZoomView {
     ctx.globalAlpha = 1;
     const r = radius * dpr;
     const at = (x, y) => this.toCanvas(x + 0.5, y + 0.5);
-    for (const [x, y] of green) marker(ctx, ...at(x, y), r, "green");
-    for (const [x, y] of red) marker(ctx, ...at(x, y), r, "red");
+    for (const [x, y] of green) marker(ctx, ...at(x, y), r, "green", { hollow });
+    for (const [x, y] of red) marker(ctx, ...at(x, y), r, "red", { hollow });
     for (const p of pending) marker(ctx, ...at(p.x, p.y), r + 2 * dpr, p.mode, { pending: true, removing: p.action === "remove" });
   }
 }

@@ -31,7 +31,7 @@ const ui = {
   maskNote: $("mask-note"), finish: $("finish"), survey: $("survey"), workspace: $("workspace"), timestep: $("timestep"),
   stage: $("stage"), canvas: $("canvas-image"), announce: $("announce"), opacity: $("opacity"),
   outline: $("btn-outline"), confirm: $("confirm"), help: $("help"), meter: $("round-meter"),
-  undo: $("btn-undo"), redo: $("btn-redo"),
+  undo: $("btn-undo"), redo: $("btn-redo"), markers: $("btn-markers"), stageWait: $("stage-wait"),
 };
 
 const api = new Api({
@@ -95,7 +95,7 @@ function layout() {
 
 function render() {
   const pending = s.queue.filter((q) => q.action === "add" || q.action === "remove");
-  const pts = { green: s.green, red: s.red, pending, radius: s.radius };
+  const pts = { green: s.green, red: s.red, pending, radius: s.radius, hollow: s.hollow };
   const onImage = config.layout !== "pointprompt" && !s.maskHidden;
   s.views.image?.draw({ image: s.image, layers: onImage ? [maskLayer(s.style)] : [], opacity: s.opacity, ...pts });
   if (s.views.image) s.cursor.draw(s.views.image, COLORS[s.mode]);
@@ -108,6 +108,7 @@ function render() {
   $("btn-green").setAttribute("aria-pressed", String(s.mode === "green"));
   $("btn-red").setAttribute("aria-pressed", String(s.mode === "red"));
   ui.outline.setAttribute("aria-pressed", String(s.style === "outline"));
+  ui.markers.setAttribute("aria-pressed", String(s.hollow));
   app.dataset.mode = s.mode;
   ui.round.textContent = `Round ${s.round} of ${config.maxRounds}`;
   if (ui.meter) ui.meter.firstElementChild.textContent = `${Math.max(s.stagnation - 1, 0)} of ${config.stagnationLimit}`;
@@ -128,13 +129,46 @@ function render() {
   ui.finish.title = short ? `This image needs at least ${config.minTimesteps} predictions first.` : "";
   ui.undo.disabled = s.finished || s.blocked || s.history === 0;
   ui.redo.disabled = s.finished || s.blocked || s.future === 0;
+  saveQueue();
   if (s.stalled) showPending("Not saved yet — press Retry.");
   else if (!s.queue.length && !s.sending) hidePending();
   else showPending(s.queue.length > 1 ? `Waiting for the model… (${s.queue.length} actions queued)` : "Waiting for the model…");
 }
 
-function showPending(text) { ui.pending.textContent = text; ui.pending.dataset.on = "1"; app.dataset.busy = "1"; }
-function hidePending() { ui.pending.textContent = ""; ui.pending.dataset.on = "0"; app.dataset.busy = "0"; }
+// "Waiting…" is said in the status line and, where the eyes are, on the image (#stage-wait)
+function showPending(text) {
+  if (ui.pending.textContent !== text) { ui.pending.textContent = text; ui.stageWait.textContent = text; }
+  ui.pending.dataset.on = "1"; ui.stageWait.dataset.on = "1"; app.dataset.busy = "1";
+}
+function hidePending() { ui.pending.textContent = ""; ui.pending.dataset.on = "0"; ui.stageWait.dataset.on = "0"; app.dataset.busy = "0"; }
+
+// ---------- actions not yet answered survive a reload ----------
+
+const QUEUE_FIELDS = ["cid", "action", "mode", "x", "y", "input", "client_ts", "seq"];
+const queueKey = (id) => `intervene.queue.${id}`;
+let savedQueue = "";
+/** Keep the actions not yet answered in sessionStorage (this tab only), so that a reload
+ * sends them again (same client_event_id: one already stored is answered, not stored twice). */
+function saveQueue() {
+  if (!s.assignment) return;
+  const text = s.queue.length ? JSON.stringify(s.queue.map((q) => Object.fromEntries(QUEUE_FIELDS.map((f) => [f, q[f]])))) : "";
+  if (text === savedQueue) return;
+  savedQueue = text;
+  try {
+    if (text) sessionStorage.setItem(queueKey(s.assignment.id), text);
+    else sessionStorage.removeItem(queueKey(s.assignment.id));
+  } catch (err) { /* storage full or off: the actions are only kept in this page */ }
+}
+
+/** The actions a reload interrupted, for this assignment (then forgotten: they are queued). */
+function takeSavedQueue(assignmentId) {
+  try {
+    const text = sessionStorage.getItem(queueKey(assignmentId));
+    sessionStorage.removeItem(queueKey(assignmentId));
+    const items = text ? JSON.parse(text) : [];
+    return Array.isArray(items) ? items.filter((q) => q && typeof q.cid === "string" && typeof q.action === "string") : [];
+  } catch (err) { return []; }
+}
 
 function showBanner(text, kind = "info") {
   ui.banner.textContent = text;
@@ -365,6 +399,8 @@ async function resync() {
 
 function setMode(mode) { s.mode = mode; render(); announce(ui.announce, mode === "green" ? "Green points" : "Red points"); }
 function toggleSize() { s.radius = s.radius === 7 ? 11 : 7; render(); }
+/** Ring markers (key v): the point's pixels stay visible, for small objects. */
+function toggleHollow() { s.hollow = !s.hollow; render(); announce(ui.announce, s.hollow ? "Ring markers: the image shows through the points." : "Filled markers."); }
 
 function onPointerDown(event) {
   if (event.button !== 0 || event.altKey) return;
@@ -499,6 +535,7 @@ function onKey(event) {
   else if (k === "u") { if (event.shiftKey) redo(); else undo(); }
   else if (key === " " || event.code === "Space") { event.preventDefault(); clearPoints(); }
   else if (k === "z") toggleSize();
+  else if (k === "v") toggleHollow();
   else if (k === "?") ui.help.showModal();
   else if (k === "+" || k === "=") view?.zoomAt(1.25);
   else if (k === "-" || k === "_") view?.zoomAt(0.8);
@@ -583,6 +620,8 @@ async function openAssignment(index) {
     s.gtLayer = maskCanvas(gt.mask, gt.width, gt.height, COLORS.gt, "fill");
   }
   ui.workspace.hidden = false;
+  const kept = s.finished ? [] : takeSavedQueue(a.id);
+  savedQueue = "";
   s.cursor.reset(a.width, a.height);
   if (s.views.image) {
     for (const v of Object.values(s.views)) v.setSize(a.width, a.height);
@@ -614,6 +653,12 @@ async function openAssignment(index) {
   app.dataset.phase = "annotate";
   if (afterPractice) showBanner("The practice is over: this is the study's first image.", "info");
   else restingBanner();
+  if (kept.length) {
+    s.queue.push(...kept);
+    const n = kept.length;
+    showBanner(`${n} action${n === 1 ? "" : "s"} made before the page reloaded ${n === 1 ? "was" : "were"} kept and ${n === 1 ? "is" : "are"} being sent now.`, "info");
+    pump();
+  }
   layout();
   window.scrollTo(0, 0);
   focusIntoView(ui.canvas);
@@ -665,6 +710,7 @@ function start() {
   tool("btn-undo", undo);
   tool("btn-redo", redo);
   tool("btn-size", toggleSize);
+  tool("btn-markers", toggleHollow);
   tool("btn-outline", () => { s.style = s.style === "outline" ? "fill" : "outline"; render(); });
   tool("zoom-in", () => s.views.image?.zoomAt(1.25));
   tool("zoom-out", () => s.views.image?.zoomAt(0.8));
