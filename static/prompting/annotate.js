@@ -135,12 +135,22 @@ function render() {
   else showPending(s.queue.length > 1 ? `Waiting for the model… (${s.queue.length} actions queued)` : "Waiting for the model…");
 }
 
-// "Waiting…" is said in the status line and, where the eyes are, on the image (#stage-wait)
+// "Waiting…" is said in the status line at once and, when the answer is slow (STAGE_WAIT_MS),
+// also where the eyes are, on the image (#stage-wait): a quick answer never paints it, so the
+// click path stays as fast as before
+const STAGE_WAIT_MS = 250;
 function showPending(text) {
   if (ui.pending.textContent !== text) { ui.pending.textContent = text; ui.stageWait.textContent = text; }
-  ui.pending.dataset.on = "1"; ui.stageWait.dataset.on = "1"; app.dataset.busy = "1";
+  ui.pending.dataset.on = "1"; app.dataset.busy = "1";
+  if (ui.stageWait.dataset.on !== "1" && !s.stageTimer) {
+    s.stageTimer = setTimeout(() => { s.stageTimer = null; ui.stageWait.dataset.on = "1"; }, STAGE_WAIT_MS);
+  }
 }
-function hidePending() { ui.pending.textContent = ""; ui.pending.dataset.on = "0"; ui.stageWait.dataset.on = "0"; app.dataset.busy = "0"; }
+function hidePending() {
+  clearTimeout(s.stageTimer); s.stageTimer = null;
+  ui.pending.textContent = ""; ui.pending.dataset.on = "0"; app.dataset.busy = "0";
+  if (ui.stageWait.dataset.on !== "0") ui.stageWait.dataset.on = "0";
+}
 
 // ---------- actions not yet answered survive a reload ----------
 

@@ -65,7 +65,8 @@ def test_pending_points_show_and_survive_a_reload(live_server, new_page, size):
     page.keyboard.press("r")
     click_at(ui, spots["outside"])
     page.wait_for_function("() => document.getElementById('app').dataset.queue === '2'")
-    # the waiting notice is on the image, where the participant looks
+    # the waiting notice is on the image, where the participant looks (once the wait is long)
+    page.wait_for_selector("#stage-wait", state="visible")
     wait, canvas = page.locator("#stage-wait"), page.locator("#canvas-image").bounding_box()
     assert wait.is_visible() and wait.inner_text().startswith("Waiting for the model")
     w = wait.bounding_box()
