@@ -482,6 +482,7 @@ function onKey(event) {
   const onImage = event.target === ui.paint;
   if (key === "Enter") {
     event.preventDefault();
+    if (event.repeat) return;  // a held Enter is one step
     // a polygon clicked with the pointer closes with Enter; with the keyboard cursor in use,
     // Enter is the tool's step at the cursor
     if (s.tool === "polygon" && s.polygon.length && !s.cursor.shown && !event.shiftKey) closePolygon();

@@ -538,8 +538,9 @@ function onKey(event) {
   const onImage = event.target === ui.canvas;  // the keys that act at the cursor need the image focused
   const arrow = arrowOf(key);
   if (arrow && view && onImage) { event.preventDefault(); moveCursor(arrow, event.shiftKey); return; }
-  if (key === "Enter" && onImage) { event.preventDefault(); placeAtCursor(event.shiftKey ? "red" : "green"); return; }
-  if ((key === "Delete" || key === "Backspace") && onImage) { event.preventDefault(); removeAtCursor(); return; }
+  // a held Enter or Delete places or removes one point, not one per key repeat
+  if (key === "Enter" && onImage) { event.preventDefault(); if (!event.repeat) placeAtCursor(event.shiftKey ? "red" : "green"); return; }
+  if ((key === "Delete" || key === "Backspace") && onImage) { event.preventDefault(); if (!event.repeat) removeAtCursor(); return; }
   if (k === "g") setMode("green");
   else if (k === "r") setMode("red");
   else if (k === "u") { if (event.shiftKey) redo(); else undo(); }

@@ -150,6 +150,15 @@ def test_a_prompting_image_with_the_keyboard_alone(live_server, new_page):
     page.keyboard.press("Space")
     page.wait_for_timeout(200)
     assert ui.data("seq") == "4" and ui.data("red") == "1"
+    # a held Enter (key repeats) places one point, not one per repeat
+    page.focus("#canvas-image")
+    page.keyboard.down("Enter")
+    page.keyboard.down("Enter")
+    page.keyboard.down("Enter")
+    page.keyboard.up("Enter")
+    ui.wait_idle(5)
+    page.wait_for_timeout(200)
+    assert ui.data("seq") == "5"
 
     finish_with_keys(page)
     page.wait_for_url("**/done")
@@ -165,7 +174,7 @@ def test_a_prompting_image_with_the_keyboard_alone(live_server, new_page):
         ("add", "red", "keyboard", *map(float, outside)),
         ("remove", "red", "keyboard", *map(float, outside)),
     ]
-    assert [row[0] for row in logged[3:]] == ["undo", "finish"]
+    assert [row[0] for row in logged[3:]] == ["undo", "add", "finish"]
     a = Assignment.objects.get(pk=assignment.pk)
     assert a.status == "finished" and a.survey_answers["answer"] == "yes"
 

@@ -80,7 +80,13 @@ def test_pending_points_show_and_survive_a_reload(live_server, new_page, size):
 
     hold[0] = False
     page.reload()  # both clicks were not answered: they are kept and sent again
-    assert ui.open().pk == assignment.pk
+    # the page sends the kept actions at once: wait for it before reading the database (SQLite
+    # locks the tables while the live server writes)
+    page.wait_for_function(
+        "a => { const d = document.getElementById('app').dataset;"
+        " return d.phase === 'annotate' && d.assignment === a; }",
+        arg=str(assignment.pk),
+    )
     ui.wait_idle(2)
     assert "2 actions made before the page reloaded were kept" in page.inner_text("#banner")
     assert not page.locator("#stage-wait").is_visible()
