@@ -139,12 +139,15 @@ function render() {
 // also where the eyes are, on the image (#stage-wait): a quick answer never paints it, so the
 // click path stays as fast as before
 const STAGE_WAIT_MS = 250;
+function showStageWait() {
+  if (ui.stageWait.textContent !== ui.pending.textContent) ui.stageWait.textContent = ui.pending.textContent;
+  ui.stageWait.dataset.on = "1";
+}
 function showPending(text) {
-  if (ui.pending.textContent !== text) { ui.pending.textContent = text; ui.stageWait.textContent = text; }
+  if (ui.pending.textContent !== text) ui.pending.textContent = text;
   ui.pending.dataset.on = "1"; app.dataset.busy = "1";
-  if (ui.stageWait.dataset.on !== "1" && !s.stageTimer) {
-    s.stageTimer = setTimeout(() => { s.stageTimer = null; ui.stageWait.dataset.on = "1"; }, STAGE_WAIT_MS);
-  }
+  if (ui.stageWait.dataset.on === "1") showStageWait();  // its text follows, only while shown
+  else if (!s.stageTimer) s.stageTimer = setTimeout(() => { s.stageTimer = null; showStageWait(); }, STAGE_WAIT_MS);
 }
 function hidePending() {
   clearTimeout(s.stageTimer); s.stageTimer = null;
@@ -156,10 +159,15 @@ function hidePending() {
 
 const QUEUE_FIELDS = ["cid", "action", "mode", "x", "y", "input", "client_ts", "seq"];
 const queueKey = (id) => `intervene.queue.${id}`;
-let savedQueue = "";
+let savedQueue = "", saveTimer = null;
 /** Keep the actions not yet answered in sessionStorage (this tab only), so that a reload
- * sends them again (same client_event_id: one already stored is answered, not stored twice). */
+ * sends them again (same client_event_id: one already stored is answered, not stored twice).
+ * Written just after the click's work (and at once when the page is left), never on its path. */
 function saveQueue() {
+  if (!saveTimer) saveTimer = setTimeout(saveQueueNow, 30);
+}
+function saveQueueNow() {
+  clearTimeout(saveTimer); saveTimer = null;
   if (!s.assignment) return;
   const text = s.queue.length ? JSON.stringify(s.queue.map((q) => Object.fromEntries(QUEUE_FIELDS.map((f) => [f, q[f]])))) : "";
   if (text === savedQueue) return;
@@ -713,6 +721,7 @@ function start() {
   });
   canvas.addEventListener("contextmenu", onRightClick);
   document.addEventListener("keydown", onKey);
+  window.addEventListener("pagehide", saveQueueNow);
   // tool buttons hand focus back to the image, so the keys act on the image again at once
   const tool = (id, fn) => $(id).addEventListener("click", () => { fn(); canvas.focus({ preventScroll: true }); });
   tool("btn-green", () => setMode("green"));
