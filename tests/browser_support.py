@@ -77,11 +77,17 @@ def screenshot(page, name: str) -> Path:
 
 def finish_practice(page) -> None:
     """Finish the practice image as a participant does (Finish, confirm, the survey's yes) and
-    wait for the first real image (both study kinds' pages)."""
+    wait for the first real image (both study kinds' pages). A prompting image on which the
+    model showed no mask asks no question: then there is no survey to answer."""
     page.click("#finish")
     page.click("#confirm-yes")
-    page.wait_for_selector("#survey", state="visible")
-    page.click("#survey-yes")
+    page.wait_for_function(
+        "() => { const a = document.getElementById('app');"
+        " return document.getElementById('survey').open"
+        " || (a.dataset.practice === '0' && a.dataset.phase === 'annotate'); }"
+    )
+    if page.evaluate("() => document.getElementById('survey').open"):
+        page.click("#survey-yes")
     page.wait_for_function(
         "() => { const a = document.getElementById('app');"
         " return a.dataset.practice === '0' && a.dataset.phase === 'annotate'; }"

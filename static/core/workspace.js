@@ -1,8 +1,8 @@
 // The participants' workspace shared by the study pages: an image that fills the space the
 // window gives it, zoom (wheel, pinch, + / - / 0 keys) and pan (drag with the middle button or
-// Alt, two fingers, arrow keys), the model's mask drawn on the image (fill or outline, with an
-// opacity), point markers that differ in shape (+ green, - red) as well as colour, and pointer
-// input (mouse, touch, pen). Coordinates stay exact in image pixels at every zoom:
+// Alt, two fingers; the view follows the keyboard cursor), the model's mask drawn on the image
+// (fill or outline, with an opacity), point markers that differ in shape (+ green, - red) as well
+// as colour, pointer input (mouse, touch, pen) and a keyboard cursor (`KeyCursor`). Coordinates stay exact in image pixels at every zoom:
 // `pixelAt(clientX, clientY)` inverts exactly the transform `draw` uses.
 import { decodeRle } from "./rle.js";
 
@@ -64,13 +64,31 @@ export function toMask(maskOrRle) {
   return decodeRle(maskOrRle);
 }
 
-/** Draw a point marker: a disc with a + (green, on the object) or a - (red, not the object). */
-export function marker(ctx, cx, cy, radius, mode, { pending = false, removing = false } = {}) {
+/** Draw a point marker: a disc with a + (green, on the object) or a - (red, not the object).
+ * `hollow`: a ring with the sign's strokes outside it, so the pixels under the point stay
+ * visible (small objects). A pending point (not yet confirmed) is a dashed ring in the mode's
+ * colour over a solid black-and-white one, visible on any image. */
+export function marker(ctx, cx, cy, radius, mode, { pending = false, removing = false, hollow = false } = {}) {
+  const dpr = window.devicePixelRatio || 1;
   ctx.save();
   ctx.beginPath(); ctx.arc(cx, cy, radius, 0, 2 * Math.PI);
   if (pending) {
-    ctx.setLineDash([3, 3]); ctx.lineWidth = 2;
+    ctx.lineWidth = 6 * dpr; ctx.strokeStyle = "#000"; ctx.stroke();
+    ctx.lineWidth = 4 * dpr; ctx.strokeStyle = "#fff"; ctx.stroke();
+    ctx.setLineDash([4 * dpr, 3 * dpr]); ctx.lineWidth = 2.5 * dpr;
     ctx.strokeStyle = removing ? "#333" : COLORS[mode]; ctx.stroke();
+    ctx.restore();
+    return;
+  }
+  if (hollow) {
+    ctx.lineWidth = 4 * dpr; ctx.strokeStyle = "#fff"; ctx.stroke();
+    ctx.lineWidth = 2 * dpr; ctx.strokeStyle = COLORS[mode]; ctx.stroke();
+    const a = radius + 2 * dpr, b = radius + 7 * dpr;  // the sign's arms, outside the ring
+    const arms = mode === "green" ? [[1, 0], [-1, 0], [0, 1], [0, -1]] : [[1, 0], [-1, 0]];
+    ctx.beginPath();
+    for (const [dx, dy] of arms) { ctx.moveTo(cx + dx * a, cy + dy * a); ctx.lineTo(cx + dx * b, cy + dy * b); }
+    ctx.lineWidth = 4.5 * dpr; ctx.strokeStyle = "#fff"; ctx.stroke();
+    ctx.lineWidth = 2.5 * dpr; ctx.strokeStyle = COLORS[mode]; ctx.stroke();
     ctx.restore();
     return;
   }
@@ -170,6 +188,21 @@ export class ZoomView {
 
   reset() { this.zoom = 1; this.cx = this.width / 2; this.cy = this.height / 2; this.onChange(); }
 
+  /** CSS pixels per image pixel at the current zoom. */
+  cssPerPixel() { return (this.canvas.getBoundingClientRect().width / this.width) * this.zoom; }
+
+  /** Pan (without a redraw) so that image pixel (x, y) is in view with a margin: the view
+   * follows the keyboard cursor when zoomed in. */
+  follow(x, y) {
+    const hw = this.width / (2 * this.zoom), hh = this.height / (2 * this.zoom);
+    const mx = Math.min(hw * 0.2, 24 / this.zoom), my = Math.min(hh * 0.2, 24 / this.zoom);
+    if (x + 0.5 < this.cx - hw + mx) this.cx = x + 0.5 + hw - mx;
+    else if (x + 0.5 > this.cx + hw - mx) this.cx = x + 0.5 - hw + mx;
+    if (y + 0.5 < this.cy - hh + my) this.cy = y + 0.5 + hh - my;
+    else if (y + 0.5 > this.cy + hh - my) this.cy = y + 0.5 - hh + my;
+    this.clamp();
+  }
+
   listen() {
     const c = this.canvas;
     c.addEventListener("wheel", (e) => {
@@ -206,7 +239,7 @@ export class ZoomView {
   }
 
   /** Draw the image, optional dimming, layers (with opacity) and point markers. */
-  draw({ image, dim = 0, layers = [], opacity = 1, green = [], red = [], pending = [], radius = 7 }) {
+  draw({ image, dim = 0, layers = [], opacity = 1, green = [], red = [], pending = [], radius = 7, hollow = false }) {
     const { ctx, canvas } = this;
     const dpr = window.devicePixelRatio || 1;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
@@ -221,9 +254,72 @@ export class ZoomView {
     ctx.globalAlpha = 1;
     const r = radius * dpr;
     const at = (x, y) => this.toCanvas(x + 0.5, y + 0.5);
-    for (const [x, y] of green) marker(ctx, ...at(x, y), r, "green");
-    for (const [x, y] of red) marker(ctx, ...at(x, y), r, "red");
+    for (const [x, y] of green) marker(ctx, ...at(x, y), r, "green", { hollow });
+    for (const [x, y] of red) marker(ctx, ...at(x, y), r, "red", { hollow });
     for (const p of pending) marker(ctx, ...at(p.x, p.y), r + 2 * dpr, p.mode, { pending: true, removing: p.action === "remove" });
+  }
+}
+
+// ---------- the keyboard (WCAG 2.1.1: every function works from the keyboard) ----------
+
+/** True when the key event's target is a control (button, field, slider, radio, select): the
+ * control then takes its own keys (Enter and Space press a button) and no page shortcut fires. */
+export function onControl(event) {
+  const t = event.target;
+  return t instanceof Element && t.closest("button, input, select, textarea, [contenteditable=''], [contenteditable=true], a[href], summary") !== null;
+}
+
+/** The direction [dx, dy] of an arrow key, or null for any other key. */
+export function arrowOf(key) {
+  return { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] }[key] || null;
+}
+
+/** The keyboard cursor on an image: image pixel (x, y), moved by the arrow keys (a coarse step
+ * of about 16 CSS pixels, one image pixel with Shift), drawn only once the keys have moved or
+ * used it (`shown`), and said through the page's aria-live region. */
+export class KeyCursor {
+  constructor() { this.place(0, 0); }
+
+  /** A new image: the cursor starts at its centre, hidden. */
+  reset(width, height) { this.width = width; this.height = height; this.place(Math.floor(width / 2), Math.floor(height / 2)); this.shown = false; }
+
+  place(x, y) {
+    this.x = Math.min(Math.max(Math.round(x), 0), Math.max((this.width || 1) - 1, 0));
+    this.y = Math.min(Math.max(Math.round(y), 0), Math.max((this.height || 1) - 1, 0));
+  }
+
+  /** Move by an arrow's direction; the view follows. Returns the new [x, y]. */
+  move([dx, dy], fine, view) {
+    const step = fine ? 1 : Math.max(1, Math.round(16 / view.cssPerPixel()));
+    this.place(this.x + dx * step, this.y + dy * step);
+    this.shown = true;
+    view.follow(this.x, this.y);
+    return [this.x, this.y];
+  }
+
+  get point() { return [this.x, this.y]; }
+
+  /** What a screen reader hears of the cursor's place. */
+  spoken() { return `Cursor at x ${this.x}, y ${this.y} (image ${this.width} by ${this.height}).`; }
+
+  /** Draw the cursor on a view (after its `draw`): a cross-hair ring, black inside white so it
+   * shows on any image, in `color` at the centre. */
+  draw(view, color = "#ffbf47") {
+    if (!this.shown) return;
+    const ctx = view.ctx, dpr = window.devicePixelRatio || 1;
+    const [cx, cy] = view.toCanvas(this.x + 0.5, this.y + 0.5);
+    const r = 10 * dpr, gap = 4 * dpr, arm = 16 * dpr;
+    ctx.save();
+    ctx.setTransform(1, 0, 0, 1, 0, 0);
+    const path = () => {
+      ctx.beginPath(); ctx.arc(cx, cy, r, 0, 2 * Math.PI);
+      ctx.moveTo(cx - arm, cy); ctx.lineTo(cx - gap, cy); ctx.moveTo(cx + gap, cy); ctx.lineTo(cx + arm, cy);
+      ctx.moveTo(cx, cy - arm); ctx.lineTo(cx, cy - gap); ctx.moveTo(cx, cy + gap); ctx.lineTo(cx, cy + arm);
+    };
+    path(); ctx.lineWidth = 4 * dpr; ctx.strokeStyle = "#fff"; ctx.stroke();
+    path(); ctx.lineWidth = 2 * dpr; ctx.strokeStyle = "#000"; ctx.stroke();
+    ctx.beginPath(); ctx.arc(cx, cy, 1.5 * dpr, 0, 2 * Math.PI); ctx.fillStyle = color; ctx.fill();
+    ctx.restore();
   }
 }
 

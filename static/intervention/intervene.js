@@ -8,11 +8,13 @@
 // conflict re-synchronises from GET /api/v1/assignments/<id>, which also restores the last
 // result after a reload. The image lives in the shared workspace (static/core/workspace.js):
 // it fills the window, zooms and pans, takes mouse, touch and pen; the keys are the prompting
-// page's map (`?` shows it; x is the rectangle, Enter only ever closes a polygon).
+// page's map (`?` shows it; x is the rectangle). The keyboard paints too: the arrows move a
+// cursor, Enter starts and ends a brush stroke or a rectangle, or places a polygon's corner.
 import { Api, ApiFailure } from "../core/api.js";
 import { decodeRle } from "../core/rle.js";
 import {
-  PRACTICE_TEXT, ZoomView, announce, focusIntoView, loadImage, progressLabel, saveSurveyAnswer, workOrder,
+  KeyCursor, PRACTICE_TEXT, ZoomView, announce, arrowOf, focusIntoView, loadImage, onControl, progressLabel,
+  saveSurveyAnswer, workOrder,
 } from "../core/workspace.js";
 
 const $ = (id) => document.getElementById(id);
@@ -35,22 +37,23 @@ const GOALS = {
   restore: "Goal: find the smallest region that, inserted alone, makes the model predict the target.",
   explore: "Goal: explore freely how deleting and inserting regions changes the prediction.",
 };
-const SUBSTRATE_TEXT = {
-  zero: "Substrate: plain grey (the data set's mean colour)", blur: "Substrate: a blurred copy of the image",
-  mean: "Substrate: the image's mean colour", noise: "Substrate: random noise",
+const SUBSTRATE_TEXT = {  // what covers a deleted region (the study's substrate), in plain words
+  zero: "Deleted parts become plain grey", blur: "Deleted parts become blurred",
+  mean: "Deleted parts become the image's mean colour", noise: "Deleted parts become random noise",
 };
 const TOOL_HELP = {
-  brush: "Brush: drag to paint. Change the radius with the slider.",
-  rect: "Rectangle: drag from one corner to the opposite corner.",
-  polygon: "Polygon: click the corners; click the first corner again, double-click or press Enter to close (Esc cancels).",
+  brush: "Brush: drag to paint. Change the radius with the slider. Keyboard: Enter puts the brush down, the arrows paint, Enter lifts it.",
+  rect: "Rectangle: drag from one corner to the opposite corner. Keyboard: Enter at one corner, the arrows, Enter at the opposite corner.",
+  polygon: "Polygon: click the corners; click the first corner again, double-click or press Enter to close (Esc cancels). Keyboard: Enter places a corner at the cursor, Shift+Enter closes.",
 
-  eraser: "Eraser: drag to take pixels out of the region.",
+  eraser: "Eraser: drag to take pixels out of the region. Keyboard: Enter puts the eraser down, the arrows erase, Enter lifts it.",
 };
 
 const s = {
   assignments: [], index: 0, assignment: null, info: null, image: null, gtLayer: null, overlayImg: null,
   width: 0, height: 0, scale: 1, region: null, tool: "brush", drag: null, polygon: [],
   undo: [], result: null, trials: [], seq: 0, sending: false, finished: false, busy: false,
+  cursor: new KeyCursor(), pen: null, inputs: new Set(), polygonInputs: new Set(),
 };
 
 function newId() {
@@ -78,7 +81,14 @@ const operation = () => document.querySelector("input[name=operation]:checked").
 
 function regionArea() { let n = 0; for (const v of s.region) n += v; return n; }
 
-function pushUndo(kind) { s.undo.push({ kind, region: s.region.slice(), result: s.result }); if (s.undo.length > 200) s.undo.shift(); }
+function pushUndo(kind) { s.undo.push({ kind, region: s.region.slice(), result: s.result, inputs: new Set(s.inputs) }); if (s.undo.length > 200) s.undo.shift(); }
+
+/** Which input painted the region being edited: "pointer", "keyboard" or "mixed" (logged
+ * with each trial as `input`); undefined for a region restored from the server. */
+function regionInput() {
+  if (s.inputs.size > 1) return "mixed";
+  return s.inputs.values().next().value;
+}
 
 function paintDisc(cx, cy, r, value) {
   const { width: w, height: h } = s;
@@ -136,12 +146,42 @@ export function encodeRle(mask, width, height) {
 /** Fit the paint canvas to the stage and the side canvases to the side area. */
 function layout() {
   if (!views.paint) return;
+  const sideEl = document.querySelector(".ws-side");
+  const across = getComputedStyle(sideEl).flexDirection === "row";  // narrow: panels side by side
+  // the side takes the width the image does not need (within limits): it depends only on the
+  // main area's size and the image's aspect, never on itself or the stage, so no resize loop
+  if (!across) {
+    const main = ui.workspace.getBoundingClientRect();
+    const spare = main.width - (main.height - 8) * (s.width / s.height) - 8 - 10;
+    const width = Math.round(Math.min(640, Math.max(main.width * 0.3, Math.min(spare, main.width * 0.5))));
+    Object.assign(sideEl.style, { flexBasis: `${width}px`, maxWidth: `${width}px` });
+  } else Object.assign(sideEl.style, { flexBasis: "", maxWidth: "" });
   const stage = ui.stage.getBoundingClientRect();
   views.paint.fit(stage.width - 8, stage.height - 8);
-  const sideEl = document.querySelector(".ws-side"), side = sideEl.getBoundingClientRect();
-  const across = getComputedStyle(sideEl).flexDirection === "row";  // narrow: panels side by side
-  const w = Math.max(across ? Math.min(side.height - 64, side.width / 4) : Math.min(side.width - 24, 260), 48);
-  for (const v of [views.result, views.overlay]) if (v) v.fit(w, w);
+  const side = sideEl.getBoundingClientRect();
+  const figs = $("figs"), pictures = [views.result, views.overlay].filter((v) => v && !v.canvas.closest("[hidden]"));
+  const n = Math.max(pictures.length, 1), caption = 30, pad = 16;
+  // a wide side is two columns: the prediction over the trials, and the pictures
+  const grid = !across && side.width >= 540;
+  sideEl.classList.toggle("grid", grid);
+  let w;
+  if (across) w = Math.min(side.height - 2 * caption - pad, side.width / 4.5);
+  else if (grid) {
+    figs.classList.remove("across");
+    w = Math.min(side.width / 2 - 8 - pad, (side.height - 8 * (n - 1)) / n - caption - pad, 320);
+  } else {
+    // what the side holds besides the pictures (its size never depends on theirs): the
+    // prediction, the pictures' captions, room for three trials; the pictures get the rest, in
+    // a column or side by side, whichever leaves them larger
+    const pred = $("panel-prediction").getBoundingClientRect().height;
+    const free = side.height - pred - 84 - 8 * 3;
+    const column = Math.min(side.width - 24, 260, free / n - caption - pad);
+    const row = Math.min((side.width - 8 * (n - 1)) / n - pad, 260, free - caption - pad);
+    const sideBySide = n > 1 && row > column;
+    figs.classList.toggle("across", sideBySide);
+    w = sideBySide ? row : column;
+  }
+  for (const v of pictures) v.fit(Math.max(w, 48), Math.max(w, 48));
   render();
 }
 
@@ -237,6 +277,12 @@ function render() {
     ctx.stroke();
     for (const [x, y] of s.polygon) { ctx.beginPath(); ctx.arc(...at(x + 0.5, y + 0.5), 4, 0, 2 * Math.PI); ctx.fillStyle = "#ff28a0"; ctx.fill(); }
   }
+  if (s.cursor.shown && (s.tool === "brush" || s.tool === "eraser")) {  // the brush's reach at the cursor
+    const [cx, cy] = at(s.cursor.x + 0.5, s.cursor.y + 0.5);
+    ctx.beginPath(); ctx.arc(cx, cy, radius() * view.scale, 0, 2 * Math.PI);
+    ctx.setLineDash(s.pen ? [] : [4, 3]); ctx.lineWidth = 2; ctx.strokeStyle = "#ff28a0"; ctx.stroke(); ctx.setLineDash([]);
+  }
+  s.cursor.draw(view, "#ff28a0");
   if (s.overlayImg && views.overlay) views.overlay.draw({ image: s.image, layers: [s.overlayImg] });
   drawResult();
   const area = regionArea();
@@ -255,6 +301,8 @@ function render() {
   app.dataset.trials = String(s.trials.length);
   app.dataset.tool = s.tool;
   app.dataset.applied = s.result && s.result.mask ? "1" : "0";
+  app.dataset.cursor = s.cursor.shown ? `${s.cursor.x},${s.cursor.y}` : "";
+  app.dataset.pen = s.pen ? "down" : s.drag && s.drag.keys ? "corner" : "";
   renderPrediction();
 }
 
@@ -278,8 +326,8 @@ function renderPrediction() {
   $("top5-box").hidden = !info.show_top5;
   if (!info.show_top5) return;
   const after = new Map((r && r.top5_after ? r.top5_after : []).map((c) => [c.class, c.prob]));
-  const rows = info.top5.map((c) => [c.name, c.prob.toFixed(3), after.has(c.class) ? after.get(c.class).toFixed(3) : (r ? "<" + r.top5_after[r.top5_after.length - 1].prob.toFixed(3) : "–")]);
-  if (r) for (const c of r.top5_after) if (!info.top5.some((t) => t.class === c.class)) rows.push([c.name, "–", c.prob.toFixed(3)]);
+  const rows = info.top5.map((c) => [c.name, c.prob.toFixed(3), after.has(c.class) ? after.get(c.class).toFixed(3) : (r ? "not in top 5" : "–")]);
+  if (r) for (const c of r.top5_after) if (!info.top5.some((t) => t.class === c.class)) rows.push([c.name, "not in top 5", c.prob.toFixed(3)]);
   ui.top5.replaceChildren(...rows.map((cells) => {
     const tr = document.createElement("tr");
     cells.forEach((v, i) => { const td = document.createElement("td"); td.textContent = v; if (i) td.className = "num"; tr.append(td); });
@@ -298,15 +346,19 @@ function onDown(event) {
   event.preventDefault();
   ui.paint.setPointerCapture?.(event.pointerId);
   const p = pixelAt(event);
-  if (s.tool === "polygon") { addPolygonPoint(p); return; }
+  s.cursor.shown = false; s.pen = null;  // the pointer takes over from the keyboard
+  s.cursor.place(...p);
+  if (s.drag && s.drag.keys) { s.drag = null; s.undo.pop(); }
+  if (s.tool === "polygon") { addPolygonPoint(p, "pointer"); return; }
   pushUndo(s.tool);
+  s.inputs.add("pointer");
   s.drag = { from: p, last: p, to: null };
   if (s.tool === "brush" || s.tool === "eraser") paintDisc(p[0], p[1], radius(), s.tool === "brush" ? 1 : 0);
   render();
 }
 
 function onMove(event) {
-  if (!s.drag) return;
+  if (!s.drag || s.drag.keys) return;
   if (views.paint.panning || views.paint.pointers.size > 1) { s.drag = null; const step = s.undo.pop(); if (step) s.region = step.region; render(); return; }
   const p = pixelAt(event);
   if (s.tool === "brush" || s.tool === "eraser") { paintSegment(s.drag.last, p, radius(), s.tool === "brush" ? 1 : 0); s.drag.last = p; }
@@ -315,53 +367,133 @@ function onMove(event) {
 }
 
 function onUp(event) {
-  if (!s.drag) return;
+  if (!s.drag || s.drag.keys) return;
   if (s.tool === "rect") fillRect(s.drag.from, s.drag.to || pixelAt(event));
   s.drag = null;
   render();
 }
 
-function addPolygonPoint(p) {
+/** A polygon corner; true when it closed the polygon instead (on the first corner). */
+function addPolygonPoint(p, input) {
   const first = s.polygon[0];
-  const cssPerPixel = (ui.paint.getBoundingClientRect().width / s.width) * views.paint.zoom;
-  if (first && s.polygon.length >= 3 && Math.hypot(first[0] - p[0], first[1] - p[1]) * cssPerPixel <= 8) { closePolygon(); return; }
+  const cssPerPixel = views.paint.cssPerPixel();
+  if (first && s.polygon.length >= 3 && Math.hypot(first[0] - p[0], first[1] - p[1]) * cssPerPixel <= 8) { closePolygon(); return true; }
+  if (!s.polygon.length) s.polygonInputs.clear();
+  s.polygonInputs.add(input);
   s.polygon.push(p);
   render();
+  return false;
 }
 
 function closePolygon() {
-  if (s.polygon.length >= 3) { pushUndo("polygon"); fillPolygon(s.polygon); }
+  if (s.polygon.length >= 3) {
+    pushUndo("polygon"); fillPolygon(s.polygon);
+    for (const i of s.polygonInputs) s.inputs.add(i);
+  }
   s.polygon = [];
   render();
 }
 
-function setTool(tool) { if (s.polygon.length && tool !== "polygon") s.polygon = []; s.tool = tool; render(); }
+/** Drop a keyboard stroke or corner in progress (a new tool, Esc, a new image). */
+function endKeyboardStep() {
+  s.pen = null;
+  if (s.drag && s.drag.keys) { s.drag = null; const step = s.undo.pop(); if (step) s.region = step.region; }
+}
+
+function setTool(tool) { if (s.polygon.length && tool !== "polygon") s.polygon = []; endKeyboardStep(); s.tool = tool; render(); }
 
 function undo() {
   if (s.polygon.length) { s.polygon.pop(); render(); return; }
+  if (s.drag && s.drag.keys) { endKeyboardStep(); render(); return; }
+  s.pen = null;
   const step = s.undo.pop();
   if (!step) return;
-  s.region = step.region; s.result = step.result;
+  s.region = step.region; s.result = step.result; s.inputs = step.inputs;
   showBanner(step.kind === "apply" ? "Undone: the view is back to before the last apply (the trial stays in the log)." : "Undone.", "info");
   render();
 }
 
-function clearRegion() { if (regionArea()) { pushUndo("clear"); s.region.fill(0); render(); showBanner("Region cleared. Press u (or Undo) to bring it back.", "info"); } }
+function clearRegion() {
+  if (!regionArea()) return;
+  endKeyboardStep();
+  pushUndo("clear"); s.region.fill(0); s.inputs.clear(); render();
+  showBanner("Region cleared. Press u (or Undo) to bring it back.", "info");
+}
+
+// ---------- the keyboard cursor (docs/workspace.md "Keys") ----------
+
+function moveCursor(direction, fine) {
+  const from = s.cursor.point;
+  const to = s.cursor.move(direction, fine, views.paint);
+  if (s.pen) paintSegment(from, to, radius(), s.tool === "brush" ? 1 : 0);
+  if (s.drag && s.drag.keys) s.drag.to = to;
+  render();
+  const what = s.pen ? ` ${s.tool === "brush" ? "Painting" : "Erasing"}; region ${regionArea()} pixels.` : "";
+  announce(ui.announce, `${s.cursor.spoken()}${what}`);
+}
+
+/** Enter on the image: the keyboard's press and release of the current tool at the cursor. */
+function keyStep(shift) {
+  if (s.finished) return;
+  const p = s.cursor.point;
+  s.cursor.shown = true;
+  let said;
+  if (s.tool === "brush" || s.tool === "eraser") {
+    const name = s.tool === "brush" ? "Brush" : "Eraser";
+    if (!s.pen) {
+      pushUndo(s.tool);
+      s.inputs.add("keyboard");
+      s.pen = { from: p };
+      paintDisc(p[0], p[1], radius(), s.tool === "brush" ? 1 : 0);
+      said = `${name} down at x ${p[0]}, y ${p[1]}: the arrows ${s.tool === "brush" ? "paint" : "erase"}, Enter lifts it.`;
+    } else {
+      s.pen = null;
+      said = `${name} lifted. Region: ${regionArea()} pixels.`;
+    }
+  } else if (s.tool === "rect") {
+    if (!(s.drag && s.drag.keys)) {
+      pushUndo("rect");
+      s.drag = { from: p, last: p, to: p, keys: true };
+      said = `First corner at x ${p[0]}, y ${p[1]}: move to the opposite corner and press Enter (Esc cancels).`;
+    } else {
+      fillRect(s.drag.from, p);
+      s.drag = null;
+      s.inputs.add("keyboard");
+      said = `Rectangle added. Region: ${regionArea()} pixels.`;
+    }
+  } else if (s.tool === "polygon") {
+    if (shift) {
+      const n = s.polygon.length;
+      closePolygon();
+      said = n >= 3 ? `Polygon closed. Region: ${regionArea()} pixels.` : "A polygon needs at least 3 corners.";
+    } else if (addPolygonPoint(p, "keyboard")) said = `Polygon closed. Region: ${regionArea()} pixels.`;
+    else said = `Corner ${s.polygon.length} at x ${p[0]}, y ${p[1]}.${s.polygon.length >= 3 ? " Shift+Enter closes the polygon." : ""}`;
+  }
+  render();
+  if (said) announce(ui.announce, said);
+}
 
 function onKey(event) {
   if (ui.survey.open || ui.confirm.open || ui.help.open || s.finished) return;
-  if (event.target instanceof HTMLInputElement && event.target.type !== "radio" && event.target.type !== "range") return;
+  // a focused control (button, slider, the operation's radio buttons) takes its own keys:
+  // Enter and Space press a button like any button, and no shortcut of the page fires meanwhile
+  if (onControl(event)) return;
   const key = event.key.length === 1 ? event.key.toLowerCase() : event.key;
+  const onImage = event.target === ui.paint;
   if (key === "Enter") {
-    // Enter closes a polygon and does nothing else: it never presses a focused button
-    // (apply, clear, finish) the participant did not mean
     event.preventDefault();
-    if (s.tool === "polygon" && s.polygon.length) closePolygon();
+    if (event.repeat) return;  // a held Enter is one step
+    // a polygon clicked with the pointer closes with Enter; with the keyboard cursor in use,
+    // Enter is the tool's step at the cursor
+    if (s.tool === "polygon" && s.polygon.length && !s.cursor.shown && !event.shiftKey) closePolygon();
+    else if (onImage) keyStep(event.shiftKey);
     return;
   }
   if ((event.ctrlKey || event.metaKey) && key === "z") { event.preventDefault(); undo(); return; }
   if (event.ctrlKey || event.metaKey || event.altKey) return;
   const view = views.paint;
+  const arrow = arrowOf(key);
+  if (arrow && view && onImage) { event.preventDefault(); moveCursor(arrow, event.shiftKey); return; }
   if (key === "b") setTool("brush");
   else if (key === "x") setTool("rect");
   else if (key === "p") setTool("polygon");
@@ -373,19 +505,16 @@ function onKey(event) {
   else if (key === "+" || key === "=") view?.zoomAt(1.25);
   else if (key === "-" || key === "_") view?.zoomAt(0.8);
   else if (key === "0") view?.reset();
-  else if (key === "Escape") { s.polygon = []; render(); }
-  else if (key.startsWith("Arrow") && view && event.target === ui.paint) {
-    event.preventDefault();
-    view.panBy(key === "ArrowLeft" ? 40 : key === "ArrowRight" ? -40 : 0, key === "ArrowUp" ? 40 : key === "ArrowDown" ? -40 : 0);
-  }
+  else if (key === "Escape") { s.polygon = []; endKeyboardStep(); render(); }
 }
 
 // ---------- trials ----------
 
 async function apply() {
   if (s.busy || s.finished || regionArea() === 0) return;
+  s.pen = null;  // a stroke in progress ends with the apply
   const op = operation();
-  const item = { client_event_id: newId(), seq: s.seq, operation: op, substrate: s.info.substrate, region_rle: encodeRle(s.region, s.width, s.height), client_ts: Date.now() };
+  const item = { client_event_id: newId(), seq: s.seq, operation: op, substrate: s.info.substrate, region_rle: encodeRle(s.region, s.width, s.height), client_ts: Date.now(), input: regionInput() };
   const mask = s.region.slice();
   s.busy = true; render(); showPending("Waiting for the model…");
   await send(item, mask);
@@ -431,7 +560,7 @@ async function send(item, mask) {
 function addHistory(r) {
   const li = document.createElement("li");
   li.textContent = `${r.operation} ${pct(r.area_fraction)} of the image: ${r.target_name} ${r.prob_before.toFixed(3)} → ${r.prob_after.toFixed(3)}${r.flipped ? " · flipped" : ""}`;
-  ui.history.append(li);
+  ui.history.prepend(li);  // newest first (the list is numbered in reverse)
 }
 
 /** The server's view of this assignment (GET /api/v1/assignments/<id>): trials, next seq, and
@@ -535,7 +664,13 @@ async function openAssignment(index) {
   const a = (s.assignment = s.assignments[index]);
   app.dataset.phase = "loading";
   ui.banner.hidden = true; ui.error.hidden = true;
-  Object.assign(s, { width: a.width, height: a.height, undo: [], result: null, polygon: [], drag: null, busy: false });
+  Object.assign(s, { width: a.width, height: a.height, undo: [], result: null, polygon: [], drag: null, busy: false, pen: null });
+  s.inputs.clear();
+  s.cursor.reset(a.width, a.height);
+  // each image starts with the brush, its default radius and Delete (the instructions say so)
+  s.tool = "brush";
+  ui.radius.value = ui.radius.defaultValue; ui.radiusValue.textContent = ui.radius.value;
+  $("op-delete").checked = true;
   s.region = new Uint8Array(a.width * a.height);
   const [image, info] = await withProgress(Promise.all([fetchImage(a.image_url), api.get(`assignments/${a.id}/intervention`), loadTrials()]));
   Object.assign(s, { image, info });
@@ -553,7 +688,7 @@ async function openAssignment(index) {
   }
   ui.goal.textContent = GOALS[info.goal] || info.goal;
   ui.goal.title = ui.goal.textContent;
-  ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Substrate: ${info.substrate}`;
+  ui.substrate.textContent = SUBSTRATE_TEXT[info.substrate] || `Deleted parts become ${info.substrate}`;
   ui.progress.textContent = progressLabel(s.assignments, a).short;
   ui.progress.classList.toggle("practice", Boolean(a.practice));
   if (afterPractice) showBanner("The practice is over: this is the study's first image.", "info");
@@ -565,6 +700,8 @@ async function openAssignment(index) {
   app.dataset.phase = "annotate";
   layout();
   window.scrollTo(0, 0);
+  // the side starts at the top on each image (narrow screens scroll its panels)
+  for (const el of [document.querySelector(".ws-side"), ...document.querySelectorAll(".ws-side > *")]) el.scrollTop = 0;
   focusIntoView(ui.paint);
   announce(ui.announce, progressLabel(s.assignments, a).spoken);
   const nextOne = s.assignments[index + 1];
@@ -593,7 +730,7 @@ function start() {
   c.addEventListener("dblclick", (e) => { e.preventDefault(); if (s.tool === "polygon") closePolygon(); });
   c.addEventListener("contextmenu", (e) => e.preventDefault());
   document.addEventListener("keydown", onKey);
-  // tool buttons hand focus back to the image, so a later Enter or Space never presses them
+  // tool buttons hand focus back to the image, so the keys act on the image again at once
   const back = () => c.focus({ preventScroll: true });
   document.querySelectorAll(".tool").forEach((b) => b.addEventListener("click", () => { setTool(b.dataset.tool); back(); }));
   ui.radius.addEventListener("input", () => { ui.radiusValue.textContent = ui.radius.value; });

@@ -17,8 +17,8 @@ function decoderThreads() {
   return Math.max(1, Math.min(4, navigator.hardwareConcurrency || 1));
 }
 import {
-  COLORS, PRACTICE_TEXT, ZoomView, announce, contrastColor, focusIntoView, loadImage, maskCanvas, progressLabel,
-  saveSurveyAnswer, toMask, workOrder,
+  COLORS, KeyCursor, PRACTICE_TEXT, ZoomView, announce, arrowOf, contrastColor, focusIntoView, loadImage, maskCanvas,
+  onControl, progressLabel, saveSurveyAnswer, toMask, workOrder,
 } from "../core/workspace.js";
 
 const config = JSON.parse(document.getElementById("annotate-config").textContent);
@@ -31,7 +31,7 @@ const ui = {
   maskNote: $("mask-note"), finish: $("finish"), survey: $("survey"), workspace: $("workspace"), timestep: $("timestep"),
   stage: $("stage"), canvas: $("canvas-image"), announce: $("announce"), opacity: $("opacity"),
   outline: $("btn-outline"), confirm: $("confirm"), help: $("help"), meter: $("round-meter"),
-  undo: $("btn-undo"), redo: $("btn-redo"),
+  undo: $("btn-undo"), redo: $("btn-redo"), markers: $("btn-markers"), stageWait: $("stage-wait"),
 };
 
 const api = new Api({
@@ -44,7 +44,7 @@ const s = {
   views: {}, mode: "green", radius: 7, seq: 0, round: 1, timesteps: 0, green: [], red: [], stagnation: 1,
   score: null, queue: [], sending: false, stalled: false, finished: false, blocked: false,
   history: 0, future: 0, opacity: config.overlayOpacity / 100, style: config.overlayStyle, maskHidden: false,
-  clickStarts: new Map(), restTimer: null,
+  clickStarts: new Map(), restTimer: null, cursor: new KeyCursor(),
 };
 window.__timings = [];  // click -> mask drawn (ms), measured in the page (bench/workspace_click.py)
 // test seams: draw a mask; the page's LocalPreview (a test may slow it down like a weak laptop)
@@ -95,9 +95,10 @@ function layout() {
 
 function render() {
   const pending = s.queue.filter((q) => q.action === "add" || q.action === "remove");
-  const pts = { green: s.green, red: s.red, pending, radius: s.radius };
+  const pts = { green: s.green, red: s.red, pending, radius: s.radius, hollow: s.hollow };
   const onImage = config.layout !== "pointprompt" && !s.maskHidden;
   s.views.image?.draw({ image: s.image, layers: onImage ? [maskLayer(s.style)] : [], opacity: s.opacity, ...pts });
+  if (s.views.image) s.cursor.draw(s.views.image, COLORS[s.mode]);
   s.views.gt?.draw({ image: s.image, dim: 0.45, layers: [s.gtLayer], ...pts });
   s.views.mask?.draw({ image: s.image, layers: [maskLayer("fill")], opacity: 0.6, ...pts });
   // the explanation after the colour is a separate span: narrow screens leave it out
@@ -107,6 +108,7 @@ function render() {
   $("btn-green").setAttribute("aria-pressed", String(s.mode === "green"));
   $("btn-red").setAttribute("aria-pressed", String(s.mode === "red"));
   ui.outline.setAttribute("aria-pressed", String(s.style === "outline"));
+  ui.markers.setAttribute("aria-pressed", String(s.hollow));
   app.dataset.mode = s.mode;
   ui.round.textContent = `Round ${s.round} of ${config.maxRounds}`;
   if (ui.meter) ui.meter.firstElementChild.textContent = `${Math.max(s.stagnation - 1, 0)} of ${config.stagnationLimit}`;
@@ -119,7 +121,7 @@ function render() {
   if (ui.score) ui.score.textContent = s.score === null ? "–" : s.score.toFixed(3);
   Object.assign(app.dataset, {
     seq: String(s.seq), round: String(s.round), timesteps: String(s.timesteps), green: String(s.green.length),
-    red: String(s.red.length), queue: String(s.queue.length),
+    red: String(s.red.length), queue: String(s.queue.length), cursor: s.cursor.shown ? `${s.cursor.x},${s.cursor.y}` : "",
   });
   const short = s.timesteps < config.minTimesteps;
   ui.finish.disabled = s.finished || s.blocked;
@@ -127,13 +129,64 @@ function render() {
   ui.finish.title = short ? `This image needs at least ${config.minTimesteps} predictions first.` : "";
   ui.undo.disabled = s.finished || s.blocked || s.history === 0;
   ui.redo.disabled = s.finished || s.blocked || s.future === 0;
+  saveQueue();
   if (s.stalled) showPending("Not saved yet — press Retry.");
   else if (!s.queue.length && !s.sending) hidePending();
   else showPending(s.queue.length > 1 ? `Waiting for the model… (${s.queue.length} actions queued)` : "Waiting for the model…");
 }
 
-function showPending(text) { ui.pending.textContent = text; ui.pending.dataset.on = "1"; app.dataset.busy = "1"; }
-function hidePending() { ui.pending.textContent = ""; ui.pending.dataset.on = "0"; app.dataset.busy = "0"; }
+// "Waiting…" is said in the status line at once and, when the answer is slow (STAGE_WAIT_MS),
+// also where the eyes are, on the image (#stage-wait): a quick answer never paints it, so the
+// click path stays as fast as before
+const STAGE_WAIT_MS = 250;
+function showStageWait() {
+  if (ui.stageWait.textContent !== ui.pending.textContent) ui.stageWait.textContent = ui.pending.textContent;
+  ui.stageWait.dataset.on = "1";
+}
+function showPending(text) {
+  if (ui.pending.textContent !== text) ui.pending.textContent = text;
+  ui.pending.dataset.on = "1"; app.dataset.busy = "1";
+  if (ui.stageWait.dataset.on === "1") showStageWait();  // its text follows, only while shown
+  else if (!s.stageTimer) s.stageTimer = setTimeout(() => { s.stageTimer = null; showStageWait(); }, STAGE_WAIT_MS);
+}
+function hidePending() {
+  clearTimeout(s.stageTimer); s.stageTimer = null;
+  ui.pending.textContent = ""; ui.pending.dataset.on = "0"; app.dataset.busy = "0";
+  if (ui.stageWait.dataset.on !== "0") ui.stageWait.dataset.on = "0";
+}
+
+// ---------- actions not yet answered survive a reload ----------
+
+const QUEUE_FIELDS = ["cid", "action", "mode", "x", "y", "input", "client_ts", "seq"];
+const queueKey = (id) => `intervene.queue.${id}`;
+let savedQueue = "", saveTimer = null;
+/** Keep the actions not yet answered in sessionStorage (this tab only), so that a reload
+ * sends them again (same client_event_id: one already stored is answered, not stored twice).
+ * Written just after the click's work (and at once when the page is left), never on its path. */
+function saveQueue() {
+  if (!saveTimer) saveTimer = setTimeout(saveQueueNow, 30);
+}
+function saveQueueNow() {
+  clearTimeout(saveTimer); saveTimer = null;
+  if (!s.assignment) return;
+  const text = s.queue.length ? JSON.stringify(s.queue.map((q) => Object.fromEntries(QUEUE_FIELDS.map((f) => [f, q[f]])))) : "";
+  if (text === savedQueue) return;
+  savedQueue = text;
+  try {
+    if (text) sessionStorage.setItem(queueKey(s.assignment.id), text);
+    else sessionStorage.removeItem(queueKey(s.assignment.id));
+  } catch (err) { /* storage full or off: the actions are only kept in this page */ }
+}
+
+/** The actions a reload interrupted, for this assignment (then forgotten: they are queued). */
+function takeSavedQueue(assignmentId) {
+  try {
+    const text = sessionStorage.getItem(queueKey(assignmentId));
+    sessionStorage.removeItem(queueKey(assignmentId));
+    const items = text ? JSON.parse(text) : [];
+    return Array.isArray(items) ? items.filter((q) => q && typeof q.cid === "string" && typeof q.action === "string") : [];
+  } catch (err) { return []; }
+}
 
 function showBanner(text, kind = "info") {
   ui.banner.textContent = text;
@@ -177,7 +230,7 @@ function applyResult(res, item) {
     s.score = res.iou;
     setMaskNote(config.showScore ? "" : "Score hidden in this study.");
     showMask(res.mask_rle, { source: "server" });
-    announce(ui.announce, config.showScore && res.iou !== null ? `New mask. IoU ${res.iou.toFixed(2)}.` : "New mask.");
+    announce(ui.announce, config.showScore && res.iou !== null ? `New mask. Match with the outline ${res.iou.toFixed(2)}.` : "New mask.");
     const t0 = item && s.clickStarts.get(item.cid);
     if (t0 !== undefined) {
       s.clickStarts.delete(item.cid);
@@ -214,7 +267,24 @@ function endImage(reason) {
   s.queue.length = 0;
   const why = reason === "stagnation" ? "The last round ended without further improvement, so this image is done." : "You finished this image.";
   showBanner(why, "done");
-  openSurvey();
+  // the question is about the model's mask: not asked after an image where none was shown
+  if (s.timesteps === 0) skipSurvey();
+  else openSurvey();
+}
+
+/** Record that the survey was not asked (the model showed no mask), then go on. */
+async function skipSurvey() {
+  app.dataset.phase = "survey";
+  showPending("Saving…");
+  try {
+    await api.post(`assignments/${s.assignment.id}/survey`, { answers: { answer: "not asked", reason: "the model showed no mask on this image" } });
+  } catch (err) {
+    hidePending();
+    showError("The page could not save this image's end: the server did not answer.", () => skipSurvey());
+    return;
+  }
+  hidePending();
+  loadFirst();
 }
 
 // ---------- sending actions ----------
@@ -288,7 +358,7 @@ async function pump() {
     const item = s.queue[0];
     if (item.seq === undefined) item.seq = s.seq;  // fixed once: a retry sends the same seq
     const body = { client_event_id: item.cid, seq: item.seq, action: item.action, client_ts: item.client_ts };
-    if (item.action === "add" || item.action === "remove") Object.assign(body, { mode: item.mode, x: item.x, y: item.y });
+    if (item.action === "add" || item.action === "remove") Object.assign(body, { mode: item.mode, x: item.x, y: item.y, input: item.input });
     // the event leaves now; the local preview decodes meanwhile and never delays the record
     if (item.local === undefined) item.local = startLocalPreview(item);
     let res;
@@ -347,10 +417,13 @@ async function resync() {
 
 function setMode(mode) { s.mode = mode; render(); announce(ui.announce, mode === "green" ? "Green points" : "Red points"); }
 function toggleSize() { s.radius = s.radius === 7 ? 11 : 7; render(); }
+/** Ring markers (key v): the point's pixels stay visible, for small objects. */
+function toggleHollow() { s.hollow = !s.hollow; render(); announce(ui.announce, s.hollow ? "Ring markers: the image shows through the points." : "Filled markers."); }
 
 function onPointerDown(event) {
   if (event.button !== 0 || event.altKey) return;
   s.down = { x: event.clientX, y: event.clientY, t: performance.now(), id: event.pointerId };
+  s.cursor.shown = false;  // the pointer is in use: the keyboard cursor is drawn again at the next key
   clearTimeout(s.restTimer);
   decodeAhead(event.clientX, event.clientY);  // a press lasts ~0.1 s: decode while it lasts
 }
@@ -392,7 +465,8 @@ function onPointerUp(event) {
   if (Math.hypot(event.clientX - down.x, event.clientY - down.y) > 8) return;  // a drag, not a click
   event.preventDefault();
   const [x, y] = view.pixelAt(event.clientX, event.clientY);
-  const item = enqueue("add", { x, y });
+  s.cursor.place(x, y);  // the keyboard carries on from the last click
+  const item = enqueue("add", { x, y, input: "pointer" });
   if (item) s.clickStarts.set(item.cid, down.t);
 }
 
@@ -413,7 +487,40 @@ function onRightClick(event) {
   const [x, y] = s.views.image.pixelAt(event.clientX, event.clientY);
   const mine = s.mode === "green" ? s.green : s.red;
   if (!mine.length && !s.queue.length) { showBanner(`There is no ${s.mode} point to remove.`, "info"); return; }
-  enqueue("remove", { x, y });
+  enqueue("remove", { x, y, input: "pointer" });
+}
+
+// ---------- the keyboard cursor (docs/workspace.md "Keys") ----------
+
+function moveCursor(direction, fine) {
+  s.cursor.move(direction, fine, s.views.image);
+  render();
+  announce(ui.announce, s.cursor.spoken());
+}
+
+/** Enter: a green point at the keyboard cursor; Shift+Enter: a red one (the colour becomes the
+ * current one, as g / r would make it). */
+function placeAtCursor(mode) {
+  if (s.finished || s.blocked) return;
+  const t0 = performance.now();
+  s.cursor.shown = true;
+  if (s.mode !== mode) s.mode = mode;
+  const [x, y] = s.cursor.point;
+  const item = enqueue("add", { x, y, mode, input: "keyboard" });
+  if (!item) return;
+  s.clickStarts.set(item.cid, t0);
+  announce(ui.announce, `${mode === "green" ? "Green" : "Red"} point at x ${x}, y ${y}. Waiting for the model.`);
+}
+
+/** Delete or Backspace: remove the point of the current colour nearest the cursor (the
+ * keyboard's right click). */
+function removeAtCursor() {
+  const mine = s.mode === "green" ? s.green : s.red;
+  if (!mine.length && !s.queue.length) { showBanner(`There is no ${s.mode} point to remove.`, "info"); return; }
+  s.cursor.shown = true;
+  const [x, y] = s.cursor.point;
+  enqueue("remove", { x, y, input: "keyboard" });
+  announce(ui.announce, `Removing the ${s.mode} point nearest x ${x}, y ${y}.`);
 }
 
 function clearPoints() { if (s.green.length || s.red.length || s.queue.length) enqueue("clear"); }
@@ -424,14 +531,10 @@ function setOpacity(v) { s.opacity = Math.min(Math.max(v, 0), 1); ui.opacity.val
 function anyDialogOpen() { return ui.survey.open || ui.confirm.open || ui.help.open; }
 
 function onKey(event) {
-  if (event.target instanceof HTMLInputElement && event.target.type !== "range") return;
-  if (event.target instanceof HTMLTextAreaElement) return;
-  if (anyDialogOpen()) return;
+  // a focused control (button, slider, field) takes its own keys: Enter and Space press a
+  // button like any button, and no shortcut of the page fires meanwhile
+  if (anyDialogOpen() || onControl(event)) return;
   const key = event.key;
-  if (key === "Enter" && event.target instanceof HTMLButtonElement && event.target.closest(".ws-bar")) {
-    // Enter on a focused tool button does nothing: only a click (or Space on clear) acts
-    if (event.target !== ui.finish) { event.preventDefault(); return; }
-  }
   if ((event.ctrlKey || event.metaKey) && !event.altKey) {
     if (key === "z" || key === "Z") { event.preventDefault(); if (event.shiftKey) redo(); else undo(); }
     else if (key === "y") { event.preventDefault(); redo(); }
@@ -440,11 +543,18 @@ function onKey(event) {
   if (event.altKey) return;
   const view = s.views.image;
   const k = key.length === 1 ? key.toLowerCase() : key;
+  const onImage = event.target === ui.canvas;  // the keys that act at the cursor need the image focused
+  const arrow = arrowOf(key);
+  if (arrow && view && onImage) { event.preventDefault(); moveCursor(arrow, event.shiftKey); return; }
+  // a held Enter or Delete places or removes one point, not one per key repeat
+  if (key === "Enter" && onImage) { event.preventDefault(); if (!event.repeat) placeAtCursor(event.shiftKey ? "red" : "green"); return; }
+  if ((key === "Delete" || key === "Backspace") && onImage) { event.preventDefault(); if (!event.repeat) removeAtCursor(); return; }
   if (k === "g") setMode("green");
   else if (k === "r") setMode("red");
   else if (k === "u") { if (event.shiftKey) redo(); else undo(); }
   else if (key === " " || event.code === "Space") { event.preventDefault(); clearPoints(); }
   else if (k === "z") toggleSize();
+  else if (k === "v") toggleHollow();
   else if (k === "?") ui.help.showModal();
   else if (k === "+" || k === "=") view?.zoomAt(1.25);
   else if (k === "-" || k === "_") view?.zoomAt(0.8);
@@ -453,11 +563,6 @@ function onKey(event) {
   else if (k === "m") { s.maskHidden = !s.maskHidden; render(); }
   else if (k === "[") setOpacity(s.opacity - 0.1);
   else if (k === "]") setOpacity(s.opacity + 0.1);
-  else if (key.startsWith("Arrow") && view && event.target === ui.canvas) {
-    event.preventDefault();
-    const d = 40;
-    view.panBy(key === "ArrowLeft" ? d : key === "ArrowRight" ? -d : 0, key === "ArrowUp" ? d : key === "ArrowDown" ? -d : 0);
-  }
 }
 
 // ---------- finishing, the survey and the sequence of images ----------
@@ -534,6 +639,9 @@ async function openAssignment(index) {
     s.gtLayer = maskCanvas(gt.mask, gt.width, gt.height, COLORS.gt, "fill");
   }
   ui.workspace.hidden = false;
+  const kept = s.finished ? [] : takeSavedQueue(a.id);
+  savedQueue = "";
+  s.cursor.reset(a.width, a.height);
   if (s.views.image) {
     for (const v of Object.values(s.views)) v.setSize(a.width, a.height);
   } else {
@@ -564,6 +672,12 @@ async function openAssignment(index) {
   app.dataset.phase = "annotate";
   if (afterPractice) showBanner("The practice is over: this is the study's first image.", "info");
   else restingBanner();
+  if (kept.length) {
+    s.queue.push(...kept);
+    const n = kept.length;
+    showBanner(`${n} action${n === 1 ? "" : "s"} made before the page reloaded ${n === 1 ? "was" : "were"} kept and ${n === 1 ? "is" : "are"} being sent now.`, "info");
+    pump();
+  }
   layout();
   window.scrollTo(0, 0);
   focusIntoView(ui.canvas);
@@ -607,7 +721,8 @@ function start() {
   });
   canvas.addEventListener("contextmenu", onRightClick);
   document.addEventListener("keydown", onKey);
-  // tool buttons hand focus back to the image, so a later Enter or Space never presses them
+  window.addEventListener("pagehide", saveQueueNow);
+  // tool buttons hand focus back to the image, so the keys act on the image again at once
   const tool = (id, fn) => $(id).addEventListener("click", () => { fn(); canvas.focus({ preventScroll: true }); });
   tool("btn-green", () => setMode("green"));
   tool("btn-red", () => setMode("red"));
@@ -615,6 +730,7 @@ function start() {
   tool("btn-undo", undo);
   tool("btn-redo", redo);
   tool("btn-size", toggleSize);
+  tool("btn-markers", toggleHollow);
   tool("btn-outline", () => { s.style = s.style === "outline" ? "fill" : "outline"; render(); });
   tool("zoom-in", () => s.views.image?.zoomAt(1.25));
   tool("zoom-out", () => s.views.image?.zoomAt(0.8));

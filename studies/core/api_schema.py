@@ -50,6 +50,11 @@ class EventRequestSerializer(EnvelopeSerializer):
     mode = serializers.ChoiceField(choices=list(MODES), required=False, allow_blank=True)
     x = serializers.FloatField(required=False, help_text="pixel column (add/remove)")
     y = serializers.FloatField(required=False, help_text="pixel row (add/remove)")
+    input = serializers.ChoiceField(
+        choices=["pointer", "keyboard"],
+        required=False,
+        help_text="which input placed or removed the point",
+    )
 
 
 class RegionSerializer(serializers.Serializer):
@@ -66,6 +71,11 @@ class TrialRequestSerializer(EnvelopeSerializer):
     operation = serializers.ChoiceField(choices=["delete", "insert"])
     region_rle = RegionSerializer()
     substrate = serializers.ChoiceField(choices=list(SUBSTRATES), required=False)
+    input = serializers.ChoiceField(
+        choices=["pointer", "keyboard", "mixed"],
+        required=False,
+        help_text="which input painted the region",
+    )
 
 
 class ConsentRequestSerializer(serializers.Serializer):

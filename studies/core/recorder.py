@@ -89,6 +89,21 @@ def parse_envelope(data: object) -> Envelope:
     return Envelope(cid, seq)
 
 
+POINT_INPUTS = ("pointer", "keyboard")
+
+
+def parse_input(data: dict, allowed: tuple[str, ...] = POINT_INPUTS) -> str:
+    """The optional `input` field of a logged action: which input made it (mouse, touch and
+    pen are "pointer"; the keyboard cursor is "keyboard"); "" when absent, 400 naming the
+    field for anything else."""
+    value = data.get("input")
+    if value is None:
+        return ""
+    if value not in allowed:
+        raise ApiError(400, f"field input must be one of {', '.join(allowed)}", field="input")
+    return value
+
+
 def owned_assignment(participant: Participant, assignment_id: int, consent: bool = True):
     """The participant's assignment (404 for anyone else's); 403 before consent."""
     assignment = (

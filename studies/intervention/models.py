@@ -31,6 +31,9 @@ class InterventionTrial(models.Model):
     client_ts = models.FloatField(null=True, blank=True)
     server_ts = models.DateTimeField()
     response = models.JSONField(default=dict)
+    # Which input painted the applied region: "pointer", "keyboard" or "mixed" (both);
+    # "" when the client did not say (a region restored after a reload, older clients).
+    input = models.CharField(max_length=10, blank=True, default="")
 
     class Meta:
         ordering = ["assignment", "seq"]

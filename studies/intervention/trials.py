@@ -16,12 +16,13 @@ from dataclasses import dataclass
 
 from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
-from studies.core.recorder import ActionLog, Envelope, owned_assignment, record
+from studies.core.recorder import ActionLog, Envelope, owned_assignment, parse_input, record
 from studies.core.rle import decode_rle_field
 from studies.intervention.protocol import OVERLAYS, SUBSTRATES
 from studies.models import Assignment, InterventionTrial, Participant
 
 OPERATIONS = ("delete", "insert")
+TRIAL_INPUTS = ("pointer", "keyboard", "mixed")
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class TrialRequest:
     region_rle: dict
     substrate: str
     client_ts: float | None
+    input: str = ""  # "pointer", "keyboard", "mixed" or "" (not said)
 
 
 def _region(value: object, width: int, height: int) -> tuple[dict, int]:
@@ -85,8 +87,9 @@ def parse_trial(data: dict, width: int, height: int, study_substrate: str) -> Tr
             raise ApiError(
                 400, f"field client_ts must be finite (got {client_ts})", field="client_ts"
             )
+    source = parse_input(data, TRIAL_INPUTS)
     region, _ = _region(data.get("region_rle"), width, height)
-    return TrialRequest(operation, region, substrate, client_ts)
+    return TrialRequest(operation, region, substrate, client_ts, source)
 
 
 def public_response(study, response: dict) -> dict:
@@ -158,6 +161,7 @@ class TrialLog(ActionLog):
             client_ts=req.client_ts,
             server_ts=now,
             response=response,
+            input=req.input,
         )
         locked.state = {**(locked.state or {}), "trials": envelope.seq + 1}
         locked.status = "active"

@@ -17,7 +17,7 @@ import numpy as np
 from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
 from studies.core.kinds import kind_of
-from studies.core.recorder import ActionLog, Envelope, owned_assignment, record
+from studies.core.recorder import ActionLog, Envelope, owned_assignment, parse_input, record
 from studies.core.rle import decode_rle_field
 from studies.models import Assignment, Participant, PromptEvent
 from studies.prompting.protocol import (
@@ -180,7 +180,8 @@ class PromptLog(ActionLog):
     def parse(self, data: dict, assignment: Assignment, envelope: Envelope):
         image = assignment.image
         action, client_ts = parse_action(data, image.width, image.height)
-        return action, client_ts, parse_shown(data.get("shown"), image.width, image.height)
+        shown = parse_shown(data.get("shown"), image.width, image.height)
+        return action, client_ts, shown, parse_input(data)
 
     def same_request(self, row: PromptEvent, envelope: Envelope, request) -> bool:
         action = request[0]
@@ -194,7 +195,7 @@ class PromptLog(ActionLog):
         )
 
     def compute(self, assignment: Assignment, envelope: Envelope, request) -> dict:
-        action, _, shown = request
+        action, _, shown, _ = request
         study = assignment.participant.study
         protocol = {**kind_of(study).defaults, **study.protocol}
         state = State.from_json(assignment.state)
@@ -224,7 +225,7 @@ class PromptLog(ActionLog):
         }
 
     def store(self, locked, envelope, request, result, latency_ms, now) -> dict:
-        action, client_ts, shown = request
+        action, client_ts, shown, source = request
         step, after, prediction = result["step"], result["after"], result["prediction"]
         new_state = after.state
         timestep = step.state.timesteps if prediction else None
@@ -283,6 +284,7 @@ class PromptLog(ActionLog):
             shown_mask_sha256=shown.sha256 if shown else None,
             shown_iou_vs_server=result["shown_iou"],
             client_latency_ms=shown.latency_ms if shown else None,
+            input=source,
         )
         locked.state = new_state.to_json()
         locked.status = "finished" if new_state.finished else "active"

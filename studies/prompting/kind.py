@@ -163,9 +163,10 @@ PROMPTING = register(
         export_formats=("pointprompt", "tidy", "coco"),
         attention_failed=attention_failed,
         instructions_template="prompting/_howto.html",
+        # plain words (the participant's page says "reference outline" for the ground truth)
         survey_question=(
-            "Do you think the ground truth mask was suboptimal, i.e. are the model's results "
-            "qualitatively better?"
+            "Did the model's mask outline the object better than the reference outline "
+            "(the ground truth) does?"
         ),
         extra={
             "precompute_label": "Image embeddings",

@@ -58,6 +58,9 @@ class PromptEvent(models.Model):
     client_latency_ms = models.FloatField(
         null=True, blank=True, help_text="browser: click -> local mask drawn"
     )
+    # Which input placed or removed the point (docs/workspace.md "Keys"): "pointer" (mouse,
+    # touch, pen) or "keyboard" (the keyboard cursor); "" when the client did not say.
+    input = models.CharField(max_length=10, blank=True, default="")
 
     class Meta:
         ordering = ["assignment", "seq"]

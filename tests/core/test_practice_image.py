@@ -77,7 +77,8 @@ def test_instructions_count_real_images_and_announce_the_practice(client):
     client.get(f"/s/{study.pk}/join")
     client.post(f"/s/{study.pk}/consent", {"agree": "yes", "version": study.consent_version})
     text = client.get(f"/s/{study.pk}/instructions").content.decode()
-    assert "You will see 2 images" in text and "First comes a practice image" in text
+    # the count says the practice image too: 2 + 1
+    assert "a practice image first, then 2 images for the study (3 in all)" in text
 
 
 def test_one_practice_assignment_per_participant():

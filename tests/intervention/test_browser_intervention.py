@@ -150,6 +150,7 @@ def test_participant_paints_deletes_undoes_inserts_and_finishes(
     )  # the eraser took the rows near y1 + 4
     assert trials[0].prob_after == pytest.approx(prob_after, abs=1e-6)
     assert all(t.overlay == "gradcam" for t in trials)
+    assert all(t.input == "pointer" for t in trials)  # painted with the mouse
     a = Assignment.objects.get(pk=assignment.pk)
     assert a.status == "finished" and a.survey_answers["answer"] == "yes"
 

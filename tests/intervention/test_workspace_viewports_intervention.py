@@ -1,7 +1,7 @@
 """The intervention workspace played at 1280x720, 1920x1080, 800x1000 and on an emulated touch
 phone (Pixel 5): a practice image first (said in the message line, its trial logged, then the
 study's image), the image is fully in view, a polygon closed with Enter becomes the region and
-Enter never applies or finishes (not even with focus on Apply or Finish), `a` applies, the
+Enter on a focused button presses that button only (Finish asks first), `a` applies, the
 result is drawn without moving the page, a reload shows the last result again, the whole status
 line is visible, the survey is a focused dialog in view, and axe-core finds no serious or
 critical violation. Screenshots: tests/artifacts/intervention_workspace_*.png."""
@@ -86,18 +86,23 @@ def test_whole_intervention_study_at_every_viewport(live_server, chromium, tmp_p
             else:
                 page.mouse.click(x, y)
         assert p.area() == 0
-        page.focus("#apply")
-        page.keyboard.press("Enter")  # closes the polygon, and does not press Apply
+        assert page.evaluate("() => document.activeElement.id") == "canvas-paint"
+        page.keyboard.press("Enter")  # the image has focus: Enter closes the clicked polygon
         area = p.area()
         assert area > 0 and p.data("trials") == "0"
-        page.keyboard.press("Enter")  # nothing to close: nothing happens, Apply is not pressed
-        page.focus("#finish")
-        page.keyboard.press("Enter")  # nor is Finish
+        # Enter on a focused button presses that button and no other
         page.focus("#clear-region")
-        page.keyboard.press("Enter")  # nor Clear
-        page.wait_for_timeout(300)
-        assert p.data("trials") == "0" and not page.is_visible("#confirm")
-        assert p.area() == area and p.data("tool") == "polygon"
+        page.keyboard.press("Enter")
+        assert p.area() == 0 and p.data("trials") == "0"
+        page.keyboard.press("u")  # focus is back on the image: undo brings the region back
+        assert p.area() == area
+        page.focus("#finish")
+        page.keyboard.press("Enter")  # Finish asks first; the focused choice is "keep working"
+        page.wait_for_selector("#confirm", state="visible")
+        assert page.evaluate("() => document.activeElement.id") == "confirm-no"
+        page.keyboard.press("Enter")
+        assert not page.is_visible("#confirm")
+        assert p.data("trials") == "0" and p.data("tool") == "polygon"
         assert Assignment.objects.get(pk=int(p.data("assignment"))).status != "finished"
         assert status_clipped(page) == []
 

@@ -150,6 +150,7 @@ def test_annotator_session_from_join_link_to_completion(live_server, new_page):
     ui.click(spots["outside"])
     assert ui.data("timesteps") == "1"
     t0 = PromptEvent.objects.get(assignment=first, timestep=0)
+    assert t0.input == "pointer"  # clicked with the mouse
     assert page.inner_text("#score") == f"{t0.iou:.3f}" and t0.iou > 0.5
     assert_overlay_matches_mask(ui, t0)
     # the ground-truth panel tints the ground truth

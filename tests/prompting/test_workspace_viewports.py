@@ -2,7 +2,7 @@
 screen (1920x1080), a narrow window (800x1000) and an emulated touch phone (Pixel 5): a practice
 image first (its banner says so, its events are logged, then the study's image follows), the
 clicked image is fully in view, the mask is drawn on it, nothing moves on a click, the whole
-status line is visible, the survey is a focused dialog in view, Enter never finishes the image,
+status line is visible, the survey is a focused dialog in view, Enter finishes the image only from Finish,
 and axe-core finds no serious or critical violation on any participant page. Screenshots:
 tests/artifacts/workspace_*.png."""
 
@@ -139,7 +139,9 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
         page.check("#agree")
         page.click("#consent-submit")
         violations["instructions"] = axe_serious(page)
-        assert "First comes a practice image" in page.inner_text(".card")
+        assert "a practice image first, then 1 image for the study (2 in all)" in page.inner_text(
+            ".card"
+        )
         page.click("#start")
         ui = Player(page, touch)
 
@@ -197,18 +199,20 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
         ui.wait_idle(seq + 2)
         assert (ui.data("green"), ui.data("red"), ui.data("timesteps")) == ("1", "1", "2")
 
-        # Enter, wherever focus is left, never finishes the image
+        # Enter never finishes the image unless Finish has focus: on the image it places a
+        # green point at the keyboard cursor, on a tool button it presses that button
         seq = int(ui.data("seq"))
-        page.focus("#canvas-image")
-        page.keyboard.press("Enter")
         page.click("#btn-clear")  # a tool button: the click clears, focus returns to the image
         ui.wait_idle(seq + 1)
+        assert page.evaluate("() => document.activeElement.id") == "canvas-image"
         page.keyboard.press("Enter")
+        ui.wait_idle(seq + 2)
+        assert (ui.data("green"), ui.data("red")) == ("1", "0")
         page.focus("#btn-undo")
         page.keyboard.press("Enter")
-        page.wait_for_timeout(300)
+        ui.wait_idle(seq + 3)
         assignment.refresh_from_db()
-        assert assignment.status != "finished" and int(ui.data("seq")) == seq + 1
+        assert assignment.status != "finished" and ui.data("green") == "0"
         assert not page.is_visible("#survey")
         page.focus("#finish")
         page.keyboard.press("Enter")  # the button meant for finishing asks first
@@ -232,7 +236,7 @@ def test_whole_prompting_study_at_every_viewport(live_server, chromium, name):
         screenshot(page, f"workspace_{name}_done")
         assert Assignment.objects.get(pk=assignment.pk).survey_answers["answer"] == "yes"
         actions = list(assignment.events.order_by("seq").values_list("action", flat=True))
-        assert actions == ["add", "add", "undo", "redo", "clear", "finish"]
+        assert actions == ["add", "add", "undo", "redo", "clear", "add", "undo", "finish"]
     finally:
         context.close()
     assert errors == []

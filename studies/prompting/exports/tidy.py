@@ -58,6 +58,11 @@ EVENT_FIELDS = (
 # studies that never used the browser decoder keep their bytes; the manifest's
 # counts.events_with_shown says how many events have them (absent: no such columns).
 SHOWN_EVENT_FIELDS = ("shown_mask_sha256", "shown_iou_vs_server", "client_latency_ms")
+# Which input placed each point ("pointer" / "keyboard", docs/workspace.md "Keys"): events.csv
+# and trials.csv end with an `input` column only when the study has a row that says it, so
+# exports of data logged before the field keep their bytes; the manifest's
+# counts.events_with_input / trials_with_input say how many rows do.
+INPUT_FIELDS = ("input",)
 TIMESTEP_COLUMNS = (
     "participant", "assignment_id", "image_index", "timestep", "seq", "round", "n_green", "n_red", "green",
     "red", "iou", "predicted_iou", "mask_index", "model_id", "latency_ms", "server_ts", *FEATURE_NAMES[2:],
@@ -109,7 +114,10 @@ def export_tidy(
         logged["assignment__practice"] = False
     events = PromptEvent.objects.filter(**logged).order_by("assignment_id", "seq")
     n_shown = events.filter(shown_mask_sha256__isnull=False).count()
-    event_fields = EVENT_FIELDS + (SHOWN_EVENT_FIELDS if n_shown else ())
+    n_input = events.exclude(input="").count()
+    event_fields = (
+        EVENT_FIELDS + (SHOWN_EVENT_FIELDS if n_shown else ()) + (INPUT_FIELDS if n_input else ())
+    )
     event_rows = (
         {
             **row,
@@ -263,6 +271,9 @@ def export_tidy(
         "top5_after", "flipped", "area_fraction", "gradcam_iou", "voice_overlap", "model_id", "latency_ms",
         "client_ts", "server_ts", "region_rle",
     )  # fmt: skip
+    study_trials = InterventionTrial.objects.filter(**logged)
+    n_trial_input = study_trials.exclude(input="").count()
+    trial_fields += INPUT_FIELDS if n_trial_input else ()
     trials = (
         {
             **row,
@@ -270,8 +281,7 @@ def export_tidy(
             "image_index": row["assignment__image__index"],
             "practice": row.get("assignment__practice"),
         }
-        for row in InterventionTrial.objects.filter(**logged)
-        .order_by("assignment_id", "seq")
+        for row in study_trials.order_by("assignment_id", "seq")
         .values(*trial_fields, *("assignment__practice" for _ in practice))
         .iterator(chunk_size=CHUNK)
     )
@@ -287,8 +297,10 @@ def export_tidy(
         "assignments": n_assignments,
         "events": n_events,
         **({"events_with_shown": n_shown} if n_shown else {}),
+        **({"events_with_input": n_input} if n_input else {}),
         "timesteps": n_timesteps,
         "trials": n_trials,
+        **({"trials_with_input": n_trial_input} if n_trial_input else {}),
         "baseline_results": n_baselines,
         **({"images": n_images} if n_images is not None else {}),
     }
