@@ -5,7 +5,7 @@ class Migration(migrations.Migration):
     """Which input placed each point (prompt events) or painted each applied region (trials)."""
 
     dependencies = [
-        ("studies", "0009_practice_assignment"),
+        ("studies", "0012_i21_platform"),
     ]
 
     operations = [
