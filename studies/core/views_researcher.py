@@ -67,7 +67,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
     initial = {}
     if request.GET.get("dataset", "").isdigit():  # "new study from this data set"
         initial["dataset"] = int(request.GET["dataset"])
-    form = StudyForm(request.POST or None, owner=request.user, initial=initial)
+    form = StudyForm(
+        request.POST or None, owner=request.user, requester=request.user, initial=initial
+    )
     if request.method == "POST" and form.is_valid():
         study = form.save()
         messages.success(
@@ -80,7 +82,7 @@ def study_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
-    form = StudyForm(request.POST or None, instance=study)
+    form = StudyForm(request.POST or None, instance=study, requester=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Study saved.")
