@@ -161,7 +161,8 @@ def consent(request: HttpRequest, study_id: int) -> HttpResponse:
                 if isinstance(enrolled, HttpResponse):
                     return enrolled
                 participant = enrolled
-                login_participant(request, participant)
+            # enrolling or consenting: the session key is renewed (no fixation)
+            login_participant(request, participant)
             if not participant.consented:
                 participant.consent_version = study.consent_version
                 participant.consented_at = timezone.now()
