@@ -61,12 +61,19 @@ def lock_open(participant: Participant) -> None:
     closed 409. Holds the study row (FOR KEY SHARE on PostgreSQL) until the transaction ends,
     so that closing waits for this write."""
     assert transaction.get_connection().in_atomic_block, "lock_open needs a transaction"
-    table = Study._meta.db_table
-    lock = " FOR KEY SHARE" if connection.vendor == "postgresql" else ""
-    with connection.cursor() as cursor:
-        cursor.execute(f"SELECT status FROM {table} WHERE id = %s{lock}", [participant.study_id])
-        row = cursor.fetchone()
-    if row is None or row[0] != "open":
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"SELECT status FROM {Study._meta.db_table} WHERE id = %s FOR KEY SHARE",
+                [participant.study_id],
+            )
+            row = cursor.fetchall()
+        status = row[0][0] if row else None
+    else:  # SQLite: write transactions run one at a time (IMMEDIATE), a plain read will do
+        status = (
+            Study.objects.filter(pk=participant.study_id).values_list("status", flat=True).first()
+        )
+    if status != "open":
         study = Study.objects.get(pk=participant.study_id)
         raise closed_error(participant, study)
 
