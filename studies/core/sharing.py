@@ -121,9 +121,8 @@ class SharingForm(forms.Form):
         super().__init__(*args, **kwargs)
         self.row, self.requester = row, requester
         if not hasattr(row, "owner_id"):  # a trust evaluation: nothing is built on it
-            self.fields["shared_with_lab"].help_text = (
-                "every signed-in researcher may see it, its scores and so its data set's labels"
-            )
+            flag = self.fields["shared_with_lab"]
+            flag.help_text = "every signed-in researcher may see it, its scores and its labels"
 
     def clean_collaborators(self) -> list:
         owner_id = owner_of(self.row)
