@@ -30,25 +30,21 @@ def file_sha256(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def demo_dataset(name: str, n: int = DEMO_IMAGES, seed: int = DEMO_SEED, owner=None) -> Dataset:
-    """The generated data set `name`, created on first use (deterministic from the seed) and
-    owned by `owner` (the demo researcher; one without an owner gets it)."""
+def demo_dataset(name: str, n: int = DEMO_IMAGES, seed: int = DEMO_SEED) -> Dataset:
+    """The generated data set `name`, created on first use (deterministic from the seed)."""
     from interventions.demo_data import generate_scene
 
     existing = Dataset.objects.filter(name=name).first()
     if existing is not None:
-        give_owner(existing, owner)
         return existing
     scenes = (generate_scene(name, i, seed=seed) for i in range(n))
-    dataset = create_dataset(
+    return create_dataset(
         name,
         ((s.image, s.mask, s.label, s.class_name) for s in scenes),
         source="generated",
         seed=seed,
         description=f"Procedural demo scenes '{name}', seed {seed}, {n} images.",
     )
-    give_owner(dataset, owner)
-    return dataset
 
 
 def segmentation_spec() -> tuple[ModelSpec, str]:
@@ -95,7 +91,8 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000", password: str = DEMO_PASS
     give_owner(spec, researcher)
     studies = []
     for name in DATASETS:
-        dataset = demo_dataset(name, owner=researcher)
+        dataset = demo_dataset(name)
+        give_owner(dataset, researcher)  # the demo researcher's (one without an owner)
         title = f"Prompting: {name}"
         study, _ = Study.objects.get_or_create(
             title=title,
@@ -200,12 +197,14 @@ def extra_demo_studies(researcher) -> list[Study]:
         return []
     spec = demo_classifier_spec()
     give_owner(spec, researcher)
+    dataset = demo_dataset(INTERVENTION_DATASET)
+    give_owner(dataset, researcher)
     study, created = Study.objects.get_or_create(
         title=INTERVENTION_TITLE,
         owner=researcher,
         defaults={
             "kind": "intervention",
-            "dataset": demo_dataset(INTERVENTION_DATASET, owner=researcher),
+            "dataset": dataset,
             "model": spec,
             "status": "open",
             "protocol": {
