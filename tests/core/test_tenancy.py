@@ -270,3 +270,25 @@ def test_owners_of_new_rows(client, tmp_path, django_capture_on_commit_callbacks
     with pytest.raises(CommandError, match="no account is called 'zed'"):
         call_command("import_images", folder_images, folder_masks, "--name", "X", "--owner", "zed")
     assert not Dataset.objects.filter(name="X").exists()
+
+
+def test_command_line_tools_refuse_an_owner_who_may_not_see_the_data(world, tmp_path):
+    from django.core.management import CommandError, call_command
+
+    with pytest.raises(CommandError, match="bob may not see data set"):
+        call_command(
+            "trust_evaluation", str(world["classifier"].pk), str(world["dataset"].pk),
+            user="bob", no_progress=True,
+        )  # fmt: skip
+    with pytest.raises(CommandError, match="bob may not see data set 'Polyps'"):
+        call_command(
+            "import_pointprompt_results", str(tmp_path), "--dataset", "Polyps",
+            "--model", str(world["segmenter"].pk), "--owner", "bob",
+        )  # fmt: skip
+    world["dataset"].collaborators.add(world["bob"])
+    with pytest.raises(CommandError, match="bob may not see model alice segmenter"):
+        call_command(
+            "import_pointprompt_results", str(tmp_path), "--dataset", "Polyps",
+            "--model", str(world["segmenter"].pk), "--owner", "bob",
+        )  # fmt: skip
+    assert TrustEvaluation.objects.count() == 1 and Study.objects.count() == 1
