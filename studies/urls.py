@@ -5,7 +5,6 @@ from django.urls import path
 from studies.core import views_datasets, views_participant, views_researcher, views_sharing
 from studies.intervention import views as views_intervention
 from studies.intervention import views_analysis as intervention_analysis
-from studies.prompting import views as prompting_views
 from studies.prompting import views_analysis
 from studies.trust import views as trust_views
 
@@ -61,7 +60,7 @@ urlpatterns = [
     ),
     path(
         "studies/<int:study_id>/assignments/<int:assignment_id>/replay",
-        prompting_views.assignment_replay,
+        views_researcher.assignment_replay,
         name="assignment-replay",
     ),
     path("studies/<int:study_id>/analysis", views_researcher.study_analysis, name="study-analysis"),

@@ -25,7 +25,7 @@ from studies.core.api_schema import (
     errors,
 )
 from studies.core.dispatch import start_job
-from studies.core.exports import FORMATS, ExportParamError, check_params
+from studies.core.exports import FORMATS, ExportParamError, check_format, check_params
 from studies.models import Job, Study
 
 RESEARCHER_ERRORS = (400, 401, 403, 404, 409, 413)
@@ -84,6 +84,10 @@ def start_export(study: Study, fmt: object, user, params: dict | None = None) ->
     format's parameters, e.g. include_practice) are checked first: a 400 naming the bad one."""
     if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ApiError(400, f"field format must be one of {', '.join(FORMATS)}", field="format")
+    try:
+        check_format(fmt, study)
+    except ValueError as exc:
+        raise ApiError(400, f"field format: {exc}", field="format") from None
     try:
         check_params(fmt, params)
     except ExportParamError as exc:

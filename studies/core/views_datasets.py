@@ -27,7 +27,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from studies.core.dispatch import start_job
-from studies.core.importers import open_archive
+from studies.core.importers import inspect_archive
 from studies.core.sharing import visible_datasets
 from studies.models import Dataset, DatasetImage, Job
 
@@ -76,8 +76,8 @@ def _upload_errors(request: HttpRequest) -> tuple[dict[str, str], str]:
             f"{settings.DATASET_UPLOAD_MAX_BYTES} bytes"
         )
     else:
-        try:
-            open_archive(upload.temporary_file_path()).close()
+        try:  # cheap: the type, the index, a bounded look; the worker reads the members
+            inspect_archive(upload.temporary_file_path())
         except (ValueError, OSError) as exc:
             errors["archive"] = f"archive: {exc}"
     return errors, name
@@ -111,6 +111,8 @@ def _upload_context(errors: dict | None = None, name: str = "") -> dict:
         "name": name,
         "max_bytes": settings.DATASET_UPLOAD_MAX_BYTES,
         "max_pixels": settings.IMPORT_MAX_PIXELS,
+        "max_side": settings.IMPORT_MAX_SIDE,
+        "limit_side": int(settings.IMPORT_MAX_PIXELS**0.5),
     }
 
 
@@ -169,6 +171,8 @@ def dataset_detail(
             "page": page,
             "count": images.count(),
             "sizes": sizes,
+            "scaled": images.exclude(scale=1.0).count(),
+            "max_side": settings.IMPORT_MAX_SIDE,
             "studies": visible_studies(request.user).filter(dataset=dataset),
             "thumb_px": THUMB_PX,
             **sharing_context(request, dataset, "dataset-sharing", sharing_form),

@@ -1,4 +1,4 @@
-"""The ownership migration (issue 25) on a database at the schema of 0009 (the main branch before
+"""The ownership migration (issue 25) on a database at the schema of 0012 (the main branch before
 owners): every existing data set and model spec gets an owner, the uploader where an import job
 names one, else the first superuser; nothing is shared with the lab or with collaborators, so
 nothing becomes visible that was not (a plain researcher sees none of it afterwards)."""
@@ -9,8 +9,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("studies", "0009_practice_assignment")]
-AFTER = [("studies", "0010_i25_tenancy")]
+BEFORE = [("studies", "0012_i21_platform")]
+AFTER = [("studies", "0013_i25_tenancy")]
 
 
 def migrate(targets):

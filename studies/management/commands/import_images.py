@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from studies.core.importers import import_images
+from studies.core.importers import import_images, import_summary
 from studies.core.sharing import command_owner, give_owner
 
 
@@ -33,3 +33,4 @@ class Command(BaseCommand):
                 else "owned by no one (no superuser yet): only superusers see it"
             )
         )
+        self.stdout.write(import_summary(dataset))

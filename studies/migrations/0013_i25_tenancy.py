@@ -36,7 +36,7 @@ def give_owners(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("studies", "0009_practice_assignment"),
+        ("studies", "0012_i21_platform"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

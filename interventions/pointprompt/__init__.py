@@ -1,0 +1,1 @@
+"""PointPrompt as released: features, strategies, benchmark protocol (docs/pointprompt.md)."""
