@@ -157,3 +157,15 @@ def give_owner(row: Model, user) -> None:
         return
     type(row).objects.filter(pk=row.pk, owner__isnull=True).update(owner=user)
     row.owner = user
+
+
+def sharing_context(request, row, action: str, form=None):
+    """What templates/core/_sharing.html shows for `row` (its owner gets the form)."""
+    return {
+        "sharing_row": row,
+        "sharing_action": action,
+        "sharing_form": form or SharingForm(row=row, requester=request.user),
+        "sharing_can_manage": can_manage(row, request.user),
+        # the other collaborators' names are the owner's to see, not every reader's
+        "sharing_is_collaborator": row.collaborators.filter(pk=request.user.pk).exists(),
+    }

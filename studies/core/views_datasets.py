@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from studies.core.dispatch import start_job
 from studies.core.importers import inspect_archive
-from studies.core.sharing import visible_datasets
+from studies.core.sharing import sharing_context, visible_datasets
 from studies.models import Dataset, DatasetImage, Job
 
 THUMB_PX = 160
@@ -150,7 +150,6 @@ def dataset_detail(
     request: HttpRequest, dataset_id: int, sharing_form=None, status: int = 200
 ) -> HttpResponse:
     from studies.core.views_researcher import visible_studies
-    from studies.core.views_sharing import sharing_context
 
     dataset = get_object_or_404(
         visible_datasets(request.user).select_related("owner"), pk=dataset_id

@@ -14,20 +14,16 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
-from studies.core.sharing import SharingForm, can_manage, visible_models, visible_to
+from studies.core.sharing import (
+    SharingForm,
+    can_manage,
+    sharing_context,
+    visible_models,
+    visible_to,
+)
+from studies.core.views_datasets import dataset_detail
 from studies.models import Dataset, TrustEvaluation
-
-
-def sharing_context(request: HttpRequest, row, action: str, form: SharingForm | None = None):
-    """What templates/core/_sharing.html shows for `row` (its owner gets the form)."""
-    return {
-        "sharing_row": row,
-        "sharing_action": action,
-        "sharing_form": form or SharingForm(row=row, requester=request.user),
-        "sharing_can_manage": can_manage(row, request.user),
-        # the other collaborators' names are the owner's to see, not every reader's
-        "sharing_is_collaborator": row.collaborators.filter(pk=request.user.pk).exists(),
-    }
+from studies.trust.views import evaluation_detail
 
 
 def _save_sharing(request: HttpRequest, row, label: str):
@@ -50,8 +46,6 @@ def dataset_sharing(request: HttpRequest, dataset_id: int) -> HttpResponse:
     if form is None:
         return HttpResponse("only the data set's owner changes who it is shared with", status=403)
     if not ok:
-        from studies.core.views_datasets import dataset_detail
-
         return dataset_detail(request, dataset.pk, sharing_form=form, status=400)
     return redirect("dataset-detail", dataset_id=dataset.pk)
 
@@ -102,7 +96,5 @@ def evaluation_sharing(request: HttpRequest, evaluation_id: int) -> HttpResponse
     if form is None:
         return HttpResponse("only the evaluation's owner changes who it is shared with", status=403)
     if not ok:
-        from studies.trust.views import evaluation_detail
-
         return evaluation_detail(request, evaluation.pk, sharing_form=form, status=400)
     return redirect("trust-detail", evaluation_id=evaluation.pk)

@@ -20,6 +20,7 @@ from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonRe
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from studies.core.sharing import sharing_context
 from studies.trust.evaluations import (
     PLOTS,
     SCORE_COLUMNS,
@@ -80,8 +81,6 @@ def progress_state(evaluation) -> dict:
 def evaluation_detail(
     request: HttpRequest, evaluation_id: int, sharing_form=None, status: int = 200
 ) -> HttpResponse:
-    from studies.core.views_sharing import sharing_context
-
     evaluation = researcher_evaluation(request, evaluation_id)
     summary = evaluation.summary or {}
     return render(
