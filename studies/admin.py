@@ -3,6 +3,18 @@ from django.contrib import admin
 from studies import models
 
 
+class OwnedAdmin(admin.ModelAdmin):
+    """A data set or model spec added in the admin belongs to whoever added it (sharing:
+    studies.core.sharing)."""
+
+    filter_horizontal = ("collaborators",)
+
+    def save_model(self, request, obj, form, change):
+        if obj.owner_id is None and not change:
+            obj.owner = request.user
+        super().save_model(request, obj, form, change)
+
+
 class DatasetImageInline(admin.TabularInline):
     model = models.DatasetImage
     extra = 0
@@ -11,8 +23,8 @@ class DatasetImageInline(admin.TabularInline):
 
 
 @admin.register(models.Dataset)
-class DatasetAdmin(admin.ModelAdmin):
-    list_display = ("name", "source", "seed", "created_at")
+class DatasetAdmin(OwnedAdmin):
+    list_display = ("name", "source", "seed", "owner", "shared_with_lab", "created_at")
     inlines = [DatasetImageInline]
 
 
@@ -23,8 +35,8 @@ class DatasetImageAdmin(admin.ModelAdmin):
 
 
 @admin.register(models.ModelSpec)
-class ModelSpecAdmin(admin.ModelAdmin):
-    list_display = ("name", "kind", "architecture", "weights_sha256")
+class ModelSpecAdmin(OwnedAdmin):
+    list_display = ("name", "kind", "architecture", "weights_sha256", "owner", "shared_with_lab")
 
 
 class ParticipantInline(admin.TabularInline):

@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from studies.core import views_datasets, views_participant, views_researcher
+from studies.core import views_datasets, views_participant, views_researcher, views_sharing
 from studies.intervention import views as views_intervention
 from studies.intervention import views_analysis as intervention_analysis
 from studies.prompting import views_analysis, views_regression
@@ -28,6 +28,15 @@ urlpatterns = [
         views_datasets.dataset_thumbnail,
         name="dataset-thumbnail",
     ),
+    path(
+        "datasets/<int:dataset_id>/sharing",
+        views_sharing.dataset_sharing,
+        name="dataset-sharing",
+    ),
+    # model specs (views_sharing): the ones a researcher may use, and who they are shared with
+    path("models/", views_sharing.model_list, name="model-list"),
+    path("models/<int:model_id>/", views_sharing.model_detail, name="model-detail"),
+    path("models/<int:model_id>/sharing", views_sharing.model_sharing, name="model-sharing"),
     path("studies/<int:study_id>/edit", views_researcher.study_edit, name="study-edit"),
     path("studies/<int:study_id>/status", views_researcher.study_set_status, name="study-status"),
     path("studies/<int:study_id>/links", views_researcher.study_links, name="study-links"),
@@ -155,6 +164,11 @@ urlpatterns = [
         "trust/<int:evaluation_id>/progress.json",
         trust_views.evaluation_progress,
         name="trust-progress",
+    ),
+    path(
+        "trust/<int:evaluation_id>/sharing",
+        views_sharing.evaluation_sharing,
+        name="trust-sharing",
     ),
     path("trust/<int:evaluation_id>/resume", trust_views.evaluation_resume, name="trust-resume"),
     path(

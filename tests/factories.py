@@ -18,17 +18,23 @@ def small_dataset(name: str = "Clean shapes", n: int = 3, seed: int = 0) -> Data
     if existing:
         return existing
     scenes = [generate_scene(name, i, seed=seed) for i in range(n)]
-    return create_dataset(
+    dataset = create_dataset(
         name,
         [(s.image, s.mask, s.label, s.class_name) for s in scenes],
         source="generated",
         seed=seed,
     )
+    # shared with the lab, as every data set was before owners (tests of who sees what make
+    # their own: tests/core/test_tenancy.py)
+    Dataset.objects.filter(pk=dataset.pk).update(shared_with_lab=True)
+    dataset.shared_with_lab = True
+    return dataset
 
 
 def classical_spec() -> ModelSpec:
     spec, _ = ModelSpec.objects.get_or_create(
-        name="classical", defaults={"kind": "classical", "architecture": "classical-v1"}
+        name="classical",
+        defaults={"kind": "classical", "architecture": "classical-v1", "shared_with_lab": True},
     )
     return spec
 

@@ -48,6 +48,7 @@ def classifier_spec(weights: Path, name: str = "demo cnn") -> ModelSpec:
             "mean": list(DEMO_MEAN),
             "std": list(DEMO_STD),
             "target_layer": DEMO_TARGET_LAYER,
+            "shared_with_lab": True,  # as every model spec was before owners (issue 25)
         },
     )
     return spec

@@ -17,6 +17,7 @@ def import_dataset(self, job_id: int) -> dict:
 
     from studies.core import storage
     from studies.core.importers import import_archive
+    from studies.core.sharing import give_owner
     from studies.models import Job
 
     stored = Job.objects.get(pk=job_id).params["archive"]
@@ -38,6 +39,8 @@ def import_dataset(self, job_id: int) -> dict:
                 if report is not None:
                     Job.objects.filter(pk=job_id).update(report=report.as_dict())
                 raise
+            # the uploader owns it (studies.core.sharing); until this line only superusers see it
+            give_owner(dataset, job.job.created_by)
             job.finish(dataset=dataset, report=report.as_dict())
     finally:
         archive.unlink(missing_ok=True)

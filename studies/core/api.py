@@ -29,6 +29,7 @@ from studies.core.api_schema import (
     SurveyResponseSerializer,
     errors,
 )
+from studies.core.closing import closed_error
 from studies.core.kinds import ProtocolError, kind_for_route, require_kind
 from studies.core.participant_auth import request_participant
 from studies.core.recorder import owned_assignment
@@ -36,7 +37,10 @@ from studies.core.rle import MAX_RLE_CHARS
 from studies.models import Assignment, Participant
 
 
-def participant_or_error(request, *, write: bool = False) -> Participant:
+def participant_or_error(request, *, write: bool = False, require_open: bool = True) -> Participant:
+    """The participant of the request (401 otherwise); a write needs CSRF (session) and an
+    open study (409, `studies.core.closing`). `require_open=False`: the caller checks the
+    study itself (the recorder, which still answers retries of actions stored before closing)."""
     participant = request_participant(request._request if hasattr(request, "_request") else request)
     if participant is None:
         raise ApiError(
@@ -51,8 +55,8 @@ def participant_or_error(request, *, write: bool = False) -> Participant:
         reason = check.process_view(django_request, None, (), {})
         if reason:
             raise ApiError(403, f"CSRF check failed: {reason}")
-    if participant.study.status != "open" and write:
-        raise ApiError(409, f"the study is {participant.study.status}, not open")
+    if participant.study.status != "open" and write and require_open:
+        raise closed_error(participant, participant.study)
     return participant
 
 
@@ -229,7 +233,8 @@ class ActionsView(ParticipantView):
         owner = kind_for_route(route)
         if owner is None:
             raise ApiError(404, f"no study kind takes {route!r}")
-        participant = participant_or_error(request, write=True)
+        # the recorder checks the study is open (after answering a retry of a stored action)
+        participant = participant_or_error(request, write=True, require_open=False)
         require_consent(participant)
         kind = participant.study.kind_spec
         if kind.action_route != route:

@@ -12,6 +12,7 @@ from django.db import transaction
 
 from studies.core.datasets import create_dataset
 from studies.core.enrolment import enrol_participant
+from studies.core.sharing import give_owner
 from studies.models import Dataset, ModelSpec, Study
 
 DEMO_USERNAME = "researcher"
@@ -87,9 +88,11 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000", password: str = DEMO_PASS
         )
         shown_password = password
     spec, backend_note = segmentation_spec()
+    give_owner(spec, researcher)
     studies = []
     for name in DATASETS:
         dataset = demo_dataset(name)
+        give_owner(dataset, researcher)  # the demo researcher's (one without an owner)
         title = f"Prompting: {name}"
         study, _ = Study.objects.get_or_create(
             title=title,
@@ -193,12 +196,15 @@ def extra_demo_studies(researcher) -> list[Study]:
         )
         return []
     spec = demo_classifier_spec()
+    give_owner(spec, researcher)
+    dataset = demo_dataset(INTERVENTION_DATASET)
+    give_owner(dataset, researcher)
     study, created = Study.objects.get_or_create(
         title=INTERVENTION_TITLE,
         owner=researcher,
         defaults={
             "kind": "intervention",
-            "dataset": demo_dataset(INTERVENTION_DATASET),
+            "dataset": dataset,
             "model": spec,
             "status": "open",
             "protocol": {

@@ -9,9 +9,10 @@ them would make the log disagree with the protocol written into every export.
 from __future__ import annotations
 
 from django import forms
-from django.contrib.auth import get_user_model
+from django.db.models import Q
 
 from studies.core.kinds import Option, ProtocolError, all_kinds, get_kind, kind_choices
+from studies.core.sharing import parse_collaborators, visible_q
 from studies.core.workspace_options import check_practice_image
 from studies.models import Dataset, ModelSpec, Study
 
@@ -161,13 +162,23 @@ class StudyForm(forms.ModelForm):
             "survey_question": forms.Textarea(attrs={"rows": 2}),
         }
 
-    def __init__(self, *args, owner=None, **kwargs):
+    def __init__(self, *args, owner=None, requester=None, **kwargs):
         super().__init__(*args, **kwargs)
         self.owner = owner or (self.instance.owner if self.instance.pk else None)
-        self.fields["dataset"].queryset = Dataset.objects.order_by("name")
+        self.requester = requester or self.owner
+        # only data sets and models the researcher may see (studies.core.sharing), and the
+        # study's own (a collaborator editing it keeps them without being shown others')
+        keep_dataset = Q(pk=self.instance.dataset_id) if self.instance.pk else Q(pk__in=[])
+        keep_model = Q(pk=self.instance.model_id) if self.instance.pk else Q(pk__in=[])
+        if self.requester is not None:
+            datasets = Dataset.objects.filter(visible_q(self.requester) | keep_dataset)
+            models = ModelSpec.objects.filter(visible_q(self.requester) | keep_model)
+        else:
+            datasets, models = Dataset.objects.none(), ModelSpec.objects.none()
+        self.fields["dataset"].queryset = datasets.distinct().order_by("name")
         self.fields["dataset"].label = "Data set"
         self.fields["model"] = ModelField(
-            queryset=ModelSpec.objects.order_by("name"),
+            queryset=models.distinct().order_by("name"),
             widget=ModelSelect,
             help_text=MODEL_HELP,
             disabled=self.fields["model"].disabled,
@@ -225,17 +236,10 @@ class StudyForm(forms.ModelForm):
                 self.fields[name].disabled = True
 
     def clean_collaborators(self) -> list:
-        raw = self.cleaned_data.get("collaborators", "")
-        names = list(dict.fromkeys(raw.replace(",", " ").split()))
-        if len(names) > 50:
-            raise forms.ValidationError("at most 50 collaborators")
-        users = {u.username: u for u in get_user_model().objects.filter(username__in=names)}
-        unknown = [n for n in names if n not in users]
-        if unknown:
-            raise forms.ValidationError(f"no researcher is called {', '.join(unknown)}")
-        if self.owner is not None and self.owner.username in users:
-            raise forms.ValidationError("the owner is not listed as a collaborator")
-        return [users[n] for n in names]
+        # one error for unknown and refused names (studies.core.sharing)
+        return parse_collaborators(
+            self.cleaned_data.get("collaborators", ""), owner=self.owner, requester=self.requester
+        )
 
     def clean_max_participants(self) -> int:
         value = self.cleaned_data.get("max_participants")

@@ -35,6 +35,22 @@ class Dataset(models.Model):
         null=True, blank=True, help_text="Generator seed for generated data sets"
     )
     created_at = models.DateTimeField(auto_now_add=True)
+    # Who may see it (studies.core.sharing): the owner, the collaborators, everyone signed in
+    # when shared with the lab, and superusers. No owner (its account gone, or no one to give
+    # it to when the ownership migration ran): superusers only.
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="owned_datasets",
+    )
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_datasets"
+    )
+    shared_with_lab = models.BooleanField(
+        default=False, help_text="every signed-in researcher may see and use it"
+    )
 
     def __str__(self) -> str:
         return self.name
@@ -117,6 +133,20 @@ class ModelSpec(models.Model):
     std = models.JSONField(default=list, blank=True)
     target_layer = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
+    # as for Dataset (studies.core.sharing)
+    owner = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="owned_models",
+    )
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_models"
+    )
+    shared_with_lab = models.BooleanField(
+        default=False, help_text="every signed-in researcher may see and use it"
+    )
 
     @property
     def model_id(self) -> str:

@@ -21,4 +21,11 @@ def request_participant(request: HttpRequest) -> Participant | None:
 
 
 def login_participant(request: HttpRequest, participant: Participant) -> None:
+    """Make this browser's session the participant's, under a new session key.
+
+    The key is renewed every time (as Django's `login` does for researchers): a session id an
+    attacker planted in the victim's browser (session fixation) is then no longer the one that
+    holds her participant. What the session held before is kept (a researcher testing their own
+    link stays signed in)."""
+    request.session.cycle_key()
     request.session[SESSION_KEY] = participant.pk

@@ -7,11 +7,14 @@ write the row. The recorder does the rest, the same way for all kinds:
 1. the assignment must be the participant's (404) and consent given (403);
 2. the payload is checked (400 naming the field, nothing stored);
 3. a `client_event_id` already stored answers with the stored response (a different payload
-   under the same id is a 409): retries are safe;
+   under the same id is a 409): retries are safe, even after the study closed; anything else
+   sent to a study that is not open is a 409;
 4. a finished image or a `seq` other than the next is a 409 carrying `expected_seq`;
 5. the computation runs; nothing is stored until its answer is back;
-6. the row, the assignment's state and `next_seq` are written in one transaction; a concurrent
-   request that won the race is answered as it was, or with the expected seq.
+6. the row, the assignment's state and `next_seq` are written in one transaction, only while
+   the study is open (`studies.core.closing`: a study closed meanwhile answers 409, nothing
+   stored); a concurrent request that won the race is answered as it was, or with the
+   expected seq.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from studies.core.api_errors import ApiError
+from studies.core.closing import closed_error, lock_open
 from studies.models import Assignment, Participant
 
 MAX_CLIENT_EVENT_ID = 100
@@ -147,18 +151,22 @@ def record(action_log: ActionLog, participant: Participant, assignment_id: int, 
     existing = rows.filter(client_event_id=envelope.cid).first()
     if existing is not None:
         return replay(existing)
+    if study.status != "open":  # (checked again, under a lock, where the row is written)
+        raise closed_error(participant, study)
     if assignment.status == "finished":
         raise ApiError(409, "the image is already finished", expected_seq=assignment.next_seq)
     if envelope.seq != assignment.next_seq:
         raise _out_of_order(envelope.seq, assignment.next_seq)
 
     result = action_log.compute(assignment, envelope, request)
-    now = timezone.now()
     try:
         with transaction.atomic():
             locked = Assignment.objects.select_for_update().get(pk=assignment.pk)
             if locked.next_seq != envelope.seq or locked.status == "finished":
                 raise _Raced()
+            # closing is a line: a study closed while this action was computed refuses it (409)
+            lock_open(participant)
+            now = timezone.now()  # after the line check: never later than closed_at
             latency_ms = (time.perf_counter() - started) * 1000.0
             response = action_log.store(locked, envelope, request, result, latency_ms, now)
             locked.next_seq = envelope.seq + 1

@@ -2,6 +2,10 @@
 background Job, ending in a report), the import's progress and report, and a data set's page
 (a paginated grid of image + mask thumbnails, counts and sizes, "new study from this data set").
 
+A researcher reaches only the data sets they may see (studies.core.sharing: owner,
+collaborators, the lab-wide flag); any other id, its thumbnails included, answers 404. A data
+set's page names only the studies on it that the researcher may see.
+
 Uploads stream to a temporary file (never memory) and are capped at
 `settings.DATASET_UPLOAD_MAX_BYTES`; the importer (`studies.core.importers`, the same code the
 command-line importers run) checks every pair in the worker.
@@ -16,7 +20,7 @@ from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.core.paginator import Paginator
-from django.db.models import Count, Max, Min
+from django.db.models import Count, Max, Min, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
@@ -24,6 +28,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 from studies.core import storage
 from studies.core.dispatch import start_job
 from studies.core.importers import inspect_archive
+from studies.core.sharing import sharing_context, visible_datasets
 from studies.models import Dataset, DatasetImage, Job
 
 THUMB_PX = 160
@@ -33,9 +38,21 @@ IMPORT_TASK = "workers.import_tasks.import_dataset"
 
 @login_required
 def dataset_list(request: HttpRequest) -> HttpResponse:
-    datasets = Dataset.objects.annotate(
-        n_images=Count("images", distinct=True), n_studies=Count("studies", distinct=True)
-    ).order_by("-created_at")
+    user = request.user
+    datasets = (
+        visible_datasets(user)
+        .select_related("owner")
+        .annotate(
+            n_images=Count("images", distinct=True),
+            # only the studies this researcher may see (others' titles and counts stay theirs)
+            n_studies=Count(
+                "studies",
+                filter=Q(studies__owner=user) | Q(studies__collaborators=user),
+                distinct=True,
+            ),
+        )
+        .order_by("-created_at")
+    )
     imports = Job.objects.filter(kind="import", created_by=request.user)[:10]
     return render(request, "datasets/list.html", {"datasets": datasets, "imports": imports})
 
@@ -127,8 +144,14 @@ def import_job(request: HttpRequest, job_id: int) -> HttpResponse:
 
 
 @login_required
-def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
-    dataset = get_object_or_404(Dataset, pk=dataset_id)
+def dataset_detail(
+    request: HttpRequest, dataset_id: int, sharing_form=None, status: int = 200
+) -> HttpResponse:
+    from studies.core.views_researcher import visible_studies
+
+    dataset = get_object_or_404(
+        visible_datasets(request.user).select_related("owner"), pk=dataset_id
+    )
     images = dataset.images.order_by("index")
     sizes = images.aggregate(
         min_w=Min("width"),
@@ -147,9 +170,11 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "sizes": sizes,
             "scaled": images.exclude(scale=1.0).count(),
             "max_side": settings.IMPORT_MAX_SIDE,
-            "studies": dataset.studies.all(),
+            "studies": visible_studies(request.user).filter(dataset=dataset),
             "thumb_px": THUMB_PX,
+            **sharing_context(request, dataset, "dataset-sharing", sharing_form),
         },
+        status=status,
     )
 
 
@@ -171,7 +196,9 @@ def dataset_thumbnail(request: HttpRequest, dataset_id: int, image_id: int, what
     """An image or mask thumbnail (at most THUMB_PX a side), made once with Pillow and cached."""
     if what not in ("image", "mask"):
         raise Http404(f"unknown file {what!r}: expected image or mask")
-    row = get_object_or_404(DatasetImage, pk=image_id, dataset_id=dataset_id)
+    row = get_object_or_404(
+        DatasetImage, pk=image_id, dataset__in=visible_datasets(request.user), dataset_id=dataset_id
+    )
     target = f"thumbs/{dataset_id}/{row.pk}_{what}.png"
     if not storage.exists("media", target):
         _thumbnail(row.image if what == "image" else row.mask, target, what == "mask")

@@ -17,6 +17,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from studies.core.closing import owed_code
 from studies.core.enrolment import EnrolmentRefused, client_address, enrol_public
 from studies.core.participant_auth import login_participant, request_participant
 from studies.models import Participant, Study
@@ -68,7 +69,7 @@ def join(request: HttpRequest, study_id: int) -> HttpResponse:
     led to the consent page, and is enrolled only when consenting (a POST), never on a GET."""
     study = get_object_or_404(Study, pk=study_id)
     if study.status != "open":
-        return render(request, "participant/closed.html", {"study": study}, status=403)
+        return closed_page(request, study)
     ids = _crowd_ids(request.GET)
     token = request.GET.get("t") or request.GET.get("token") or ""
     if ids is None or len(token) > MAX_EXTERNAL_ID or not token.isprintable():
@@ -98,6 +99,28 @@ def join(request: HttpRequest, study_id: int) -> HttpResponse:
         return _refuse(request, study, "This study needs a personal link.", 403)
     query = urlencode({k: v for k, v in ids.items() if v})
     return redirect(reverse("consent", args=[study.pk]) + (f"?{query}" if query else ""))
+
+
+def closed_page(request: HttpRequest, study: Study) -> HttpResponse:
+    """The page of a study that is not open. A participant who opens their link (or comes back
+    in the same browser) after it closed sees their completion code if they had finished
+    (studies.core.closing.owed_code); nobody is enrolled or resumed."""
+    participant = None
+    token = request.GET.get("t") or request.GET.get("token") or ""
+    if token and len(token) <= MAX_EXTERNAL_ID:
+        participant = Participant.objects.filter(study=study, token=token).first()
+    if participant is None:
+        participant = _study_participant(request, study)
+    ids = _crowd_ids(request.GET)
+    if participant is None and ids is not None and ids["PROLIFIC_PID"]:
+        found = _crowd_participant(study, ids)
+        participant = found or None
+    context = {
+        "study": study,
+        "participant": participant,
+        "completion_code": owed_code(participant) if participant is not None else None,
+    }
+    return render(request, "participant/closed.html", context, status=403)
 
 
 ALREADY_STARTED = (
@@ -161,7 +184,8 @@ def consent(request: HttpRequest, study_id: int) -> HttpResponse:
                 if isinstance(enrolled, HttpResponse):
                     return enrolled
                 participant = enrolled
-                login_participant(request, participant)
+            # enrolling or consenting: the session key is renewed (no fixation)
+            login_participant(request, participant)
             if not participant.consented:
                 participant.consent_version = study.consent_version
                 participant.consented_at = timezone.now()
@@ -205,6 +229,8 @@ def annotate(request: HttpRequest, study_id: int) -> HttpResponse:
         return redirect("consent", study_id=study.pk)
     if participant.completed_at:
         return redirect("done", study_id=study.pk)
+    if study.status != "open":  # closed meanwhile: its page says so (with the code if owed)
+        return closed_page(request, study)
     return study.kind_spec.participant_page(request, study, participant)
 
 

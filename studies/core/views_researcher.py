@@ -26,6 +26,7 @@ from django.views.decorators.http import require_POST
 
 from studies.core.api_errors import ApiError
 from studies.core.api_exports import start_export
+from studies.core.closing import close_study
 from studies.core.enrolment import enrol_participant
 from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
@@ -73,7 +74,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
     initial = {}
     if request.GET.get("dataset", "").isdigit():  # "new study from this data set"
         initial["dataset"] = int(request.GET["dataset"])
-    form = StudyForm(request.POST or None, owner=request.user, initial=initial)
+    form = StudyForm(
+        request.POST or None, owner=request.user, requester=request.user, initial=initial
+    )
     if request.method == "POST" and form.is_valid():
         study = form.save()
         messages.success(
@@ -89,7 +92,7 @@ def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
     if study.is_imported:
         messages.error(request, IMPORTED_READ_ONLY)
         return redirect("study-detail", study_id=study.pk)
-    form = StudyForm(request.POST or None, instance=study)
+    form = StudyForm(request.POST or None, instance=study, requester=request.user)
     if request.method == "POST" and form.is_valid():
         form.save()
         messages.success(request, "Study saved.")
@@ -115,9 +118,8 @@ def study_set_status(request: HttpRequest, study_id: int) -> HttpResponse:
             study.status, study.opened_at = "open", study.opened_at or timezone.now()
             study.save(update_fields=["status", "opened_at"])
             study.kind_spec.on_open(study)
-        else:
-            study.status, study.closed_at = "closed", timezone.now()
-            study.save(update_fields=["status", "closed_at"])
+        else:  # a line in the log: no action is stored after it (studies.core.closing)
+            close_study(study)
     messages.success(request, f"Study {'opened' if action == 'open' else 'closed'}.")
     return redirect("study-detail", study_id=study.pk)
 

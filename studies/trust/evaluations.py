@@ -26,9 +26,13 @@ SUMMARY_COLUMNS = (
 
 
 def visible_evaluations(user):
-    """The user's own evaluations; staff see everyone's."""
+    """The evaluations `user` may see (studies.core.sharing): their own, those shared with them
+    or with the lab; superusers see every one. (Staff alone no longer do: an evaluation's rows
+    hold its data set's labels, which only those who may see the data set should read.)"""
+    from studies.core.sharing import visible_to
+
     evaluations = TrustEvaluation.objects.select_related("model", "dataset", "created_by")
-    return evaluations if user.is_staff else evaluations.filter(created_by=user)
+    return visible_to(evaluations, user, "created_by")
 
 
 def dataset_problem(dataset: Dataset, model: ModelSpec | None = None) -> str | None:

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from django import forms
 
+from studies.core.sharing import visible_datasets, visible_models
 from studies.models import Dataset, ModelSpec
 from studies.trust.evaluations import dataset_problem
 
 
 class TrustEvaluationForm(forms.Form):
     model = forms.ModelChoiceField(
-        queryset=ModelSpec.objects.filter(kind="classifier").order_by("name"),
+        queryset=ModelSpec.objects.none(),
         label="Classifier",
         help_text="A model spec of kind classifier (the trust scores need its logits).",
         error_messages={
@@ -20,7 +21,7 @@ class TrustEvaluationForm(forms.Form):
         },
     )
     dataset = forms.ModelChoiceField(
-        queryset=Dataset.objects.order_by("name"),
+        queryset=Dataset.objects.none(),
         label="Data set",
         help_text="Every image needs a class label: the scores are judged by how well they tell "
         "correct from wrong predictions.",
@@ -31,6 +32,14 @@ class TrustEvaluationForm(forms.Form):
     mcd_seed = forms.IntegerField(
         initial=0, label="MC dropout seed", help_text="Seed of the MC dropout masks."
     )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        # only the classifiers and data sets this researcher may see (studies.core.sharing)
+        self.fields["model"].queryset = (
+            visible_models(user).filter(kind="classifier").order_by("name")
+        )
+        self.fields["dataset"].queryset = visible_datasets(user).order_by("name")
 
     def clean(self):
         cleaned = super().clean()

@@ -29,8 +29,15 @@ class TrustEvaluation(models.Model):
         limit_choices_to={"kind": "classifier"},
     )
     dataset = models.ForeignKey(Dataset, on_delete=models.PROTECT, related_name="trust_evaluations")
+    # the owner (studies.core.sharing: owner, collaborators, the lab-wide flag, superusers)
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="trust_evaluations"
+    )
+    collaborators = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="shared_trust_evaluations"
+    )
+    shared_with_lab = models.BooleanField(
+        default=False, help_text="every signed-in researcher may see it"
     )
     params = models.JSONField(default=dict, blank=True, help_text="batch_size, mcd_seed")
     status = models.CharField(max_length=10, choices=STATUS_CHOICES, default="queued")

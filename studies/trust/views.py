@@ -1,8 +1,9 @@
 """Researchers' trust evaluation pages: the list, the "new evaluation" form, the detail page
 (live progress, then the summary table and the two plots) and the CSV / plot downloads.
 
-Login required; any signed-in researcher may start evaluations and sees their own (staff see
-all; any other id answers 404). The scoring runs on the batch queue (`workers/trust_tasks.py`);
+Login required; any signed-in researcher may start evaluations on the classifiers and data sets
+they may see, and sees their own evaluations and those shared with them or with the lab
+(studies.core.sharing; superusers see all; any other id answers 404). The scoring runs on the batch queue (`workers/trust_tasks.py`);
 these views never import torch.
 """
 
@@ -18,6 +19,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from studies.core import storage
+from studies.core.sharing import sharing_context
 from studies.trust.evaluations import (
     PLOTS,
     SCORE_COLUMNS,
@@ -48,7 +50,7 @@ def evaluation_list(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def evaluation_create(request: HttpRequest) -> HttpResponse:
-    form = TrustEvaluationForm(request.POST or None)
+    form = TrustEvaluationForm(request.POST or None, user=request.user)
     if request.method == "POST":
         if form.is_valid():
             evaluation = start_evaluation(
@@ -75,7 +77,9 @@ def progress_state(evaluation) -> dict:
 
 
 @login_required
-def evaluation_detail(request: HttpRequest, evaluation_id: int) -> HttpResponse:
+def evaluation_detail(
+    request: HttpRequest, evaluation_id: int, sharing_form=None, status: int = 200
+) -> HttpResponse:
     evaluation = researcher_evaluation(request, evaluation_id)
     summary = evaluation.summary or {}
     return render(
@@ -87,7 +91,9 @@ def evaluation_detail(request: HttpRequest, evaluation_id: int) -> HttpResponse:
             "scores": summary.get("scores", []),
             "state": progress_state(evaluation),
             "plots": PLOTS if evaluation.status == "done" and evaluation.folder else (),
+            **sharing_context(request, evaluation, "trust-sharing", sharing_form),
         },
+        status=status,
     )
 
 

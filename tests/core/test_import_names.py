@@ -47,6 +47,8 @@ def named_study(tmp_path, settings) -> Study:
         for name, data in files.items():
             archive.writestr(name, data)
     dataset, _ = import_archive(path, "My photos", max_pixels=10**6)
+    dataset.owner = researcher()  # as the upload's worker does (issue 25)
+    dataset.save(update_fields=["owner"])
     study = Study.objects.create(
         kind="prompting", title="named", dataset=dataset, model=classical_spec(), owner=researcher(),
         status="open", protocol=Study._meta.get_field("protocol").get_default(),

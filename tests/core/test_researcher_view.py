@@ -22,15 +22,17 @@ def classifier_study(n_images: int = 3, participants: int = 1) -> Study:
     """An intervention study whose classifier is never run (the trials are written directly)."""
     from studies.core.enrolment import enrol_participant
 
+    owner = researcher()
     model = ModelSpec.objects.create(
-        name="cnn", kind="classifier", architecture="demo", class_names=["circle", "square"]
-    )
+        name="cnn", kind="classifier", architecture="demo", class_names=["circle", "square"],
+        owner=owner,  # the researcher's (issue 25: models have owners)
+    )  # fmt: skip
     study = Study.objects.create(
         kind="intervention",
         title="regions",
         dataset=small_dataset(n=n_images),
         model=model,
-        owner=researcher(),
+        owner=owner,
         status="open",
     )
     for _ in range(participants):

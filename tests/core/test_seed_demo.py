@@ -31,6 +31,11 @@ def test_seed_demo_prints_the_contract_and_is_idempotent(client):
     datasets = Dataset.objects.filter(source="generated")
     assert datasets.count() >= 3 and all(d.images.count() >= 20 for d in datasets)
     assert all(s.status == "open" for s in Study.objects.all())
+    # the demo's data sets and models are the demo researcher's (issue 25), no one else's
+    demo = Study.objects.first().owner
+    assert demo.username == data["researcher"]["username"]
+    assert all(d.owner == demo for d in Dataset.objects.all())
+    assert all(s.model.owner == demo for s in Study.objects.all())
     counts = (
         Dataset.objects.count(),
         Study.objects.count(),

@@ -4,6 +4,8 @@ carries a strict Content-Security-Policy."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from django.contrib.auth import get_user_model
 
@@ -45,12 +47,18 @@ def test_study_form_lists_no_accounts_and_adds_collaborators_by_username(client)
     page = client.get("/studies/new").content.decode()
     assert "mallory" not in page and "carol" not in page
     study = prompting_study(participants=0)
-    data = form_data(study.dataset, study.model, collaborators="bob, nobody")
-    response = client.post("/studies/new", data)
-    assert (
-        response.status_code == 200
-        and "no researcher is called nobody" in response.content.decode()
-    )
+    # an unknown name and an existing account that may not be added (inactive) get the same
+    # answer: the form does not tell a researcher which usernames exist (issue 25)
+    get_user_model().objects.filter(username="mallory").update(is_active=False)
+    answers = {}
+    for name in ("nobody", "mallory"):
+        data = form_data(study.dataset, study.model, collaborators=f"bob, {name}")
+        response = client.post("/studies/new", data)
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert f"cannot share with {name}: check the spelling" in page
+        answers[name] = re.findall(r'<ul class="errorlist".*?</ul>', page.replace(name, "NAME"))
+    assert answers["nobody"] == answers["mallory"]
     response = client.post(
         "/studies/new", form_data(study.dataset, study.model, collaborators="bob carol")
     )

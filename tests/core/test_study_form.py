@@ -84,7 +84,7 @@ def test_only_the_chosen_kinds_options_are_shown(client):
 def test_each_model_says_which_kinds_may_run_it(client):
     client.force_login(researcher())
     classical_spec()
-    ModelSpec.objects.create(name="cnn", kind="classifier", architecture="demo")
+    ModelSpec.objects.create(name="cnn", kind="classifier", architecture="demo", owner=researcher())
     page = client.get("/studies/new").content.decode()
     select = page.split('name="model"')[1].split("</select>")[0]
     marked = dict(re.findall(r'data-kinds="([^"]*)"[^>]*>([^<]*)</option>', select))
@@ -96,8 +96,9 @@ def test_each_model_says_which_kinds_may_run_it(client):
 
 def classifier(class_names: list[str]) -> ModelSpec:
     return ModelSpec.objects.create(
-        name="cnn", kind="classifier", architecture="demo", class_names=class_names
-    )
+        name="cnn", kind="classifier", architecture="demo", class_names=class_names,
+        owner=researcher(),
+    )  # fmt: skip
 
 
 def intervention_post(dataset, model) -> dict:
@@ -134,6 +135,8 @@ def test_a_data_set_without_labels_is_refused_for_an_intervention_study(client):
     image, mask = np.full((16, 16, 3), 90, np.uint8), np.zeros((16, 16), bool)
     mask[4:9, 4:9] = True
     unlabelled = create_dataset("no labels", [(image, mask, None, "")], source="upload")
+    unlabelled.owner = researcher()  # the researcher's own upload (issue 25: data sets have owners)
+    unlabelled.save(update_fields=["owner"])
     page = client.post("/studies/new", intervention_post(unlabelled, classifier(["a", "b"])))
     assert "1 of the 1 images of no labels have no class label" in page.content.decode()
     # a prompting study needs no labels

@@ -33,7 +33,10 @@ def labelled_dataset(name: str = "Trust shapes"):
         scene = generate_scene("Cluttered scenes", i, seed=3)
         label = (scene.label + 1) % len(CLASS_NAMES) if i in (1, 4) else scene.label
         items.append((scene.image, scene.mask, label, CLASS_NAMES[label]))
-    return create_dataset(name, items, source="generated", seed=3)
+    dataset = create_dataset(name, items, source="generated", seed=3)
+    dataset.owner = researcher("alice")  # alice's: the evaluations below are hers
+    dataset.save(update_fields=["owner"])
+    return dataset
 
 
 @pytest.fixture
@@ -178,6 +181,8 @@ def test_bad_input_is_refused_and_nothing_is_created(
         [(np.zeros((16, 16, 3), np.uint8), np.zeros((16, 16), bool), None, "")] * 2,
         source="upload",
     )
+    unlabelled.owner = researcher("alice")
+    unlabelled.save(update_fields=["owner"])
     response = create(alice_client, spec, unlabelled, django_capture_on_commit_callbacks)
     assert response.status_code == 400
     assert "2 of the 2 images of No labels have no class label" in response.content.decode()
@@ -195,7 +200,7 @@ def test_bad_input_is_refused_and_nothing_is_created(
     assert not TrustEvaluation.objects.exists()
 
 
-def test_only_the_owner_and_staff_see_an_evaluation(client):
+def test_only_the_owner_and_superusers_see_an_evaluation(client):
     spec, dataset = classifier_spec(DEMO_WEIGHTS), small_dataset(n=2)
     alice, bob = researcher("alice"), researcher("bob")
     evaluation = TrustEvaluation.objects.create(model=spec, dataset=dataset, created_by=alice)
@@ -205,7 +210,10 @@ def test_only_the_owner_and_staff_see_an_evaluation(client):
         assert client.get(f"/trust/{evaluation.pk}/{url}").status_code == 404, url
     assert client.post(f"/trust/{evaluation.pk}/resume").status_code == 404
     assert f"/trust/{evaluation.pk}/" not in client.get("/trust/").content.decode()
-    bob.is_staff = True
+    bob.is_staff = True  # staff alone no longer see others' evaluations (their labels)
+    bob.save()
+    assert client.get(f"/trust/{evaluation.pk}/progress.json").status_code == 404
+    bob.is_superuser = True
     bob.save()
     state = client.get(f"/trust/{evaluation.pk}/progress.json").json()
     assert state == {

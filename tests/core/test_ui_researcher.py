@@ -140,7 +140,9 @@ def test_model_kind_must_fit_the_study_kind(client):
     client.force_login(researcher())
     from studies.models import ModelSpec
 
-    classifier = ModelSpec.objects.create(name="cnn", kind="classifier", architecture="demo")
+    classifier = ModelSpec.objects.create(
+        name="cnn", kind="classifier", architecture="demo", owner=researcher()
+    )
     response = client.post("/studies/new", study_post(small_dataset(), classifier))
     assert (
         response.status_code == 200

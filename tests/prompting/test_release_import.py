@@ -48,6 +48,8 @@ def test_every_data_set_and_its_human_results(tmp_path, capsys):
                 assert np.array_equal(np.asarray(im) > 127, label.astype(bool))
         study = Study.objects.get(dataset=dataset)
         assert study.is_imported and study.status == "closed" and not study.allow_public_join
+        assert dataset.owner == study.owner  # the --owner's (issue 25), shared with no one
+        assert not dataset.shared_with_lab and not dataset.collaborators.exists()
         assert study.imported_from.endswith(f"Prompting data/{name}")
         stored = {}
         for event in PromptEvent.objects.filter(assignment__participant__study=study).order_by(

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand, CommandError
 
 from studies.core.importers import import_images, import_summary
+from studies.core.sharing import command_owner, give_owner
 
 
 class Command(BaseCommand):
@@ -10,13 +11,26 @@ class Command(BaseCommand):
         parser.add_argument("images_dir")
         parser.add_argument("masks_dir")
         parser.add_argument("--name", required=True)
+        parser.add_argument(
+            "--owner",
+            default=None,
+            help="username of the researcher who owns the data set (default: the first "
+            "superuser); only the owner, collaborators and superusers see it until shared",
+        )
 
-    def handle(self, images_dir, masks_dir, name, **options):
+    def handle(self, images_dir, masks_dir, name, owner=None, **options):
         try:
+            user = command_owner(owner)
             dataset = import_images(images_dir, masks_dir, name)
+            give_owner(dataset, user)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc
         self.stdout.write(
-            f"imported {dataset.images.count()} images into data set {dataset.name!r} (id {dataset.pk})"
+            f"imported {dataset.images.count()} images into data set {dataset.name!r} (id {dataset.pk}), "
+            + (
+                f"owned by {user.username}"
+                if user
+                else "owned by no one (no superuser yet): only superusers see it"
+            )
         )
         self.stdout.write(import_summary(dataset))

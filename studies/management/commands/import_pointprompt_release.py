@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
 from studies.core.demo import segmentation_spec
+from studies.core.sharing import give_owner
 from studies.models import ModelSpec, PromptEvent
 from studies.prompting.exports.import_release import (
     import_release_dataset,
@@ -47,6 +48,7 @@ class Command(BaseCommand):
                 raise CommandError(f"no model with id {model}")
         else:
             spec, _ = segmentation_spec()
+            give_owner(spec, user)  # a segmenter registered now is the --owner's (issue 25)
         try:
             entries = release_layout(root)
         except ValueError as exc:

@@ -1,6 +1,7 @@
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 
+from studies.core.sharing import visible_datasets, visible_models
 from studies.models import Dataset, ModelSpec
 from studies.prompting.exports.import_results import import_pointprompt_results
 
@@ -36,6 +37,12 @@ class Command(BaseCommand):
         user = get_user_model().objects.filter(username=owner).first()
         if user is None:
             raise CommandError(f"no user named {owner!r}")
+        # the new study shows the data set's images to its owner: they must be allowed to see
+        # the data set and the model (studies.core.sharing)
+        if not visible_datasets(user).filter(pk=found.pk).exists():
+            raise CommandError(f"{owner} may not see data set {dataset!r} (not shared with them)")
+        if not visible_models(user).filter(pk=spec.pk).exists():
+            raise CommandError(f"{owner} may not see model {spec.name} (not shared with them)")
         try:
             study = import_pointprompt_results(directory, found, spec, user, title)
         except ValueError as exc:

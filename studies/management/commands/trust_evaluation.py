@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from studies.core.sharing import visible_datasets, visible_models
 from studies.models import Dataset, ModelSpec, TrustEvaluation
 from studies.trust.evaluations import dataset_problem
 
@@ -59,6 +60,12 @@ class Command(BaseCommand):
             data = Dataset.objects.filter(pk=dataset).first()
             if data is None:
                 raise CommandError(f"no data set with id {dataset}")
+            # the evaluation's rows show the data set's labels to its owner: they must be allowed
+            # to see the data set and the classifier (studies.core.sharing)
+            if not visible_datasets(owner).filter(pk=data.pk).exists():
+                raise CommandError(f"{user} may not see data set {dataset} (not shared with them)")
+            if not visible_models(owner).filter(pk=spec.pk).exists():
+                raise CommandError(f"{user} may not see model {spec.name} (not shared with them)")
             problem = dataset_problem(data, spec)
             if problem:
                 raise CommandError(problem)

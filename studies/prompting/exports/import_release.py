@@ -25,6 +25,7 @@ from pathlib import Path
 from django.db import transaction
 
 from studies.core.importers import FolderSource, import_source
+from studies.core.sharing import give_owner
 from studies.models import Dataset, DatasetImage, ModelSpec, Study
 from studies.prompting.exports.import_results import CODE, import_pointprompt_results
 
@@ -154,6 +155,7 @@ def import_release_dataset(
                 description=description(entry),
                 progress=lambda done, total: report("images", done, total),
             )
+            give_owner(dataset, owner)  # the --owner's, as the studies on it (issue 25)
             for image, mask in DatasetImage.objects.filter(dataset=dataset).values_list(
                 "image", "mask"
             ):
