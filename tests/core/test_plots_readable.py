@@ -9,6 +9,7 @@ import math
 
 import pytest
 
+from interventions.prompt_comparison import AutomatedScore, HumanScore, compare, labelled
 from studies.core.plots import (
     AUTOMATED_COLOUR,
     DPI,
@@ -44,6 +45,16 @@ PROMPTING_TABLES = {
         {"method": "auto kmedoids", "n": 4, **ci(0.7)},
     ],
 }
+PROMPTING_TABLES["human_vs_automated"] = labelled(
+    compare(
+        [HumanScore("Clean shapes", 0.5 + k / 20, 0.9, 0.8) for k in range(4)],
+        [
+            AutomatedScore("Clean shapes", strategy, "point_nums", 0, 0.4 + k / 10)
+            for strategy in ("rand", "kmediod")
+            for k in range(4)
+        ],
+    )
+)
 TRIAL = {"operation": "delete", "substrate": "zero", "flipped": True, "since_start_s": 0.0}
 INTERVENTION_TABLES = {
     "flip_rates": [
