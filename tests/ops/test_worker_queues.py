@@ -16,6 +16,8 @@ running and has work left before it clicks.
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -87,6 +89,7 @@ def test_clicks_are_answered_while_the_batch_worker_imports(archive):
         # The import itself went through, on the batch worker, not on the interactive one.
         wait_for_end(stack, job_id)
         assert job_state(stack, job_id)["status"] == "done"
+        assert queue_report(stack)["clicks_shared"] is False
         assert "workers.import_tasks.import_dataset[" in stack.worker("batch").text()
         assert "workers.import_tasks.import_dataset[" not in stack.worker("interactive").text()
         assert stack.audit()["problems"] == []
@@ -110,6 +113,14 @@ def test_one_worker_on_both_queues_holds_a_click_until_the_import_ends(archive):
         # The click was computed only once the worker was free: the import had ended.
         assert after["status"] == "done", after
         assert elapsed > 1.0, elapsed
+        # queue_status names the problem of this layout
+        assert queue_report(stack)["clicks_shared"] is True
+        assert "also serves other queues" in stack.manage("queue_status", "--timeout", "3")
+
+
+def queue_report(stack) -> dict:
+    out = stack.manage("queue_status", "--json", "--timeout", "3")
+    return json.loads(out.strip().splitlines()[-1])
 
 
 def wait_for_end(stack, job_id: int, timeout: float = 300.0) -> None:
