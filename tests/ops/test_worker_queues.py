@@ -33,7 +33,7 @@ from tests.live_stack import LiveStack, services_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PAIRS = 240  # about 10-20 s of import on the 2-core development machine
+PAIRS = 80  # about 20 s of import on the loaded 2-core development machine (240: 60 s)
 CLICK_BOUND_S = 2.0  # generous: a click takes ~0.03 s with its own worker on an idle machine
 
 
