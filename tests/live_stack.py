@@ -259,6 +259,7 @@ class LiveStack:
         self.startup_timeout_s = startup_timeout_s
         self.procs: list[Proc] = []
         self.workers: dict[str, Proc] = {}
+        self.worker_queues: dict[str, list[str]] = {}
         self.web: Proc | None = None
         self.redis: Proc | None = None
         self.db_name = ""
@@ -459,8 +460,9 @@ class LiveStack:
 
     def start_worker(self, queue: str, name: str | None = None, env: dict | None = None) -> Proc:
         """`celery -A config worker -Q <queue> --pool prefork --concurrency 1` (not yet ready);
-        the `interactive` queue's pool and concurrency are `interactive_pool`."""
-        name = name or f"{queue}-{secrets.token_hex(3)}"
+        the `interactive` queue's pool and concurrency are `interactive_pool`. `queue` may name
+        several queues, comma-separated (`"interactive,batch"`: one worker serving both)."""
+        name = name or f"{queue.replace(',', '+')}-{secrets.token_hex(3)}"
         pool, concurrency = self.interactive_pool if queue == "interactive" else ("prefork", 1)
         argv = [
             str(VENV_BIN / "celery"), "-A", "config", "worker",
@@ -470,11 +472,13 @@ class LiveStack:
         proc = spawn(name, argv, {**self.env, **self.worker_env, **(env or {})}, self.logs)
         self.procs.append(proc)
         self.workers[name] = proc
+        self.worker_queues[name] = queue.split(",")
         return proc
 
     def worker(self, queue: str) -> Proc:
+        """A live worker that consumes `queue` (alone or with other queues)."""
         for name, proc in self.workers.items():
-            if name.startswith(queue + "-") and proc.alive():
+            if queue in self.worker_queues.get(name, ()) and proc.alive():
                 return proc
         raise StackError(f"no live worker for queue {queue}")
 

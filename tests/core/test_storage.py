@@ -206,7 +206,9 @@ def test_a_worker_with_an_empty_cache_warms_itself_from_the_store(s3, settings, 
     other = model_cache.embedding_cache()
     assert not (tmp_path / "other-worker").exists()
     found = other.get(sha, "classical-v1", None)
-    assert found is not None and np.array_equal(found.arrays["features"], computed.arrays["features"])
+    assert found is not None and np.array_equal(
+        found.arrays["features"], computed.arrays["features"]
+    )
     assert (tmp_path / "other-worker" / name).is_file()
     assert other.get("b" * 64, "classical-v1", None) is None  # a miss stays a miss
 

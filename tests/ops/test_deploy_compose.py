@@ -90,13 +90,19 @@ def test_docker_compose_config_accepts_the_file_with_a_filled_env(tmp_path):
         "redis",
         "migrate",
         "web",
-        "worker-cpu",
+        "worker-interactive",
+        "worker-batch",
         "worker-gpu",
+        "worker-gpu-batch",
     }
     for optional in ("minio", "minio-bucket"):  # docker-compose 1.29 lists every profile's
         if optional in resolved["services"]:
             assert resolved["services"][optional]["profiles"] == ["s3"]
-    assert resolved["services"]["worker-gpu"]["profiles"] == ["gpu"]
+    for gpu in ("worker-gpu", "worker-gpu-batch"):
+        assert resolved["services"][gpu]["profiles"] == ["gpu"]
+    for name, queue in (("worker-interactive", "interactive"), ("worker-batch", "batch")):
+        argv = command_argv(resolved["services"][name])
+        assert argv[argv.index("-Q") + 1] == queue and "--concurrency=1" in argv, argv
     assert (
         "postgres://intervene:pw@postgres:5432/intervene"
         == resolved["services"]["web"]["environment"]["DATABASE_URL"]
@@ -153,10 +159,12 @@ def test_object_storage_profile_and_the_worker_only_file_resolve(tmp_path):
     )  # fmt: skip
     assert worker.returncode == 0, worker.stderr
     resolved = yaml.safe_load(worker.stdout)["services"]
-    assert set(resolved) == {"worker-gpu"}
-    environment = resolved["worker-gpu"]["environment"]
-    assert environment["STORAGE_URL"] == worker_env["STORAGE_URL"]
-    assert environment["MEDIA_ROOT"] == "/cache/media"
+    assert set(resolved) == {"worker-gpu", "worker-gpu-batch"}
+    for name in resolved:
+        environment = resolved[name]["environment"]
+        assert environment["STORAGE_URL"] == worker_env["STORAGE_URL"]
+        assert environment["MEDIA_ROOT"] == "/cache/media"
+        assert resolved[name]["runtime"] == "nvidia"
     (tmp_path / "docker" / "worker.env").write_text("DJANGO_SECRET_KEY=x\n")
     missing = subprocess.run(
         ["docker-compose", "--env-file", "docker/worker.env", "-f", "docker/compose.worker.yaml", "config", "-q"],
@@ -182,23 +190,96 @@ def test_worker_compose_file_is_valid_and_its_template_covers_it():
     assert used <= template, sorted(used - template)
 
 
+WORKERS = ("worker-interactive", "worker-batch", "worker-gpu", "worker-gpu-batch")
+
+
 def test_services_topology_volumes_and_health_checks(compose):
     services = compose["services"]
-    assert {"postgres", "redis", "web", "worker-cpu", "worker-gpu"} <= set(services)
-    for name in ("postgres", "redis", "web", "worker-cpu", "worker-gpu"):
+    assert {"postgres", "redis", "web", *WORKERS} <= set(services)
+    for name in ("postgres", "redis", "web", *WORKERS):
         assert "healthcheck" in services[name], f"{name} has no health check"
-    for name in ("web", "worker-cpu", "worker-gpu", "migrate"):
+    for name in ("web", *WORKERS, "migrate"):
         mounts = " ".join(services[name]["volumes"])
         assert "media:/data/media" in mounts and "embeddings:/data/embeddings" in mounts, name
         assert services[name]["env_file"] == ".env"
     assert {"media", "embeddings", "pgdata"} <= set(compose["volumes"])
-    gpu = services["worker-gpu"]
-    assert gpu["runtime"] == "nvidia" and gpu["profiles"] == ["gpu"]
-    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
-    argv = command_argv(gpu)
-    assert argv[argv.index("-Q") + 1] == "interactive,batch" and "--concurrency=1" in argv
+    for name in ("worker-gpu", "worker-gpu-batch"):
+        gpu = services[name]
+        assert gpu["runtime"] == "nvidia" and gpu["profiles"] == ["gpu"]
+        assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+        assert "--concurrency=1" in command_argv(gpu)
+    for name in WORKERS:  # the health check pings the worker by the name it starts with
+        argv = command_argv(services[name])
+        node = argv[argv.index("-n") + 1].split("@")[0]
+        assert f"-d {node}@$$HOSTNAME" in " ".join(services[name]["healthcheck"]["test"]), name
     assert "gunicorn" in command_argv(services["web"])[0]
     assert "/healthz" in " ".join(services["web"]["healthcheck"]["test"])
+
+
+def worker_queues(services: dict) -> dict[str, list[str]]:
+    """{service: the queues its celery worker consumes} for every Celery worker service."""
+    out = {}
+    for name, service in services.items():
+        argv = command_argv(service) if "command" in service else []
+        if argv[:1] == ["celery"]:
+            value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", argv[argv.index("-Q") + 1])
+            out[name] = value.split(",")
+    return out
+
+
+@pytest.mark.parametrize(
+    "compose_file, profiles",
+    [("compose.yaml", ()), ("compose.yaml", ("gpu",)), ("compose.worker.yaml", ())],
+)
+def test_every_layout_gives_the_clicks_a_worker_that_serves_nothing_else(compose_file, profiles):
+    """Issue 25: one worker on both queues let an import hold every click for its whole run.
+    In each layout a worker consumes `interactive` alone, another consumes `batch`, and no
+    worker consumes both (not even through a variable's default)."""
+    services = yaml.safe_load((DOCKER / compose_file).read_text())["services"]
+    started = {
+        name: service
+        for name, service in services.items()
+        if set(service.get("profiles", [])) <= set(profiles)
+    }
+    queues = worker_queues(started)
+    assert queues, f"{compose_file} {profiles}: no worker"
+    assert any(q == ["interactive"] for q in queues.values()), queues
+    assert any("batch" in q for q in queues.values()), queues
+    both = [name for name, q in queues.items() if "interactive" in q and len(q) > 1]
+    assert both == [], f"{compose_file}: {both} serve the clicks and other queues"
+    if profiles == ("gpu",):
+        assert queues["worker-gpu"] == ["interactive"]
+        assert queues["worker-gpu-batch"] == ["batch"]
+
+
+def test_the_old_shared_worker_layout_is_caught_by_the_check():
+    """The check has teeth: the former single CPU worker on both queues fails it."""
+    old = {
+        "command": [
+            "celery",
+            "-A",
+            "config",
+            "worker",
+            "-Q",
+            "${CPU_WORKER_QUEUES:-interactive,batch}",
+        ]
+    }
+    queues = worker_queues({"worker-cpu": old})
+    assert queues == {"worker-cpu": ["interactive", "batch"]}
+    assert [n for n, q in queues.items() if "interactive" in q and len(q) > 1] == ["worker-cpu"]
+
+
+def test_deploy_docs_start_the_gpu_profile_without_the_cpu_click_worker():
+    """Every documented `--profile gpu up` scales the CPU click worker to 0 (clicks go to the
+    GPU), and the docs say how each layout keeps clicks apart, the embedded demo included."""
+    text = (ROOT / "docs" / "deploy.md").read_text()
+    ups = [line for line in text.splitlines() if "--profile gpu" in line and " up" in line]
+    assert ups, "docs/deploy.md has no `--profile gpu up` command"
+    for line in ups:
+        assert "--scale worker-interactive=0" in line, line
+    for needle in ("worker-interactive", "worker-batch", "worker-gpu-batch", "make demo"):
+        assert needle in text, needle
+    assert "CPU_WORKER_QUEUES=batch" not in text  # the old advice (clicks off the CPU worker)
 
 
 def test_every_service_command_exists_in_the_project(compose):
@@ -368,3 +449,13 @@ def test_queue_status_reports_an_unreachable_broker(settings):
             call_command("queue_status", "--timeout", "0.5")
     finally:
         app.conf.broker_url = previous
+
+
+def test_queue_status_flags_clicks_that_share_their_only_workers():
+    from studies.management.commands.queue_status import clicks_share_their_workers
+
+    shared = {"cpu@h": {"queues": ["batch", "interactive"], "active": 1}}
+    assert clicks_share_their_workers(shared) is True
+    own = {**shared, "interactive@h": {"queues": ["interactive"], "active": 0}}
+    assert clicks_share_their_workers(own) is False
+    assert clicks_share_their_workers({"batch@h": {"queues": ["batch"], "active": 0}}) is False

@@ -48,6 +48,13 @@ def live_workers(app, timeout: float) -> dict[str, dict]:
     }
 
 
+def clicks_share_their_workers(workers: dict[str, dict]) -> bool:
+    """True when `interactive` is served, but only by workers that consume other queues too:
+    one long batch task then holds every click (issue 25)."""
+    serving = [info["queues"] for info in workers.values() if "interactive" in info["queues"]]
+    return bool(serving) and all(len(queues) > 1 for queues in serving)
+
+
 class Command(BaseCommand):
     help = "Queue depths (interactive, batch) in the broker and the live Celery workers."
 
@@ -74,7 +81,8 @@ class Command(BaseCommand):
         serving = {
             q: sorted(w for w, info in workers.items() if q in info["queues"]) for q in QUEUES
         }
-        report = {"queues": depths, "workers": workers, "serving": serving}
+        shared = clicks_share_their_workers(workers)
+        report = {"queues": depths, "workers": workers, "serving": serving, "clicks_shared": shared}
         if options["json"]:
             self.stdout.write(json.dumps(report))
             return
@@ -90,3 +98,10 @@ class Command(BaseCommand):
         for name in QUEUES:
             if not serving[name]:
                 self.stdout.write(self.style.WARNING(f"no live worker consumes queue {name}"))
+        if shared:
+            self.stdout.write(
+                self.style.WARNING(
+                    "every worker that serves interactive also serves other queues: a long batch "
+                    "task holds the clicks; give interactive a worker of its own (-Q interactive)"
+                )
+            )
