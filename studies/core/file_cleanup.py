@@ -50,7 +50,12 @@ def delete_after_commit(names, folders=()) -> None:
         transaction.on_commit(lambda: _delete_now(names, folders))
 
 
-def _folder_files(folder: str) -> list[str]:
+def delete_files_now(names, folders=()) -> None:
+    """Delete the media files `names` now, and the `folders` on local disk once empty."""
+    _delete_now(list(names), [], empty_folders=list(folders))
+
+
+def folder_files(folder: str) -> list[str]:
     store = storage.store("media")
     try:
         subfolders, files = store.listdir(folder)
@@ -58,14 +63,14 @@ def _folder_files(folder: str) -> list[str]:
         return []
     out = [f"{folder}/{f}" for f in files]
     for sub in subfolders:
-        out.extend(_folder_files(f"{folder}/{sub}"))
+        out.extend(folder_files(f"{folder}/{sub}"))
     return out
 
 
-def _delete_now(names: list[str], folders: list[str]) -> None:
+def _delete_now(names: list[str], folders: list[str], empty_folders=()) -> None:
     for folder in folders:
         try:
-            names = [*names, *_folder_files(folder)]
+            names = [*names, *folder_files(folder)]
         except Exception:
             log.exception("could not list media folder %s for deletion", folder)
     for name in dict.fromkeys(names):
@@ -77,7 +82,7 @@ def _delete_now(names: list[str], folders: list[str]) -> None:
             log.exception("could not delete media file %s", name)
     if not storage.remote():  # object stores have no folders; local disk keeps empty ones
         root = storage.local_root("media")
-        for folder in folders:
+        for folder in [*folders, *empty_folders]:
             path = root / folder
             if path.is_dir() and not any(p.is_file() for p in path.rglob("*")):
                 shutil.rmtree(path, ignore_errors=True)
