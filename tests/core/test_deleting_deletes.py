@@ -129,3 +129,38 @@ def test_deleting_a_trust_evaluation_deletes_its_plots(media):
     assert files_under(media, f"datasets/{pk}")
     dataset.delete()  # no evaluation uses it any more
     assert files_under(media, f"datasets/{pk}") == []
+
+
+@pytest.mark.browser
+def test_the_delete_pages_in_a_browser(live_server, new_page, media):
+    from django.test import Client
+
+    from tests.browser_support import screenshot
+
+    alice = researcher("alice")
+    dataset = owned_dataset(Client(), alice)
+    pk = dataset.pk
+    blocked = owned_dataset(Client(), alice, name="Clean shapes")
+    study = prompting_study()
+    study.owner = alice
+    study.save()
+    sizes = {"1280x720": (1280, 720), "1920x1080": (1920, 1080), "800w": (800, 900)}
+    for label, viewport in sizes.items():
+        page = new_page(viewport)
+        page.goto(f"{live_server.url}/studies/")
+        page.fill("#id_username", "alice")
+        page.fill("#id_password", "pw-alice")
+        page.click("#login-submit")
+        page.goto(f"{live_server.url}/datasets/{blocked.pk}/delete")
+        assert page.locator("#delete-refused").is_visible()
+        screenshot(page, f"dataset_delete_refused_{label}")
+        page.goto(f"{live_server.url}/datasets/{pk}/")
+        page.click("#delete-dataset")
+        assert "3 images" in page.locator("#delete-what").inner_text()
+        screenshot(page, f"dataset_delete_confirm_{label}")
+    page.click("#confirm-delete")
+    page.wait_for_url(f"{live_server.url}/datasets/")
+    assert "deleted" in page.locator(".messages").inner_text()
+    screenshot(page, "dataset_deleted_list")
+    assert not Dataset.objects.filter(pk=pk).exists()
+    assert files_under(media, f"datasets/{pk}", f"thumbs/{pk}") == []
