@@ -90,3 +90,16 @@ def test_tidy_tables_agree_row_for_row_while_participants_click():
             f"masks.jsonl vs events.csv: {len(in_masks - in_events)} only in masks.jsonl, "
             f"{len(in_events - in_masks)} only in events.csv"
         )
+        # the batch task's path: progress written on its own connection while the export reads
+        # its READ ONLY snapshot (a write on the snapshot's connection would fail the job)
+        out = stack.manage(
+            "shell",
+            "-c",
+            "from studies.models import Job; from workers.export_tasks import export_study; "
+            f"job = Job.objects.create(kind='export', study_id={stack.study['id']}, "
+            "params={'format': 'tidy'}); export_study.run(job.pk); job.refresh_from_db(); "
+            "print('JOB', job.status, job.done, job.total, job.progress, job.error[:300])",
+        )
+        line = next(x for x in out.splitlines() if x.startswith("JOB"))
+        status, done, total, progress = line.split()[1:5]
+        assert status == "done" and int(done) == int(total) > 0 and float(progress) == 1.0, line
