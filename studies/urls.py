@@ -23,6 +23,7 @@ urlpatterns = [
     path("datasets/upload", views_datasets.dataset_upload, name="dataset-upload"),
     path("datasets/imports/<int:job_id>", views_datasets.import_job, name="dataset-import"),
     path("datasets/<int:dataset_id>/", views_datasets.dataset_detail, name="dataset-detail"),
+    path("datasets/<int:dataset_id>/delete", views_datasets.dataset_delete, name="dataset-delete"),
     path(
         "datasets/<int:dataset_id>/thumbs/<int:image_id>/<str:what>.png",
         views_datasets.dataset_thumbnail,

@@ -18,6 +18,7 @@ step the stack executes inside the stack's environment.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
@@ -689,6 +690,41 @@ def _embed(args: dict) -> dict:
     return {"images": len(ids), "model_ids": sorted({r.get(timeout=600) for r in results})}
 
 
+def _export(args: dict) -> dict:
+    """Run one export (studies.core.exports.run_export) into args["out"]; with args["pause_s"]
+    every tidy table is followed by that pause (write_csv and masks.jsonl wrapped here, in the
+    test harness), so clicks that land during the export fall between its tables."""
+    import time as _time
+
+    from studies.core.exports import archive as archive_module
+    from studies.core.exports import run_export
+    from studies.models import Study
+    from studies.prompting.exports import tidy
+
+    pause = float(args.get("pause_s", 0))
+    if pause:
+        original_write_csv, original_open_text = (
+            tidy.write_csv,
+            archive_module.ExportArchive.open_text,
+        )
+
+        def slow_write_csv(*a, **k):
+            n = original_write_csv(*a, **k)
+            _time.sleep(pause)
+            return n
+
+        @contextlib.contextmanager
+        def slow_open_text(self, name, *a, **k):
+            with original_open_text(self, name, *a, **k) as out:
+                yield out
+            _time.sleep(pause)
+
+        tidy.write_csv = slow_write_csv
+        archive_module.ExportArchive.open_text = slow_open_text
+    head = run_export(Study.objects.get(pk=args["study"]), args.get("format", "tidy"), args["out"])
+    return {"counts": head["counts"]}
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
@@ -696,7 +732,7 @@ if __name__ == "__main__":
 
     django.setup()
     command, payload = sys.argv[1], json.loads(sys.argv[2])
-    steps = {"seed": _seed, "embed": _embed}
+    steps = {"seed": _seed, "embed": _embed, "export": _export}
     if command not in steps:
         raise SystemExit(f"unknown step {command!r}; choose one of {sorted(steps)}")
     print(json.dumps(steps[command](payload)))

@@ -22,7 +22,8 @@ def export_study(self, job_id: int) -> dict:
         params = {k: v for k, v in job.job.params.items() if k != "format"}
         relative = f"exports/study{job.job.study_id}_{fmt}_{job_id}.zip"
         staged = storage.staging_path("media", relative)
-        head = run_export(job.job.study, fmt, staged, job.set, params)
+        with job.outside_snapshot():  # progress seen while the export reads one snapshot
+            head = run_export(job.job.study, fmt, staged, job.set, params)
         storage.put_file("media", relative, staged)
         job.finish(file=relative)
     return {"job": job_id, "file": relative, "counts": head["counts"]}

@@ -15,7 +15,7 @@ def import_dataset(self, job_id: int) -> dict:
     to this machine first when it is in object storage); the archive is removed afterwards."""
     from django.conf import settings
 
-    from studies.core import storage
+    from studies.core import import_staging, storage
     from studies.core.importers import import_archive
     from studies.core.sharing import give_owner
     from studies.models import Job
@@ -27,18 +27,22 @@ def import_dataset(self, job_id: int) -> dict:
             if job is None:
                 return {"job": job_id}
             params = job.job.params
+            import_staging.clean_stale(job_id)  # what a killed earlier run of this job left
             try:
                 dataset, report = import_archive(
                     archive,
                     params["name"],
                     max_pixels=settings.IMPORT_MAX_PIXELS,
                     progress=lambda done, total: job.set(done, total),
+                    before_files=lambda folder: import_staging.record(job_id, folder),
                 )
             except ValueError as exc:
                 report = getattr(exc, "report", None)
                 if report is not None:
                     Job.objects.filter(pk=job_id).update(report=report.as_dict())
                 raise
+            finally:  # not reached when the process is killed: clean_stale's case
+                import_staging.finish(job_id)
             # the uploader owns it (studies.core.sharing); until this line only superusers see it
             give_owner(dataset, job.job.created_by)
             job.finish(dataset=dataset, report=report.as_dict())

@@ -30,11 +30,33 @@ class JobProgress:
         self.every_s = every_s
         self._last = 0.0
         self._final: dict = {}
+        self._outside = None  # an OutsideConnection while an export snapshot is open
 
     def _update(self, **fields) -> None:
         from studies.models import Job
 
-        Job.objects.filter(pk=self.pk).update(**fields)
+        if self._outside is not None:
+            self._outside.update(Job, self.pk, **fields)
+        else:
+            Job.objects.filter(pk=self.pk).update(**fields)
+
+    @contextmanager
+    def outside_snapshot(self) -> Iterator[None]:
+        """Progress written on its own connection for the body's duration, so that it is seen
+        at once while the body reads in an export snapshot (studies/core/exports/snapshot.py)."""
+        from django.db import connection
+
+        from studies.core.exports.snapshot import OutsideConnection, snapshot_supported
+
+        if not snapshot_supported() or connection.in_atomic_block:
+            yield
+            return
+        self._outside = OutsideConnection()
+        try:
+            yield
+        finally:
+            self._outside.close()
+            self._outside = None
 
     def start(self, total: int) -> None:
         self.total, self.done = total, 0

@@ -40,6 +40,7 @@ def create_dataset(
     seed: int | None = None,
     description: str = "",
     require_items: bool = False,
+    before_files=None,
 ) -> Dataset:
     """Create a data set from an iterable of (image uint8 HxWx3, mask bool HxW, label|None, class_name)
     or the same with a fifth element, `{"original": {...} | None, "notes": {...}}` (an import:
@@ -47,12 +48,14 @@ def create_dataset(
 
     All or nothing: an invalid item (or any exception while `items` runs) raises, no row is
     kept and the files already written are removed. `require_items`: an empty data set is a
-    ValueError too.
+    ValueError too. `before_files(folder)` is called with the media folder the files will go to
+    (`datasets/<id>`) before the first is written: a process killed mid-way runs no clean-up,
+    so the import task journals the folder (workers/import_tasks.py).
     """
     written: list = []
     try:
         with transaction.atomic():
-            dataset = _store(name, items, source, seed, description, written)
+            dataset = _store(name, items, source, seed, description, written, before_files)
             if require_items and not written:
                 raise ValueError("no image was accepted: the data set would be empty")
     except BaseException:
@@ -62,10 +65,12 @@ def create_dataset(
     return dataset
 
 
-def _store(name, items, source, seed, description, written) -> Dataset:
+def _store(name, items, source, seed, description, written, before_files=None) -> Dataset:
     if Dataset.objects.filter(name=name).exists():
         raise ValueError(f"a data set named {name!r} already exists")
     dataset = Dataset.objects.create(name=name, source=source, seed=seed, description=description)
+    if before_files is not None:
+        before_files(f"datasets/{dataset.pk}")
     for index, item in enumerate(items):
         image, mask, label, class_name = item[:4]
         extra = item[4] if len(item) > 4 else {}

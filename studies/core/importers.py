@@ -981,6 +981,7 @@ def import_source(
     description: str = "",
     max_pixels: int | None = None,
     progress: Callable[[int, int], None] = lambda done, total: None,
+    before_files: Callable[[str], None] | None = None,
 ) -> tuple[Dataset | None, ImportReport]:
     """Check every pair of `source` and store the accepted ones as one data set, in one
     transaction (files written only for accepted pairs, removed if anything fails).
@@ -1045,6 +1046,7 @@ def import_source(
                 source=plan.source_kind,
                 description=description,
                 require_items=True,
+                before_files=before_files,
             )
         except ValueError as exc:
             exc.report = report  # type: ignore[attr-defined]
@@ -1110,9 +1112,15 @@ def import_images(images_dir: str | Path, masks_dir: str | Path, name: str) -> D
 
 
 def import_archive(
-    path: str | Path, name: str, *, max_pixels: int, progress=lambda done, total: None
+    path: str | Path,
+    name: str,
+    *,
+    max_pixels: int,
+    progress=lambda done, total: None,
+    before_files: Callable[[str], None] | None = None,
 ) -> tuple[Dataset, ImportReport]:
-    """The web upload: keep accepted pairs, report refused ones (ValueError if none is accepted)."""
+    """The web upload: keep accepted pairs, report refused ones (ValueError if none is accepted).
+    `before_files(folder)`: see `create_dataset` (the import task journals the folder)."""
     source = open_archive(path)
     try:
         return import_source(
@@ -1122,6 +1130,7 @@ def import_archive(
             description="Uploaded through the researcher pages",
             max_pixels=max_pixels,
             progress=progress,
+            before_files=before_files,
         )
     finally:
         source.close()

@@ -17,9 +17,11 @@ import uuid
 from pathlib import Path
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.core.paginator import Paginator
+from django.db import transaction
 from django.db.models import Count, Max, Min, Q
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
@@ -27,6 +29,7 @@ from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
 from studies.core import storage
 from studies.core.dispatch import start_job
+from studies.core.file_cleanup import thumbnail_name
 from studies.core.importers import inspect_archive
 from studies.core.sharing import sharing_context, visible_datasets
 from studies.models import Dataset, DatasetImage, Job
@@ -173,9 +176,72 @@ def dataset_detail(
             "studies": visible_studies(request.user).filter(dataset=dataset),
             "thumb_px": THUMB_PX,
             **sharing_context(request, dataset, "dataset-sharing", sharing_form),
+            "may_delete": may_delete_dataset(request.user, dataset),
         },
         status=status,
     )
+
+
+def dataset_owner_id(dataset: Dataset) -> int | None:
+    """Who owns a data set: the researcher whose import created it (generated and released data
+    sets have none: only a superuser may delete those)."""
+    owner = getattr(dataset, "owner_id", None)  # a data set's own owner, where the model has one
+    if owner is not None:
+        return owner
+    return (
+        dataset.jobs.filter(kind="import", created_by__isnull=False)
+        .order_by("pk")
+        .values_list("created_by_id", flat=True)
+        .first()
+    )
+
+
+def may_delete_dataset(user, dataset: Dataset) -> bool:
+    return bool(user.is_superuser or (user.pk and user.pk == dataset_owner_id(dataset)))
+
+
+def deletion_blockers(dataset: Dataset, user) -> dict:
+    """What keeps a data set from being deleted: the studies and trust evaluations on it (their
+    data would lose its images). The titles shown are the user's own studies only."""
+    studies = dataset.studies.all()
+    evaluations = dataset.trust_evaluations.all()
+    return {
+        "n_studies": studies.count(),
+        "own_studies": list(
+            studies.filter(owner=user).order_by("title").values_list("title", flat=True)
+        ),
+        "n_evaluations": evaluations.count(),
+    }
+
+
+@login_required
+@csrf_protect
+def dataset_delete(request: HttpRequest, dataset_id: int) -> HttpResponse:
+    """ "Delete this data set": a confirmation page (GET) that says what goes, the deletion
+    (POST). Refused while a study or a trust evaluation uses the data set; the files go after
+    the deletion commits (studies/core/file_cleanup.py)."""
+    dataset = get_object_or_404(Dataset, pk=dataset_id)
+    if not may_delete_dataset(request.user, dataset):
+        raise Http404("no data set of yours with this id")
+    blockers = deletion_blockers(dataset, request.user)
+    blocked = bool(blockers["n_studies"] or blockers["n_evaluations"])
+    images = dataset.images.all()
+    context = {
+        "dataset": dataset,
+        "count": images.count(),
+        "originals": images.exclude(original_image="").count(),
+        "blocked": blocked,
+        **blockers,
+    }
+    if request.method == "POST":
+        if blocked:
+            return render(request, "datasets/delete.html", context, status=409)
+        name = dataset.name
+        with transaction.atomic():
+            dataset.delete()
+        messages.success(request, f"Data set {name!r} and its {context['count']} images deleted.")
+        return redirect("dataset-list")
+    return render(request, "datasets/delete.html", context)
 
 
 def _thumbnail(field, target: str, mask: bool) -> None:
@@ -199,7 +265,7 @@ def dataset_thumbnail(request: HttpRequest, dataset_id: int, image_id: int, what
     row = get_object_or_404(
         DatasetImage, pk=image_id, dataset__in=visible_datasets(request.user), dataset_id=dataset_id
     )
-    target = f"thumbs/{dataset_id}/{row.pk}_{what}.png"
+    target = thumbnail_name(dataset_id, row.pk, what)
     if not storage.exists("media", target):
         _thumbnail(row.image if what == "image" else row.mask, target, what == "mask")
     response = storage.file_response("media", target, "image/png")

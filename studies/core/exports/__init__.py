@@ -16,6 +16,9 @@ manifest's `practice` block says how many practice assignments the study has and
 archive left out. `with_stats` (pointprompt only, default false) adds the released feature
 script's `stats.csv` at the root (docs/pointprompt.md "Features as released").
 
+Every table of one archive reads one snapshot of the database (`snapshot.export_snapshot`: a
+REPEATABLE READ, READ ONLY transaction on PostgreSQL; see that module for SQLite).
+
 A format may return, among its counts, `manifest_blocks`: a dict of blocks added to the manifest
 (e.g. the `stats` block saying which feature definitions stats.csv used).
 """
@@ -29,6 +32,7 @@ from django.utils.module_loading import import_string
 
 from studies.core.exports.archive import ExportArchive
 from studies.core.exports.manifest import practice_block, write_manifest
+from studies.core.exports.snapshot import export_snapshot
 
 FORMATS: dict[str, str] = {
     "pointprompt": "studies.prompting.exports.pointprompt.export_pointprompt",
@@ -125,12 +129,13 @@ def run_export(
     partial = out_path.with_name(out_path.name + ".partial")
     archive = ExportArchive(partial)
     try:
-        counts = writer(study, archive, progress, **params)
-        extra = dict(counts.pop("manifest_blocks", None) or {})
-        practice = practice_block(study, params.get("include_practice", False))
-        if practice:
-            extra["practice"] = practice
-        head = write_manifest(archive, study, fmt, counts, extra or None)
+        with export_snapshot():  # every table, and the manifest, read one snapshot
+            counts = writer(study, archive, progress, **params)
+            extra = dict(counts.pop("manifest_blocks", None) or {})
+            practice = practice_block(study, params.get("include_practice", False))
+            if practice:
+                extra["practice"] = practice
+            head = write_manifest(archive, study, fmt, counts, extra or None)
         archive.close()
         partial.replace(out_path)
     except BaseException:
