@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from studies.core import views_datasets, views_participant, views_researcher
+from studies.core import views_datasets, views_jobs, views_participant, views_researcher
 from studies.intervention import views as views_intervention
 from studies.intervention import views_analysis as intervention_analysis
 from studies.prompting import views as prompting_views
@@ -39,6 +39,11 @@ urlpatterns = [
         "studies/<int:study_id>/participants/<int:participant_id>/exclusion",
         views_researcher.participant_exclusion,
         name="participant-exclusion",
+    ),
+    path(
+        "studies/<int:study_id>/jobs/<int:job_id>",
+        views_jobs.study_job_state,
+        name="study-job-state",
     ),
     path(
         "studies/<int:study_id>/progress",

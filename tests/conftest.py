@@ -43,3 +43,16 @@ def pytest_configure(config):
     from django.contrib.staticfiles.handlers import StaticFilesHandler
 
     StaticFilesHandler._should_handle = lambda self, path: False
+
+
+@pytest.fixture
+def background_jobs(transactional_db):
+    """Batch jobs on the background thread, as in a server on the embedded default (the test
+    client alone runs them in-line); waits for them at the end. Needs committed rows, hence
+    transactional_db."""
+    from studies.core import background
+
+    background.enable()
+    assert background.enabled()
+    yield background
+    background.disable()
