@@ -10,7 +10,7 @@ function draw(el, state) {
   el.dataset.status = state.status;
   const status = el.querySelector(".job-status");
   if (status) {
-    status.textContent = state.label || state.status;
+    status.textContent = el.dataset.labels === "display" ? state.label : state.status;
     status.className = `job-status status ${state.status}`;
   }
   const count = el.querySelector(".job-count");

@@ -35,7 +35,7 @@ from django.utils import timezone
 
 log = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted: the server stopped before it finished; start it again"
+INTERRUPTED = "interrupted: the server stopped before it finished; start the job again"
 _queue: queue.Queue = queue.Queue()
 _lock = threading.Lock()
 _thread: threading.Thread | None = None
