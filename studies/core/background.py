@@ -7,7 +7,7 @@ the embedded default runs batch tasks on one background thread of its own
 (`enable()` is called by config/wsgi.py and config/asgi.py, so runserver turns it on; a
 management command or the test client does not, and runs them in-line as before):
 
-- `submit(task_name, args, on_error)` queues the task; the request returns at once and the
+- `submit(run, row, on_error)` queues a task (dispatch.send_batch: Celery's eager `apply`); the request returns at once and the
   page polls the row's progress, exactly as with a broker. One thread runs the queue in order,
   like one batch worker with concurrency 1 (a job is CPU-bound; two would only slow each other
   and the participants' clicks).
@@ -76,14 +76,14 @@ def enabled() -> bool:
     return _enabled
 
 
-def submit(task_name: str, args: list, row: tuple[str, int], on_error: Callable) -> None:
-    """Queue `task_name(*args)` on the background thread. `row` is ("job" | "trust", pk): the
+def submit(run: Callable[[], object], row: tuple[str, int], on_error: Callable) -> None:
+    """Queue `run()` (one task) on the background thread. `row` is ("job" | "trust", pk): the
     row the task moves, failed with INTERRUPTED if the process stops first. `on_error(exc)`
     records a failure that happened before the task's own lifecycle could (it must not raise)."""
     global _thread
     with _idle:
         _in_flight.add(row)
-    _queue.put((task_name, args, row, on_error))
+    _queue.put((run, row, on_error))
     with _lock:
         if _thread is None or not _thread.is_alive():
             # daemon: Ctrl-C stops the server at once instead of waiting for the job
@@ -98,19 +98,17 @@ def wait_idle(timeout: float | None = None) -> bool:
 
 
 def _run() -> None:
-    from studies.core.dispatch import celery_task
-
     while True:
-        task_name, args, row, on_error = _queue.get()
+        run, row, on_error = _queue.get()
         try:
             close_old_connections()
-            celery_task(task_name).apply(args=args, throw=True)
+            run()
         except Exception as exc:  # the task's lifecycle marked its row; on_error covers the rest
-            log.warning("background task %s%s failed: %s", task_name, args, exc)
+            log.warning("background task for %s %s failed: %s", *row, exc)
             try:
                 on_error(exc)
             except Exception:
-                log.exception("could not record the failure of %s%s", task_name, args)
+                log.exception("could not record the failure of %s %s", *row)
         finally:
             connections.close_all()  # this thread's connection: no lock or file held between jobs
             with _idle:

@@ -89,7 +89,7 @@ def send_batch(task: str, pk: int, row: tuple[str, int], failed) -> None:
 
     try:
         if settings.CELERY_TASK_ALWAYS_EAGER and background.enabled():
-            background.submit(task, [pk], row, failed)
+            background.submit(lambda: celery_task(task).apply(args=[pk], throw=True), row, failed)
             return
         celery_task(task).apply_async(args=[pk], queue="batch")
     except Exception as exc:  # eager mode propagates; the row shows the error

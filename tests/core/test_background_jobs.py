@@ -251,3 +251,27 @@ def test_sqlite_takes_concurrent_writers_without_database_is_locked(tmp_path):
     assert errors == []
     rows = sqlite3.connect(name).execute("SELECT done FROM job ORDER BY id").fetchall()
     assert rows == [(150,), (150,)]
+
+
+def test_a_jobs_state_is_only_for_the_studys_researchers(client, study):
+    from tests.factories import researcher
+
+    job = Job.objects.create(study=study, kind="baseline", status="running", total=4, done=1)
+    url = f"/studies/{study.pk}/jobs/{job.pk}"
+    assert client.get(url).status_code == 302  # to the login page
+    client.force_login(researcher("mallory"))
+    assert client.get(url).status_code == 404
+    client.force_login(study.owner)
+    state = client.get(url).json()
+    assert state == {
+        "id": job.pk,
+        "kind": "baseline",
+        "status": "running",
+        "label": "Running",
+        "progress": 0.0,
+        "done": 1,
+        "total": 4,
+        "error": "",
+    }
+    other = prompting_study(n_images=1, participants=0)
+    assert client.get(f"/studies/{other.pk}/jobs/{job.pk}").status_code == 404
