@@ -45,6 +45,21 @@ def pytest_configure(config):
     StaticFilesHandler._should_handle = lambda self, path: False
 
 
+@pytest.fixture(autouse=True)
+def jobs_in_line(request):
+    """Jobs run in-line in every test that does not ask for `background_jobs`: a test that
+    imports config.wsgi (tests/ops/test_deploy_compose.py checks gunicorn's target) turns the
+    server's background thread on for the rest of its process."""
+    from studies.core import background
+
+    wanted = "background_jobs" in request.fixturenames
+    if background.enabled() and not wanted:
+        background.disable()
+    yield
+    if background.enabled() and not wanted:
+        background.disable()
+
+
 @pytest.fixture
 def background_jobs(transactional_db):
     """Batch jobs on the background thread, as in a server on the embedded default (the test
