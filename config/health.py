@@ -4,11 +4,13 @@ Answers 200 `{"status": "ok", "checks": {...}}` when every check passes, else 50
 failing check's error, so a load balancer or `docker compose` health check can act on it.
 Each check is bounded by a short timeout; nothing is written anywhere. The details (vendor,
 transport, timings, error text, which can name hosts and ports) go only to staff and to
-requests from this machine (the container's own health check); anyone else sees ok / not ok.
+requests carrying the configured `HEALTHZ_TOKEN` (header `X-Healthz-Token`); anyone else sees
+ok / not ok. Never by address: behind a proxy on the same host every request is "local".
 """
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from django.conf import settings
@@ -50,14 +52,13 @@ def check_broker() -> dict:
     }
 
 
-LOCAL_ADDRESSES = {"127.0.0.1", "::1"}
-
-
 def _may_see_details(request: HttpRequest) -> bool:
     user = getattr(request, "user", None)
     if user is not None and user.is_authenticated and user.is_staff:
         return True
-    return request.META.get("REMOTE_ADDR", "") in LOCAL_ADDRESSES
+    token = settings.HEALTHZ_TOKEN
+    sent = request.headers.get("X-Healthz-Token", "")
+    return bool(token) and hmac.compare_digest(sent.encode(), token.encode())
 
 
 @never_cache

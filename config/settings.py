@@ -95,6 +95,45 @@ AXES_COOLOFF_TIME = float(os.environ.get("AXES_COOLOFF_HOURS", "0.25"))
 AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+# The address axes counts is the client's behind the trusted proxies (config/client_ip.py), the
+# same rule as the enrolment throttle: never a header a client can set by itself.
+AXES_CLIENT_IP_CALLABLE = "config.client_ip.client_ip"
+
+# Reverse proxies whose X-Forwarded-For is believed (addresses or networks, comma-separated;
+# e.g. "127.0.0.1" for nginx on this host, "172.16.0.0/12" for a proxy container). Empty: the
+# header is ignored and REMOTE_ADDR is the client.
+TRUSTED_PROXIES = [p.strip() for p in os.environ.get("TRUSTED_PROXIES", "").split(",") if p.strip()]
+try:
+    from config.client_ip import parse_networks
+
+    parse_networks(TRUSTED_PROXIES)
+except ValueError as exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(str(exc)) from None
+
+# `/healthz` shows its details (vendor, transport, error texts) to staff and to requests that
+# send this token in the X-Healthz-Token header (a monitoring probe); never by address.
+HEALTHZ_TOKEN = os.environ.get("HEALTHZ_TOKEN", "")
+
+# Django's cache holds counters every web process must share (the enrolment throttle): set
+# CACHE_URL to a Redis URL in any deployment with more than one web process (compose does).
+# Unset: a per-process memory cache, right for the single-process demo and the tests.
+CACHE_URL = os.environ.get("CACHE_URL", "")
+if CACHE_URL:
+    if not CACHE_URL.startswith(("redis://", "rediss://")):
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"CACHE_URL must be a redis:// or rediss:// URL, got {CACHE_URL!r}"
+        )
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": CACHE_URL,
+            "KEY_PREFIX": "intervene",
+        }
+    }
 
 # Content-Security-Policy (django-csp): scripts only from this site (the pages load ES modules,
 # there is no inline script); WebAssembly for the in-browser SAM decoder; style attributes are
@@ -184,6 +223,26 @@ STORAGES = {
 MEDIA_URL = "/media/"
 MEDIA_ROOT = Path(os.environ.get("MEDIA_ROOT", BASE_DIR / "media"))
 EMBEDDING_CACHE_DIR = Path(os.environ.get("EMBEDDING_CACHE_DIR", MEDIA_ROOT / "embeddings"))
+# Object storage (docs/deploy.md "Object storage"): with STORAGE_URL (or AWS_STORAGE_BUCKET_NAME)
+# data sets, masks, exports, plots (`default`) and the embedding cache and browser decoder files
+# (`embeddings`) live in an S3-compatible bucket; MEDIA_ROOT and EMBEDDING_CACHE_DIR are then
+# this machine's bounded read-through copies of it (LOCAL_CACHE_MAX_GB each, least recently
+# used first out). Unset: the local file system, as in `make demo`.
+try:
+    from config.storage_url import parse_storage, s3_storage_options
+
+    OBJECT_STORAGE = parse_storage(os.environ)
+except ValueError as exc:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(str(exc)) from None
+if OBJECT_STORAGE:
+    for _alias, _area in (("default", "media"), ("embeddings", "embeddings")):
+        STORAGES[_alias] = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": s3_storage_options(OBJECT_STORAGE, _area),
+        }
+LOCAL_CACHE_MAX_BYTES = int(float(os.environ.get("LOCAL_CACHE_MAX_GB", "20")) * 1024**3)
 SAM_CHECKPOINT = os.environ.get("SAM_CHECKPOINT", "")
 SAM_MODEL_TYPE = os.environ.get("SAM_MODEL_TYPE", "vit_h")
 # Largest accepted upload for imports through the web (bytes).
@@ -194,6 +253,9 @@ DATASET_UPLOAD_MAX_BYTES = int(os.environ.get("DATASET_UPLOAD_MAX_BYTES", 2 * 10
 
 # Largest image an import accepts (pixels); bigger ones are refused before they are decoded.
 IMPORT_MAX_PIXELS = int(os.environ.get("IMPORT_MAX_PIXELS", str(4096 * 4096)))
+# Longest side (pixels) of the working copy an import stores for display and computation;
+# larger images are scaled down to it (the original file and the scale are kept on the row).
+IMPORT_MAX_SIDE = int(os.environ.get("IMPORT_MAX_SIDE", "1024"))
 
 # Public enrolments (a consent on a public or crowd link) per client address and hour.
 ENROLMENT_RATE_PER_HOUR = int(os.environ.get("ENROLMENT_RATE_PER_HOUR", "30"))
@@ -260,6 +322,7 @@ CELERY_IMPORTS = [
     "workers.intervention_tasks",
     "workers.trust_tasks",
     "workers.import_tasks",
+    "workers.regression_tasks",
 ]
 # How long the web waits for an interactive result before answering 503 (the client retries).
 INTERACTIVE_TIMEOUT_S = float(os.environ.get("INTERACTIVE_TIMEOUT_S", "20"))

@@ -5,8 +5,7 @@ from django.urls import path
 from studies.core import views_datasets, views_jobs, views_participant, views_researcher
 from studies.intervention import views as views_intervention
 from studies.intervention import views_analysis as intervention_analysis
-from studies.prompting import views as prompting_views
-from studies.prompting import views_analysis
+from studies.prompting import views_analysis, views_regression
 from studies.trust import views as trust_views
 
 urlpatterns = [
@@ -57,7 +56,7 @@ urlpatterns = [
     ),
     path(
         "studies/<int:study_id>/assignments/<int:assignment_id>/replay",
-        prompting_views.assignment_replay,
+        views_researcher.assignment_replay,
         name="assignment-replay",
     ),
     path("studies/<int:study_id>/analysis", views_researcher.study_analysis, name="study-analysis"),
@@ -80,6 +79,22 @@ urlpatterns = [
         "studies/<int:study_id>/analysis/baselines",
         views_analysis.baselines_start,
         name="study-baselines-start",
+    ),
+    # "What predicts a good prompt" (views_regression)
+    path(
+        "studies/<int:study_id>/analysis/regression",
+        views_regression.regression_start,
+        name="study-regression-start",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/regression/results.csv",
+        views_regression.regression_csv,
+        name="study-regression-csv",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/regression/plot.<str:fmt>",
+        views_regression.regression_plot,
+        name="study-regression-plot",
     ),
     # intervention studies (views_intervention)
     path(

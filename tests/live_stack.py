@@ -269,6 +269,7 @@ class LiveStack:
         self.logs = self.tmp / "logs"
         self.logs.mkdir()
         self.port = 0
+        self.healthz_token = secrets.token_hex(8)  # /healthz details need it (issue 23)
 
     # -- lifecycle
 
@@ -360,6 +361,8 @@ class LiveStack:
             DATABASE_URL=self.database_url,
             CELERY_BROKER_URL=self.broker_url,
             CELERY_RESULT_BACKEND=self.broker_url,
+            CACHE_URL=self.broker_url,  # shared by the web processes, as in production
+            HEALTHZ_TOKEN=self.healthz_token,
             MEDIA_ROOT=str(self.tmp / "media"),
             EMBEDDING_CACHE_DIR=str(self.tmp / "embeddings"),
             INTERACTIVE_TIMEOUT_S=str(self.interactive_timeout_s),
@@ -488,6 +491,10 @@ class LiveStack:
                 )
             time.sleep(0.1)
 
+    @property
+    def healthz_headers(self) -> dict:
+        return {"X-Healthz-Token": self.healthz_token}
+
     def wait_healthy(self, timeout: float | None = None) -> dict:
         import requests
 
@@ -499,7 +506,9 @@ class LiveStack:
                     f"gunicorn exited ({self.web.popen.returncode}):\n{self.web.tail()}"
                 )
             try:
-                response = requests.get(f"{self.base_url}/healthz", timeout=5)
+                response = requests.get(
+                    f"{self.base_url}/healthz", headers=self.healthz_headers, timeout=5
+                )
                 if response.status_code == 200:
                     return response.json()
                 last = f"{response.status_code} {response.text[:300]}"

@@ -4,8 +4,6 @@ Light at import: the importer is imported inside."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from celery import shared_task
 
 from workers.jobs import running_job
@@ -13,13 +11,16 @@ from workers.jobs import running_job
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def import_dataset(self, job_id: int) -> dict:
-    """Import the archive named in the job's params; the archive is removed afterwards."""
+    """Import the archive named in the job's params (a stored name in the media area, copied
+    to this machine first when it is in object storage); the archive is removed afterwards."""
     from django.conf import settings
 
+    from studies.core import storage
     from studies.core.importers import import_archive
     from studies.models import Job
 
-    archive = Path(settings.MEDIA_ROOT) / Job.objects.get(pk=job_id).params["archive"]
+    stored = Job.objects.get(pk=job_id).params["archive"]
+    archive = storage.local_copy("media", stored)
     try:
         with running_job(job_id, select=()) as job:
             if job is None:
@@ -40,4 +41,6 @@ def import_dataset(self, job_id: int) -> dict:
             job.finish(dataset=dataset, report=report.as_dict())
     finally:
         archive.unlink(missing_ok=True)
+        if storage.remote():
+            storage.delete("media", stored)
     return {"job": job_id, "dataset": dataset.pk, "accepted": len(report.accepted)}

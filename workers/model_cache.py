@@ -3,7 +3,10 @@ classifiers, ModelSpec rows, image files and pixels, ground-truth masks, explana
 
 A worker process loads each model once and keeps it; image embeddings live in the shared disk
 cache (`EMBEDDING_CACHE_DIR`, keyed by image sha256 + model id + weights sha256) with a small
-in-memory LRU in front of it.
+in-memory LRU in front of it. With object storage (studies/core/storage.py) the files come from
+the store: images and masks through this machine's read-through copy of `MEDIA_ROOT`, and
+embeddings through `StoredEmbeddingCache` (local copy first, the store second, computed last;
+each computed embedding written to the store once), so a worker on another host warms itself.
 """
 
 from __future__ import annotations
@@ -28,11 +31,17 @@ MAPS_CACHE_SIZE = 256
 
 @lru_cache(maxsize=4096)
 def image_files(image_id: int) -> tuple[str, str, str]:
-    """(image path, mask path, sha256) of a dataset image; images are immutable once stored."""
+    """(image path, mask path, sha256) of a dataset image on this machine (a local copy when
+    the files are in object storage); images are immutable once stored."""
+    from studies.core.storage import local_copy
     from studies.models import DatasetImage
 
     image = DatasetImage.objects.get(pk=image_id)
-    return image.image.path, image.mask.path, image.sha256
+    return (
+        str(local_copy("media", image.image.name)),
+        str(local_copy("media", image.mask.name)),
+        image.sha256,
+    )
 
 
 def computed_maps(key: tuple, compute: Callable[[], dict]) -> dict:
@@ -71,14 +80,46 @@ def backend_for(spec) -> object:
 
 def embedding_cache():
     from interventions.segmentation.cache import EmbeddingCache
+    from studies.core.storage import remote
 
     global _embedding_cache
     with _lock:
         if _embedding_cache is None or Path(_embedding_cache.root) != Path(
             settings.EMBEDDING_CACHE_DIR
         ):
-            _embedding_cache = EmbeddingCache(Path(settings.EMBEDDING_CACHE_DIR))
+            kind = stored_embedding_cache_class() if remote() else EmbeddingCache
+            _embedding_cache = kind(Path(settings.EMBEDDING_CACHE_DIR))
         return _embedding_cache
+
+
+def stored_embedding_cache_class():
+    """`EmbeddingCache` backed by the `embeddings` area of object storage: a miss on this
+    machine's copy is looked up in the store before the model computes it; what is computed
+    is stored once (names are content addressed: the same name always holds the same bytes)."""
+    from interventions.segmentation.cache import EmbeddingCache
+    from studies.core import storage
+
+    class StoredEmbeddingCache(EmbeddingCache):
+        def get(self, image_sha256, model_id, weights_sha256):
+            hit = super().get(image_sha256, model_id, weights_sha256)
+            if hit is not None:
+                return hit
+            name = self.key(image_sha256, model_id, weights_sha256) + ".npz"
+            try:
+                storage.local_copy("embeddings", name)
+            except FileNotFoundError:
+                return None
+            return super().get(image_sha256, model_id, weights_sha256)
+
+        def put(self, image_sha256, model_id, weights_sha256, embedding):
+            path = super().put(image_sha256, model_id, weights_sha256, embedding)
+            name = self.key(image_sha256, model_id, weights_sha256) + ".npz"
+            if not storage.exists("embeddings", name):
+                storage.put_file("embeddings", name, path, keep=True)
+            storage.note_local_file("embeddings", path)
+            return path
+
+    return StoredEmbeddingCache
 
 
 def load_rgb(path: str) -> np.ndarray:
@@ -135,10 +176,12 @@ def spec(spec_id: int):
 
 def image_pixels(image_id: int) -> tuple[np.ndarray, int | None, str]:
     """(uint8 RGB array, class label, sha256) of a dataset image; pixels cached by file + sha256."""
+    from studies.core.storage import local_copy
     from studies.models import DatasetImage
 
     image = DatasetImage.objects.only("image", "class_label", "sha256").get(pk=image_id)
-    return pixels(image.image.path, image.sha256), image.class_label, image.sha256
+    path = str(local_copy("media", image.image.name))
+    return pixels(path, image.sha256), image.class_label, image.sha256
 
 
 @lru_cache(maxsize=1024)

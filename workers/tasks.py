@@ -141,7 +141,8 @@ def export_decoder(self, job_id: int) -> dict:
     """Export the study's SAM prompt encoder + mask decoder to ONNX for the browser, once per
     weights (cached by architecture + weights sha256 + decoder format; safe to run twice)."""
     from interventions.segmentation.onnx_export import cached_decoder_onnx
-    from studies.prompting.decoder_files import decoder_dir, unavailable_reason
+    from studies.core import storage
+    from studies.prompting.decoder_files import decoder_dir, decoder_name, unavailable_reason
 
     with running_job(job_id) as job:
         if job is None:
@@ -151,28 +152,34 @@ def export_decoder(self, job_id: int) -> dict:
         if reason:
             raise ValueError(reason)
         job.start(1)
-        backend = backend_for(model)
-        path = cached_decoder_onnx(
-            backend.predictor.model, decoder_dir(), model.architecture, model.weights_sha256
-        )
+        name = decoder_name(model)
+        if not storage.exists("embeddings", name):  # another machine may have exported it
+            backend = backend_for(model)
+            path = cached_decoder_onnx(
+                backend.predictor.model, decoder_dir(), model.architecture, model.weights_sha256
+            )
+            storage.put_file("embeddings", name, path, keep=True)
         job.advance()
-    return {"exported": True, "file": path.name, "bytes": path.stat().st_size}
+    return {"exported": True, "file": name, "bytes": storage.size("embeddings", name)}
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def browser_embedding(self, spec_id: int, image_id: int) -> str:
     """Write (once) the float16 copy of an image's embedding that the browser decoder reads,
     from the shared embedding cache (computing the embedding if it is missing); its file name."""
-    from interventions.segmentation.browser import embedding_to_f16_bytes, write_atomically
-    from studies.prompting.decoder_files import embedding_file, unavailable_reason
+    from interventions.segmentation.browser import embedding_to_f16_bytes
+    from studies.core import storage
+    from studies.prompting.decoder_files import embedding_name, unavailable_reason
 
     model_spec = spec(spec_id)
     reason = unavailable_reason(model_spec)
     if reason:
         raise ValueError(reason)
-    _, _, sha = image_files(image_id)
-    path = embedding_file(model_spec, sha)
-    if not path.is_file():
+    from studies.models import DatasetImage
+
+    sha = DatasetImage.objects.values_list("sha256", flat=True).get(pk=image_id)
+    name = embedding_name(model_spec, sha)
+    if not storage.exists("embeddings", name):
         _, embedding = image_embedding(model_spec, image_id)
-        write_atomically(path, embedding_to_f16_bytes(embedding))
-    return path.name
+        storage.put_bytes("embeddings", name, embedding_to_f16_bytes(embedding))
+    return name.rsplit("/", 1)[-1]

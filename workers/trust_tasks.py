@@ -11,10 +11,8 @@ the science are imported inside the task.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from celery import shared_task
-from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -119,10 +117,11 @@ def write_plots(evaluation, rows: list[dict]) -> list[str]:
     columns = rows_to_arrays(rows)
     correct = columns["label"] == columns["prediction"]
     files = render_trust_plots({evaluation.model.name: summarise_rows(rows)}, columns, correct)
-    folder = Path(settings.MEDIA_ROOT) / plots_folder(evaluation.pk)
-    folder.mkdir(parents=True, exist_ok=True)
+    from studies.core import storage
+
+    folder = plots_folder(evaluation.pk)
     for name, data in files.items():
-        (folder / name).write_bytes(data)
+        storage.put_bytes("media", f"{folder}/{name}", data)
     return sorted(files)
 
 

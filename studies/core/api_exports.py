@@ -9,13 +9,14 @@ only studies they own or collaborate on (others answer 404). The export runs as 
 from __future__ import annotations
 
 from django.db.models import Q
-from django.http import FileResponse
+from django.http import HttpResponseRedirect
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from studies.core import storage
 from studies.core.api_errors import ApiError
 from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
 from studies.core.api_schema import (
@@ -25,7 +26,7 @@ from studies.core.api_schema import (
     errors,
 )
 from studies.core.dispatch import start_job
-from studies.core.exports import FORMATS, ExportParamError, check_params
+from studies.core.exports import FORMATS, ExportParamError, check_format, check_params
 from studies.models import Job, Study
 
 RESEARCHER_ERRORS = (400, 401, 403, 404, 409, 413)
@@ -84,6 +85,10 @@ def start_export(study: Study, fmt: object, user, params: dict | None = None) ->
     format's parameters, e.g. include_practice) are checked first: a 400 naming the bad one."""
     if not isinstance(fmt, str) or fmt not in FORMATS:
         raise ApiError(400, f"field format must be one of {', '.join(FORMATS)}", field="format")
+    try:
+        check_format(fmt, study)
+    except ValueError as exc:
+        raise ApiError(400, f"field format: {exc}", field="format") from None
     try:
         check_params(fmt, params)
     except ExportParamError as exc:
@@ -163,6 +168,16 @@ class ExportDownloadView(ResearcherView):
         if job.status != "done" or not job.file:
             raise ApiError(409, f"export {export_id} is {job.status}, not done")
         name = f"study{job.study_id}_{job.format}.zip"
-        return FileResponse(
-            job.file.open("rb"), as_attachment=True, filename=name, content_type="application/zip"
+        if request.GET.get("presigned") in ("1", "true"):
+            # straight from the object store, for five minutes (the access check was above)
+            url = storage.presigned_url("media", job.file.name, name)
+            if url is None:
+                raise ApiError(
+                    400,
+                    "presigned links exist only with object storage (STORAGE_URL)",
+                    field="presigned",
+                )
+            return HttpResponseRedirect(url)
+        return storage.file_response(
+            "media", job.file.name, "application/zip", as_attachment=True, filename=name
         )

@@ -139,6 +139,10 @@ class ExportRequestSerializer(serializers.Serializer):
         required=False,
         help_text="tidy only: write the practice assignments too, with a practice column",
     )
+    with_stats = serializers.BooleanField(
+        required=False,
+        help_text="pointprompt only: add stats.csv, the released PointPrompt feature table",
+    )
 
 
 class ExportJobSerializer(serializers.Serializer):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from pathlib import PurePosixPath
 
 import numpy as np
 from django.core.files.base import ContentFile
@@ -40,7 +41,9 @@ def create_dataset(
     description: str = "",
     require_items: bool = False,
 ) -> Dataset:
-    """Create a data set from an iterable of (image uint8 HxWx3, mask bool HxW, label|None, class_name).
+    """Create a data set from an iterable of (image uint8 HxWx3, mask bool HxW, label|None, class_name)
+    or the same with a fifth element, `{"original": {...} | None, "notes": {...}}` (an import:
+    the uploaded files, their names and size, the working copy's scale; see `importers.Pair`).
 
     All or nothing: an invalid item (or any exception while `items` runs) raises, no row is
     kept and the files already written are removed. `require_items`: an empty data set is a
@@ -63,7 +66,10 @@ def _store(name, items, source, seed, description, written) -> Dataset:
     if Dataset.objects.filter(name=name).exists():
         raise ValueError(f"a data set named {name!r} already exists")
     dataset = Dataset.objects.create(name=name, source=source, seed=seed, description=description)
-    for index, (image, mask, label, class_name) in enumerate(items):
+    for index, item in enumerate(items):
+        image, mask, label, class_name = item[:4]
+        extra = item[4] if len(item) > 4 else {}
+        original = extra.get("original") or {}
         image, mask = check_pair(np.asarray(image), np.asarray(mask), f"{name}[{index}]")
         image_png = png_bytes(image)
         row = DatasetImage(
@@ -74,12 +80,31 @@ def _store(name, items, source, seed, description, written) -> Dataset:
             width=image.shape[1],
             height=image.shape[0],
             sha256=hashlib.sha256(image.tobytes() + str(image.shape).encode()).hexdigest(),
+            original_name=original.get("image_name", ""),
+            mask_name=original.get("mask_name", ""),
+            import_notes=extra.get("notes") or {},
         )
+        if original and original.get("scale", 1.0) != 1.0:
+            row.scale = original["scale"]
+            row.original_width, row.original_height = original["width"], original["height"]
         row.image.save(f"{index}.png", ContentFile(image_png), save=False)
         written.append(row.image)
         row.mask.save(
             f"{index}_mask.png", ContentFile(png_bytes(mask.astype(np.uint8) * 255)), save=False
         )
         written.append(row.mask)
+        for field, key, default in (
+            ("original_image", "image", ""),
+            ("original_mask", "mask", "_mask"),
+        ):
+            if original.get(f"{key}_bytes") is None:
+                continue
+            suffix = original.get(f"{key}_suffix") or PurePosixPath(original[f"{key}_name"]).suffix
+            getattr(row, field).save(
+                f"{index}{default}{suffix.lower()}",
+                ContentFile(original[f"{key}_bytes"]),
+                save=False,
+            )
+            written.append(getattr(row, field))
         row.save()
     return dataset

@@ -19,6 +19,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 
+from config.client_ip import client_ip
 from studies.core.kinds import ProtocolError
 from studies.core.workspace_options import NO_PRACTICE
 from studies.models import Assignment, Participant, Study
@@ -77,7 +78,10 @@ def enrol_participant(
     max_participants: int | None = None,
 ) -> Participant:
     """Create the next participant (code st<k>) with their shuffled assignments (none past
-    `max_participants`, checked under the study's lock)."""
+    `max_participants`, checked under the study's lock). A study of imported human results
+    (`Study.is_imported`) enrols no one."""
+    if study.is_imported:
+        raise EnrolmentRefused("This study holds imported results: no one can join it.", 403)
     for _ in range(5):
         try:
             with transaction.atomic():
@@ -124,9 +128,8 @@ class EnrolmentRefused(Exception):
 
 
 def client_address(request) -> str:
-    """The client's address as the server saw it (a proxy in front sets REMOTE_ADDR correctly
-    only when configured to: see docs/deploy.md)."""
-    return request.META.get("REMOTE_ADDR", "") or "unknown"
+    """The client's address, read through the trusted proxies only (config/client_ip.py)."""
+    return client_ip(request) or "unknown"
 
 
 def _throttle(client: str) -> None:

@@ -8,8 +8,6 @@ them would make the log disagree with the protocol written into every export.
 
 from __future__ import annotations
 
-import dataclasses
-
 from django import forms
 from django.contrib.auth import get_user_model
 
@@ -21,7 +19,7 @@ PROTOCOL_PREFIX = "protocol_"
 
 
 def _protocol_field(name: str, option: Option) -> forms.Field:
-    label = name.replace("_", " ").capitalize()
+    label = option.label or name.replace("_", " ").capitalize()
     default, help_text = option.default, option.help
     # an option added later (`since`) may be missing from a form posted by older code: it then
     # takes its default (see StudyForm.clean)
@@ -34,7 +32,7 @@ def _protocol_field(name: str, option: Option) -> forms.Field:
         )
     if option.choices:
         return forms.ChoiceField(
-            choices=[(c, c) for c in option.choices],
+            choices=option.choices_with_labels,
             initial=default,
             label=label,
             help_text=help_text,
@@ -44,19 +42,77 @@ def _protocol_field(name: str, option: Option) -> forms.Field:
 
 
 def _all_options() -> dict[str, Option]:
-    """Every kind's options by name (an option two kinds share is one field, whose help says
-    what it means for each kind when the kinds word it differently)."""
+    """Every kind's options by name (an option several kinds share is one field; the form
+    shows the label and help of the chosen kind, see `StudyForm.kind_texts`)."""
     options: dict[str, Option] = {}
-    helps: dict[str, dict[str, str]] = {}
     for kind in all_kinds():
         for name, option in kind.options.items():
             options.setdefault(name, option)
-            helps.setdefault(name, {})[kind.name] = option.help
-    for name, by_kind in helps.items():
-        if len(set(by_kind.values())) > 1:
-            text = "; ".join(f"{kind}: {h.rstrip('.')}" for kind, h in by_kind.items()) + "."
-            options[name] = dataclasses.replace(options[name], help=text)
     return options
+
+
+class ModelSelect(forms.Select):
+    """The model list; each option says which study kinds may use it (`data-kinds`), so the
+    page lists only the models of the chosen kind."""
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        instance = getattr(value, "instance", None)
+        if instance is not None:
+            option["attrs"]["data-kinds"] = " ".join(
+                k.name for k in all_kinds() if instance.kind in k.model_kinds
+            )
+        return option
+
+
+class ModelField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: ModelSpec) -> str:
+        return f"{obj.name} ({obj.get_kind_display().lower()})"
+
+
+# labels and help of the study's own fields, in words (the model's help texts are terse notes)
+FIELD_TEXTS = {
+    "instructions": ("Instructions", "Shown before the first image; empty: the kind's default."),
+    "consent_text": ("Consent text", "What participants agree to before they start."),
+    "consent_version": (
+        "Consent version",
+        "Stored with each participant's consent; change it when the consent text changes.",
+    ),
+    "survey_question": (
+        "Survey question",
+        "Asked after each image; empty: the study kind's own question (it names no model).",
+    ),
+    "annotators_per_image": ("Annotators per image", "How many participants each image gets."),
+    "images_per_participant": (
+        "Images per participant",
+        "Empty: every image of the data set.",
+    ),
+    "assignment_seed": (
+        "Assignment seed",
+        "Seeds the random choice of images for each participant (the same seed gives the "
+        "same assignments).",
+    ),
+    "allow_public_join": (
+        "Allow public joining",
+        "Anyone with the study's public link can join (else only personal links work).",
+    ),
+    "max_participants": (
+        "Most participants",
+        "Public and crowd links enrol no one past this many participants (0: no limit).",
+    ),
+    "completion_code": (
+        "Completion code",
+        "Shown at the end, for crowd platforms that ask for one.",
+    ),
+}
+
+MODEL_HELP = (
+    "Prompting studies use a segmenter, intervention studies a classifier; only the chosen "
+    "kind's models are listed. The classical point-seeded segmenter needs no weights. To use "
+    "SAM instead, start the site with SAM_CHECKPOINT=/path/to/sam_vit_b_01ec64.pth and "
+    "SAM_MODEL_TYPE=vit_b set and run `python manage.py seed_demo` once (it adds the checkpoint "
+    "as a SAM model), or add a model of kind SAM in the admin."
+)
 
 
 class StudyForm(forms.ModelForm):
@@ -65,15 +121,18 @@ class StudyForm(forms.ModelForm):
     completion_url = forms.URLField(
         required=False,
         assume_scheme="https",
-        help_text="Crowd-platform return URL (the completion page redirects there).",
+        label="Completion URL",
+        help_text="The crowd platform's return address: the completion page sends participants "
+        "there.",
     )
 
     attention_images = forms.CharField(
         required=False,
         label="Attention-check images",
-        help_text="Data set indices of easy images with a known answer, comma-separated; every "
-        "participant gets them. Failed (prompting): best IoU below the threshold; "
-        "(intervention): no region with IoU >= the threshold with the object.",
+        help_text="Indices of easy data set images with a known answer, separated by commas "
+        "(for example 0, 4); every participant gets them. A prompting participant fails one "
+        "whose best mask matches the true outline less than the threshold; an intervention "
+        "participant, when none of their regions matches the object that well.",
     )
 
     class Meta:
@@ -106,12 +165,26 @@ class StudyForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.owner = owner or (self.instance.owner if self.instance.pk else None)
         self.fields["dataset"].queryset = Dataset.objects.order_by("name")
-        self.fields["model"].queryset = ModelSpec.objects.order_by("name")
+        self.fields["dataset"].label = "Data set"
+        self.fields["model"] = ModelField(
+            queryset=ModelSpec.objects.order_by("name"),
+            widget=ModelSelect,
+            help_text=MODEL_HELP,
+            disabled=self.fields["model"].disabled,
+        )
+        self.fields["kind"] = forms.ChoiceField(
+            choices=kind_choices(),
+            initial=self.instance.kind or "prompting",
+            label="Kind",
+            help_text="Prompting: annotators click points and a segmenter answers with a mask. "
+            "Intervention: annotators delete or insert regions in front of a classifier. Only "
+            "the chosen kind's options are shown below.",
+        )
         # Collaborators by exact username: the form never lists the site's accounts.
         self.fields["collaborators"] = forms.CharField(
             required=False,
             label="Collaborators",
-            help_text="exact usernames of other researchers, separated by commas or spaces",
+            help_text="Exact usernames of other researchers, separated by commas or spaces.",
             initial=" ".join(
                 self.instance.collaborators.order_by("username").values_list("username", flat=True)
             )
@@ -119,16 +192,18 @@ class StudyForm(forms.ModelForm):
             else "",
         )
         self.fields["max_participants"].required = False
-        self.fields["kind"] = forms.ChoiceField(
-            choices=kind_choices(), initial=self.instance.kind or "prompting", label="Kind"
-        )
+        for name, (label, help_text) in FIELD_TEXTS.items():
+            self.fields[name].label, self.fields[name].help_text = label, help_text
         if self.instance.pk and self.instance.attention_images:
             self.fields["attention_images"].initial = ", ".join(
                 map(str, self.instance.attention_images)
             )
         threshold = self.fields["attention_threshold"]
         threshold.required = False  # empty keeps the study's threshold
-        threshold.help_text = "An attention check fails below this IoU (0..1)."
+        threshold.help_text = (
+            "How well a participant's answer must match the known one on an attention-check "
+            "image (IoU, between 0 and 1)."
+        )
         current = self.instance.protocol if self.instance.pk else {}
         self.options = _all_options()
         for name, option in self.options.items():
@@ -168,19 +243,68 @@ class StudyForm(forms.ModelForm):
             return self.instance.max_participants  # the default for a new study
         return value
 
-    def protocol_sections(self) -> list[tuple[str, str, list]]:
-        """(heading, kind name or "", fields): options several kinds share come first, once;
-        then each kind's own options under its name."""
+    @property
+    def current_kind(self) -> str:
+        """The kind the page shows options for: the posted one, else the study's / default."""
+        posted = self.data.get("kind") if self.is_bound else None
+        names = [k.name for k in all_kinds()]
+        if self.fields["kind"].disabled or posted not in names:
+            return self.fields["kind"].initial
+        return posted
+
+    def protocol_sections(self) -> list[dict]:
+        """The protocol fields in sections: the options several kinds share first, then each
+        kind's own. Each row: the bound field, the kinds that use it, and its label and help
+        per kind (`texts`: [(kind name or "" for all, label, help)]); the page shows the
+        chosen kind's rows and texts only (static/core/study_form.js)."""
         kinds = all_kinds()
-        shared = [n for n in self.options if sum(n in k.options for k in kinds) > 1]
+        shown = self.current_kind
+        users = {n: [k for k in kinds if n in k.options] for n in self.options}
+        shared = [n for n in self.options if len(users[n]) > 1]
+
+        def row(name: str) -> dict:
+            texts = [
+                (
+                    k.name,
+                    k.options[name].label or name.replace("_", " ").capitalize(),
+                    k.options[name].help,
+                )
+                for k in users[name]
+            ]
+            if len({(label, help) for _, label, help in texts}) == 1:
+                texts = [("", texts[0][1], texts[0][2])]
+            kind_names = [k.name for k in users[name]]
+            return {
+                "field": self[PROTOCOL_PREFIX + name],
+                "kinds": " ".join(kind_names),
+                "hidden": shown not in kind_names,
+                "texts": [
+                    {"kind": kind, "label": label, "help": help, "hidden": kind not in ("", shown)}
+                    for kind, label, help in texts
+                ],
+            }
+
         sections = []
         if shared:
-            sections.append(("Every kind", "", [self[PROTOCOL_PREFIX + n] for n in shared]))
+            sections.append(
+                {
+                    "heading": "Task page",
+                    "kinds": " ".join(k.name for k in kinds if set(k.options) & set(shared)),
+                    "hidden": not any(shown in row(n)["kinds"].split() for n in shared),
+                    "rows": [row(n) for n in shared],
+                }
+            )
         for kind in kinds:
             names = [n for n in kind.options if n not in shared]
-            sections.append(
-                (f"{kind.label} protocol", kind.name, [self[PROTOCOL_PREFIX + n] for n in names])
-            )
+            if names:
+                sections.append(
+                    {
+                        "heading": f"{kind.label} protocol",
+                        "kinds": kind.name,
+                        "hidden": kind.name != shown,
+                        "rows": [row(n) for n in names],
+                    }
+                )
         return sections
 
     def clean_attention_images(self) -> list[int]:
@@ -243,6 +367,10 @@ class StudyForm(forms.ModelForm):
                 "model",
                 f"a {kind.name} study needs a model of kind {wanted}, not {model.kind}",
             )
+        elif data.get("dataset") is not None:
+            problem = kind.fit_problem(data["dataset"], model)
+            if problem:
+                self.add_error(*problem)
         return data
 
     def save(self, commit: bool = True) -> Study:

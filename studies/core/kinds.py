@@ -39,6 +39,14 @@ class Option:
     # stored protocol is non-empty and lacks an option with since > 1 predates it: it runs
     # with the default, but its manifest writes the protocol as stored (see full_protocol).
     since: int = 1
+    # what the study form shows: the field's label (else the name in words) and a readable
+    # label per choice (else the value itself)
+    label: str = ""
+    choice_labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def choices_with_labels(self) -> list[tuple[str, str]]:
+        return [(c, self.choice_labels.get(c, c)) for c in self.choices]
 
     def check(self, name: str, value: Any) -> Any:
         if isinstance(self.default, bool):
@@ -78,9 +86,15 @@ class StudyKind:
     - `researcher_links(study)`: the kind's own researcher pages, [(element id, label, url)].
     - `analysis_page(request, study)`: the kind's "Analysis & exports" page (the study page's
       `study-analysis` link goes there); None: the study page says there is none.
+    - `replay_page(request, study, assignment)`: the researcher's replay of one assignment
+      (every logged action in order); the shared `assignment-replay` URL goes there.
     - `attention_failed(assignment, threshold)`: did the participant fail this attention-check
       image (True / False, None while undecided); see studies/core/quality.py.
     - `counts(study)`: figures for the researcher's study page (e.g. events, trials).
+    - `fit_problem(dataset, model)`: why a study of this kind cannot run `model` on
+      `dataset`, as (form field, reason), or None (the study form refuses it with the reason).
+    - `export_formats`: the export formats (studies/core/exports FORMATS) a study of this
+      kind can fill; the others are neither offered nor accepted.
     """
 
     name: str
@@ -96,8 +110,11 @@ class StudyKind:
     tidy_tables: Callable = lambda study, archive, include_practice: {}
     researcher_links: Callable = lambda study: []  # [(element id, label, url)]
     analysis_page: Callable | None = None
+    replay_page: Callable | None = None
     attention_failed: Callable = lambda assignment, threshold: None  # core/quality.py
     counts: Callable = lambda study: {}
+    export_formats: tuple[str, ...] = ("tidy",)
+    fit_problem: Callable = lambda dataset, model: None
     instructions_template: str = ""
     survey_question: str = "Did anything about this image surprise you?"
     extra: dict = field(default_factory=dict)
@@ -204,3 +221,33 @@ def full_protocol(study) -> dict:
     merged = {**defaults, **stored}
     ordered = {n: merged[n] for n in option_names() if n in merged}
     return {**ordered, **{k: v for k, v in merged.items() if k not in ordered}}
+
+
+def readable_protocol(study) -> list[dict]:
+    """The study's protocol as the study page shows it: one setting per option of its kind,
+    in the kind's order, with the option's label, its value in words (a choice's label,
+    yes / no, "none" for -1 where -1 means none) and whether it is the default. An option
+    the stored protocol predates shows its default, as the study runs with it."""
+    kind = kind_of(study)
+    protocol = full_protocol(study)
+    rows = []
+    for name, option in kind.options.items():
+        value = protocol.get(name, option.default)
+        if isinstance(option.default, bool):
+            text = "yes" if value else "no"
+        elif option.choices:
+            text = option.choice_labels.get(value, str(value))
+        elif option.minimum == -1 and value == -1:
+            text = "none"
+        else:
+            text = str(value)
+        rows.append(
+            {
+                "name": name,
+                "label": option.label or name.replace("_", " ").capitalize(),
+                "value": text,
+                "default": value == option.default,
+                "help": option.help,
+            }
+        )
+    return rows

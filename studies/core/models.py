@@ -21,6 +21,10 @@ def mask_upload_path(instance: DatasetImage, filename: str) -> str:
     return f"datasets/{instance.dataset_id}/masks/{filename}"
 
 
+def original_upload_path(instance: DatasetImage, filename: str) -> str:
+    return f"datasets/{instance.dataset_id}/originals/{filename}"
+
+
 class Dataset(models.Model):
     name = models.CharField(max_length=200, unique=True)
     description = models.TextField(blank=True)
@@ -46,6 +50,29 @@ class DatasetImage(models.Model):
     width = models.PositiveIntegerField()
     height = models.PositiveIntegerField()
     sha256 = models.CharField(max_length=64, db_index=True)
+    # Where an imported image came from (docs/researchers.md "Bringing your own data"). `image`
+    # and `mask` are the working copy every study shows and computes on (longest side at most
+    # IMPORT_MAX_SIDE); `width` / `height` are its size. An import keeps the uploaded files.
+    original_name = models.CharField(
+        max_length=255, blank=True, help_text="the image's file name as uploaded ('' if none)"
+    )
+    mask_name = models.CharField(
+        max_length=255, blank=True, help_text="the mask's file name as uploaded ('' if none)"
+    )
+    original_image = models.FileField(upload_to=original_upload_path, blank=True)
+    original_mask = models.FileField(upload_to=original_upload_path, blank=True)
+    original_width = models.PositiveIntegerField(
+        null=True, blank=True, help_text="width of the original as viewers show it, if scaled"
+    )
+    original_height = models.PositiveIntegerField(
+        null=True, blank=True, help_text="height of the original as viewers show it, if scaled"
+    )
+    scale = models.FloatField(
+        default=1.0, help_text="working copy long side / original long side (1: not scaled)"
+    )
+    import_notes = models.JSONField(
+        default=dict, blank=True, help_text="what the import did: orientation, window, mask"
+    )
 
     class Meta:
         ordering = ["dataset", "index"]
@@ -55,6 +82,18 @@ class DatasetImage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.dataset.name}[{self.index}]"
+
+    @property
+    def size_words(self) -> str:
+        """The size as every page writes it: width x height with the unit (and the original's)."""
+        words = f"{self.width} x {self.height} pixels"
+        if self.original_width and self.original_height:
+            words += f" (original {self.original_width} x {self.original_height})"
+        return words
+
+    @property
+    def display_name(self) -> str:
+        return self.original_name or f"#{self.index}"
 
 
 class ModelSpec(models.Model):
@@ -146,12 +185,24 @@ class Study(models.Model):
     attention_threshold = models.FloatField(
         default=0.5, help_text="an attention check fails below this IoU (see docs/researchers.md)"
     )
+    imported_from = models.CharField(
+        max_length=500,
+        blank=True,
+        help_text="set: imported human results (read-only: no one joins, it never opens); "
+        "where they came from",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     opened_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         verbose_name_plural = "studies"
+
+    @property
+    def is_imported(self) -> bool:
+        """Imported human results (e.g. the released PointPrompt data): read-only, closed for
+        good, no participant can join (docs/pointprompt.md)."""
+        return bool(self.imported_from)
 
     @property
     def kind_spec(self):

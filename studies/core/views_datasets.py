@@ -9,7 +9,6 @@ command-line importers run) checks every pair in the worker.
 
 from __future__ import annotations
 
-import shutil
 import uuid
 from pathlib import Path
 
@@ -18,12 +17,13 @@ from django.contrib.auth.decorators import login_required
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Min
-from django.http import FileResponse, Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.csrf import csrf_exempt, csrf_protect
 
+from studies.core import storage
 from studies.core.dispatch import start_job
-from studies.core.importers import open_archive
+from studies.core.importers import inspect_archive
 from studies.models import Dataset, DatasetImage, Job
 
 THUMB_PX = 160
@@ -59,8 +59,8 @@ def _upload_errors(request: HttpRequest) -> tuple[dict[str, str], str]:
             f"{settings.DATASET_UPLOAD_MAX_BYTES} bytes"
         )
     else:
-        try:
-            open_archive(upload.temporary_file_path()).close()
+        try:  # cheap: the type, the index, a bounded look; the worker reads the members
+            inspect_archive(upload.temporary_file_path())
         except (ValueError, OSError) as exc:
             errors["archive"] = f"archive: {exc}"
     return errors, name
@@ -94,6 +94,8 @@ def _upload_context(errors: dict | None = None, name: str = "") -> dict:
         "name": name,
         "max_bytes": settings.DATASET_UPLOAD_MAX_BYTES,
         "max_pixels": settings.IMPORT_MAX_PIXELS,
+        "max_side": settings.IMPORT_MAX_SIDE,
+        "limit_side": int(settings.IMPORT_MAX_PIXELS**0.5),
     }
 
 
@@ -107,9 +109,7 @@ def _dataset_upload(request: HttpRequest) -> HttpResponse:
         return render(request, "datasets/upload.html", _upload_context(errors, name), status=400)
     upload = request.FILES["archive"]
     relative = f"imports/{uuid.uuid4().hex}{''.join(Path(upload.name).suffixes[-2:])}"
-    target = Path(settings.MEDIA_ROOT) / relative
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(upload.temporary_file_path(), target)
+    storage.put_file("media", relative, upload.temporary_file_path(), keep=True)
     job = start_job(
         None,
         "import",
@@ -145,22 +145,25 @@ def dataset_detail(request: HttpRequest, dataset_id: int) -> HttpResponse:
             "page": page,
             "count": images.count(),
             "sizes": sizes,
+            "scaled": images.exclude(scale=1.0).count(),
+            "max_side": settings.IMPORT_MAX_SIDE,
             "studies": dataset.studies.all(),
             "thumb_px": THUMB_PX,
         },
     )
 
 
-def _thumbnail(path: Path, target: Path, mask: bool) -> None:
+def _thumbnail(field, target: str, mask: bool) -> None:
+    import io
+
     from PIL import Image
 
-    with Image.open(path) as im:
+    with field.open("rb") as handle, Image.open(handle) as im:
         im = im.convert("L" if mask else "RGB")
         im.thumbnail((THUMB_PX, THUMB_PX), Image.NEAREST if mask else Image.BILINEAR)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(".tmp")
-        im.save(tmp, format="PNG")
-        tmp.replace(target)
+        png = io.BytesIO()
+        im.save(png, format="PNG")
+    storage.put_bytes("media", target, png.getvalue())
 
 
 @login_required
@@ -169,9 +172,9 @@ def dataset_thumbnail(request: HttpRequest, dataset_id: int, image_id: int, what
     if what not in ("image", "mask"):
         raise Http404(f"unknown file {what!r}: expected image or mask")
     row = get_object_or_404(DatasetImage, pk=image_id, dataset_id=dataset_id)
-    target = Path(settings.MEDIA_ROOT) / "thumbs" / str(dataset_id) / f"{row.pk}_{what}.png"
-    if not target.exists():
-        _thumbnail(Path((row.image if what == "image" else row.mask).path), target, what == "mask")
-    response = FileResponse(open(target, "rb"), content_type="image/png")
+    target = f"thumbs/{dataset_id}/{row.pk}_{what}.png"
+    if not storage.exists("media", target):
+        _thumbnail(row.image if what == "image" else row.mask, target, what == "mask")
+    response = storage.file_response("media", target, "image/png")
     response["Cache-Control"] = "private, max-age=86400"
     return response

@@ -17,7 +17,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Max, Q
+from django.db.models import Count, Max, Min, Q
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -27,11 +27,17 @@ from django.views.decorators.http import require_POST
 from studies.core.api_errors import ApiError
 from studies.core.api_exports import start_export
 from studies.core.enrolment import enrol_participant
-from studies.core.exports import FORMAT_LABELS, FORMATS
+from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
-from studies.core.kinds import full_protocol
+from studies.core.kinds import readable_protocol
 from studies.core.quality import attention_status
+from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds, first_and_last
 from studies.models import Assignment, Study
+
+IMPORTED_READ_ONLY = (
+    "This study holds imported human results: it is read-only, it cannot be opened and no "
+    "participant can join it."
+)
 
 
 def visible_studies(user):
@@ -80,6 +86,9 @@ def study_create(request: HttpRequest) -> HttpResponse:
 @login_required
 def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
+    if study.is_imported:
+        messages.error(request, IMPORTED_READ_ONLY)
+        return redirect("study-detail", study_id=study.pk)
     form = StudyForm(request.POST or None, instance=study)
     if request.method == "POST" and form.is_valid():
         form.save()
@@ -95,6 +104,9 @@ def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_set_status(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     action = request.POST.get("action")
+    if study.is_imported and action == "open":
+        messages.error(request, IMPORTED_READ_ONLY)
+        return redirect("study-detail", study_id=study.pk)
     if action not in ("open", "close"):
         messages.error(request, f"unknown action {action!r}: expected open or close")
         return redirect("study-detail", study_id=study.pk)
@@ -118,6 +130,9 @@ def study_links(request: HttpRequest, study_id: int) -> HttpResponse:
     if not form.is_valid():
         messages.error(request, "; ".join(f"{k}: {' '.join(v)}" for k, v in form.errors.items()))
         return redirect("study-detail", study_id=study.pk)
+    if study.is_imported:
+        messages.error(request, IMPORTED_READ_ONLY)
+        return redirect("study-detail", study_id=study.pk)
     if not study.dataset.images.exists():
         messages.error(request, f"the data set {study.dataset.name} has no images to assign")
         return redirect("study-detail", study_id=study.pk)
@@ -140,6 +155,8 @@ def study_progress(study: Study) -> dict:
             n_trials=Count("trials", distinct=True),
             last_ts=Max("events__server_ts"),
             last_trial_ts=Max("trials__server_ts"),
+            first_ts=Min("events__server_ts"),
+            first_trial_ts=Min("trials__server_ts"),
         )
         .order_by("participant__number", "order")
     )
@@ -160,10 +177,8 @@ def study_progress(study: Study) -> dict:
         )
         p["assignments"].append(a)
         p["events"] += a.n_events + a.n_trials
-        end = a.finished_at or max((t for t in (a.last_ts, a.last_trial_ts) if t), default=None)
-        if a.started_at and end:
-            p["time_s"] += max(0.0, (end - a.started_at).total_seconds())
-        a.last_ts = max((t for t in (a.last_ts, a.last_trial_ts) if t), default=None)
+        first, a.last_ts = first_and_last(a.first_ts, a.first_trial_ts, a.last_ts, a.last_trial_ts)
+        p["time_s"] += assignment_seconds(a.started_at or first, a.finished_at, a.last_ts)
         p["finished"] += a.status == "finished"
         if a.best is not None:
             p["bests"].append(a.best)
@@ -282,13 +297,14 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     progress = study_progress(study)
     context = {
         "study": study,
-        "protocol": full_protocol(study),
+        "protocol": readable_protocol(study),
         "kind_links": study.kind_spec.researcher_links(study),
         "public_join_url": join_url(request, study),
         "links_form": GenerateLinksForm(),
         "progress": progress,
         **table_view(request, progress),
         "is_owner": study.owner_id == request.user.pk,
+        "time_on_task": TIME_ON_TASK,
     }
     return render(request, "researcher/study_detail.html", context)
 
@@ -301,7 +317,12 @@ def study_progress_fragment(request: HttpRequest, study_id: int) -> HttpResponse
     return render(
         request,
         "researcher/_progress.html",
-        {"study": study, "progress": progress, **table_view(request, progress)},
+        {
+            "study": study,
+            "progress": progress,
+            "time_on_task": TIME_ON_TASK,
+            **table_view(request, progress),
+        },
     )
 
 
@@ -357,6 +378,22 @@ def study_image(request: HttpRequest, study_id: int, image_id: int, what: str) -
 
 
 @login_required
+def assignment_replay(request: HttpRequest, study_id: int, assignment_id: int) -> HttpResponse:
+    """One assignment's replay, drawn by the study kind's `replay_page` (a prompting study's
+    events, an intervention study's trials)."""
+    study = researcher_study(request, study_id)
+    assignment = get_object_or_404(
+        Assignment.objects.select_related("participant", "image"),
+        pk=assignment_id,
+        participant__study=study,
+    )
+    page = study.kind_spec.replay_page
+    if page is None:
+        raise Http404(f"studies of kind {study.kind_spec.label} have no replay page")
+    return page(request, study, assignment)
+
+
+@login_required
 def study_analysis(request: HttpRequest, study_id: int) -> HttpResponse:
     """ "Analysis & exports": the study kind's own analysis page."""
     study = researcher_study(request, study_id)
@@ -370,7 +407,10 @@ def export_context(study: Study) -> dict:
     """What the shared exports box (researcher/_exports.html) shows on an analysis page."""
     return {
         "exports": study.jobs.filter(kind="export")[:10],
-        "export_formats": [(f, FORMAT_LABELS.get(f, f)) for f in FORMATS],
+        "export_formats": [(f, FORMAT_LABELS.get(f, f)) for f in study_formats(study)],
+        "export_left_out": [
+            FORMAT_LABELS.get(f, f) for f in FORMATS if f not in study_formats(study)
+        ],
     }
 
 
@@ -380,7 +420,9 @@ def export_start(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
     try:
         fmt = request.POST.get("format")
-        params = {"include_practice": True} if request.POST.get("include_practice") else {}
+        params = {
+            name: True for name in ("include_practice", "with_stats") if request.POST.get(name)
+        }
         job = start_export(study, fmt, request.user, params)
     except ApiError as exc:
         messages.error(request, exc.message)

@@ -17,23 +17,32 @@ def workspace_options(*, rounds: bool, step: str) -> dict[str, Option]:
     options = {
         "layout": Option(
             "workspace",
-            "workspace: the mask on the image being clicked; pointprompt: the released tool's "
-            "three panels (image, ground truth, mask) for replication studies.",
+            "How the task page is laid out; the three panels reproduce PointPrompt's released "
+            "tool for replication studies.",
             LAYOUTS,
             since=SINCE,
+            label="Page layout",
+            choice_labels={
+                "workspace": "One image, the result drawn on it",
+                "pointprompt": "Three panels as PointPrompt (image, true outline, mask)",
+            },
         ),
         "overlay_style": Option(
             "fill",
-            "How the model's mask is drawn: a filled area or its outline.",
+            "How the model's mask (or region) is drawn over the image.",
             OVERLAY_STYLES,
             since=SINCE,
+            label="Mask drawn as",
+            choice_labels={"fill": "A filled area", "outline": "Its outline only"},
         ),
         "overlay_opacity": Option(
             55,
-            "Starting opacity of the mask overlay in percent (participants may change it).",
+            "How opaque the mask is at the start, from 0 to 100 percent (participants may "
+            "change it).",
             minimum=0,
             maximum=100,
             since=SINCE,
+            label="Mask opacity (percent)",
         ),
     }
     if rounds:
@@ -41,19 +50,22 @@ def workspace_options(*, rounds: bool, step: str) -> dict[str, Option]:
             False,
             "Show how close the round is to ending (off in PointPrompt, which did not show it).",
             since=SINCE,
+            label="Show the round's progress",
         )
     options["practice_image"] = Option(
         -1,
-        "Data set index of a practice image shown before the real ones (logged, left out of "
-        "coverage, progress, analysis and exports by default); -1 = no practice image.",
+        "The index of a data set image shown first, for practice (logged, but left out of "
+        "progress, analysis and, unless asked, exports); -1 for none.",
         minimum=-1,
         since=SINCE,
+        label="Practice image",
     )
     options["min_timesteps"] = Option(
         0,
-        f"{step.capitalize()} an image needs before 'Finish image' is allowed (0 = none).",
+        f"{step.capitalize()} an image needs before the participant may finish it (0: no minimum).",
         minimum=0,
         since=SINCE,
+        label=f"{step.capitalize()} before an image can be finished",
     )
     return options
 

@@ -67,6 +67,12 @@ def analysis_page(request, study):
     return page(request, study)
 
 
+def replay_page(request, study, assignment):
+    from studies.intervention.views import replay_page as page
+
+    return page(request, study, assignment)
+
+
 def attention_failed(assignment, threshold: float):
     """Failed: finished without any region overlapping the object with IoU >= threshold."""
     if assignment.status != "finished":
@@ -84,6 +90,44 @@ def attention_failed(assignment, threshold: float):
         if union and np.logical_and(region, gt).sum() / union >= threshold:
             return False
     return True
+
+
+def fit_problem(dataset, model):
+    """An intervention study asks whether the classifier's prediction of each image's class
+    moves: every image needs a class label, and the classifier's classes must include them."""
+    images = dataset.images
+    n = images.count()
+    if n == 0:
+        return "dataset", f"the data set {dataset.name} has no images"
+    unlabelled = images.filter(class_label__isnull=True).count()
+    if unlabelled:
+        return "dataset", (
+            f"{unlabelled} of the {n} images of {dataset.name} have no class label; an "
+            "intervention study follows the classifier's probability of each image's class"
+        )
+    if model is None or not model.class_names:
+        return None
+    classes = len(model.class_names)
+    outside = sorted(
+        set(
+            images.exclude(class_label__range=(0, classes - 1)).values_list(
+                "class_label", flat=True
+            )
+        )
+    )
+    if outside:
+        return "model", (
+            f"the classes of {model.name} (0 to {classes - 1}) do not include the label(s) "
+            f"{', '.join(map(str, outside))} of {dataset.name}"
+        )
+    named = set(images.exclude(class_name="").values_list("class_name", flat=True))
+    unknown = sorted(named - set(model.class_names))
+    if unknown:
+        return "model", (
+            f"the classes of {model.name} do not include {', '.join(unknown)}, class name(s) "
+            f"of {dataset.name}'s images"
+        )
+    return None
 
 
 def researcher_links(study) -> list:
@@ -112,6 +156,9 @@ INTERVENTION = register(
         tidy_tables=tidy_tables,
         researcher_links=researcher_links,
         analysis_page=analysis_page,
+        replay_page=replay_page,
+        export_formats=("tidy",),
+        fit_problem=fit_problem,
         attention_failed=attention_failed,
         instructions_template="intervention/_howto.html",
         survey_question="Did the model look at the object?",

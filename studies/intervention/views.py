@@ -259,6 +259,41 @@ def participant_page(request: HttpRequest, study_id: int, participant_id: int) -
     )
 
 
+def replay_page(request: HttpRequest, study, assignment: Assignment) -> HttpResponse:
+    """The intervention kind's replay of one assignment: every trial in seq order (the region
+    over the image, the operation and substrate, the probability before and after, the flip),
+    with the time since the first trial on the image."""
+    trials = list(assignment.trials.order_by("seq"))
+    start = trials[0].server_ts if trials else None
+    names = study.model.class_names or []
+    substrates = study.kind_spec.options["substrate"].choice_labels
+    rows = [
+        {
+            "trial": t,
+            "substrate": substrates.get(t.substrate, t.substrate),
+            "t_s": (t.server_ts - start).total_seconds(),
+            "target": names[t.target_class]
+            if t.target_class is not None and 0 <= t.target_class < len(names)
+            else t.target_class,
+        }
+        for t in trials
+    ]
+    flips = [t for t in trials if t.flipped]
+    return render(
+        request,
+        "intervention/replay.html",
+        {
+            "study": study,
+            "assignment": assignment,
+            "trials": rows,
+            "n_flips": len(flips),
+            "smallest_flip": min(
+                (t.area_fraction for t in flips if t.operation == "delete"), default=None
+            ),
+        },
+    )
+
+
 # ---------------------------------------------------------------- images and plots
 
 

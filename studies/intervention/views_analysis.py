@@ -14,7 +14,8 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from studies.core.intervals import INTERVAL_METHOD
-from studies.core.plots import csv_response, figure_response, new_figure
+from studies.core.plots import HUMAN_COLOUR, csv_response, figure_response, new_figure
+from studies.core.time_on_task import TIME_ON_TASK, time_on_task_by_participant
 from studies.core.views_researcher import export_context
 from studies.intervention import analysis
 from studies.intervention.views import intervention_study, study_comparison
@@ -27,12 +28,17 @@ PLOTS = {  # name: (title, the CSV behind it)
     "timelines": ("Per-participant timelines", "timelines"),
 }
 TABLES = ("flip_rates", "area_to_flip", "agreement", "timelines")
+MEASURES = {"gradcam_iou": "Grad-CAM IoU", "voice_overlap": "VOICE overlap"}
 
 
 def area_rows(comparison: dict) -> list[dict]:
+    named = any(
+        r["image"].original_name for r in comparison["rows"]
+    )  # else the CSV keeps its bytes
     return [
         {
             "image_index": r["image"].index,
+            **({"image_name": r["image"].original_name} if named else {}),
             "class_name": r["image"].class_name,
             "trials": r["trials"],
             "model_flip_gradcam_order": r["model_flip"],
@@ -60,6 +66,7 @@ def participant_rows(study, timelines: list[dict]) -> list[dict]:
         by_code.setdefault(row["participant"], []).append(row)
     out = []
     real = Prefetch("assignments", queryset=Assignment.objects.real())  # practice: not data
+    seconds = time_on_task_by_participant(study)
     for p in study.participants.order_by("number").prefetch_related(real):
         mine = by_code.get(p.code, [])
         finished = sum(a.status == "finished" for a in p.assignments.all())
@@ -73,7 +80,7 @@ def participant_rows(study, timelines: list[dict]) -> list[dict]:
                 reason="",
                 trials=len(mine),
                 flips=sum(r["flipped"] for r in mine),
-                time_on_task_s=mine[-1]["since_start_s"],
+                time_on_task_s=seconds.get(p.pk, 0.0),
             )
         out.append(row)
     return out
@@ -96,6 +103,7 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "left_out": [p for p in participants if p["reason"]],
             "plots": [(name, title, table) for name, (title, table) in PLOTS.items()],
             "interval_method": INTERVAL_METHOD,
+            "time_on_task": TIME_ON_TASK,
             **export_context(study),
         },
     )
@@ -142,7 +150,7 @@ def draw_plot(name: str, tables: dict):
         ax.plot([0, 1], [0, 1], color="#999", lw=1, ls=":")
         if rows:
             ax.scatter([r["model_flip_gradcam_order"] for r in rows],
-                       [r["human_flip_min"] for r in rows], color="#1558c0", zorder=3)  # fmt: skip
+                       [r["human_flip_min"] for r in rows], color=HUMAN_COLOUR, zorder=3)  # fmt: skip
         else:
             _empty(ax, "no image has both a flipping human\ndeletion and a Grad-CAM flip yet")
         ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="smallest flipping deletion, Grad-CAM order",
@@ -150,14 +158,13 @@ def draw_plot(name: str, tables: dict):
     elif name == "agreement":
         rows = [r for r in tables["agreement"] if r["operation"] != "all"]
         if rows:
-            labels = [f"{r['measure'].replace('_', ' ')}\n{r['operation']}" for r in rows]
+            labels = [f"{MEASURES.get(r['measure'], r['measure'])}\n{r['operation']}" for r in rows]
             colours = ["tab:blue" if r["measure"] == "gradcam_iou" else "tab:orange" for r in rows]
             ax.bar(labels, [r["mean"] for r in rows], yerr=_ci_errors(rows, "mean"), capsize=3,
                    color=colours)  # fmt: skip
         else:
             _empty(ax, "no trial with a Grad-CAM or VOICE map yet")
         ax.set(ylabel="mean (95% bootstrap CI)", ylim=(0, 1.05), title="Agreement with the model")
-        ax.tick_params(axis="x", labelsize=7)
     elif name == "timelines":
         rows = tables["timelines"]
         codes = sorted({r["participant"] for r in rows})
@@ -170,7 +177,7 @@ def draw_plot(name: str, tables: dict):
                            label=("flipped" if flipped else "no flip") if y == 0 else None)  # fmt: skip
         if codes:
             ax.set_yticks(range(len(codes)), codes)
-            ax.legend(fontsize=7, loc="lower right")
+            ax.legend(loc="lower right")
         else:
             _empty(ax, "no trial yet")
         ax.set(xlabel="seconds since the participant's first trial", title=title)

@@ -5,13 +5,12 @@ here: a missing embedding file is written by a worker task), and what a page sho
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from django.http import FileResponse, HttpResponseNotModified
+from django.http import HttpResponseNotModified
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework.response import Response
 
 from interventions.segmentation.browser import DECODER_FORMAT
+from studies.core import storage
 from studies.core.api import ParticipantView, participant_or_error, require_consent, study_kind
 from studies.core.api_errors import ApiError
 from studies.core.api_schema import PARTICIPANT_ERRORS, errors
@@ -19,8 +18,8 @@ from studies.core.dispatch import run_interactive
 from studies.core.recorder import owned_assignment
 from studies.core.rle import MAX_RLE_CHARS
 from studies.prompting.decoder_files import (
-    decoder_file,
-    embedding_file,
+    decoder_name,
+    embedding_name,
     study_unavailable_reason,
 )
 from studies.prompting.events import record_shown
@@ -35,11 +34,11 @@ def _assignment(request, assignment_id: int):
     return owned_assignment(participant, assignment_id)
 
 
-def _immutable_file(request, path: Path, etag: str, content_type: str):
+def _immutable_file(request, name: str, etag: str, content_type: str):
     if request.META.get("HTTP_IF_NONE_MATCH") == etag:
         response = HttpResponseNotModified()
     else:
-        response = FileResponse(path.open("rb"), content_type=content_type)
+        response = storage.file_response("embeddings", name, content_type)
     response["ETag"] = etag
     response["Cache-Control"] = IMMUTABLE
     return response
@@ -56,11 +55,11 @@ class DecoderView(ParticipantView):
         reason = study_unavailable_reason(study)
         if reason:
             raise ApiError(404, reason)
-        path = decoder_file(study.model)
-        if not path.is_file():
+        name = decoder_name(study.model)
+        if not storage.exists("embeddings", name):
             raise ApiError(404, "the decoder is not exported yet (the study's onnx_export job)")
         etag = f'"{study.model.weights_sha256[:32]}-{DECODER_FORMAT}"'
-        return _immutable_file(request, path, etag, "application/octet-stream")
+        return _immutable_file(request, name, etag, "application/octet-stream")
 
 
 class EmbeddingView(ParticipantView):
@@ -76,16 +75,16 @@ class EmbeddingView(ParticipantView):
             raise ApiError(404, reason)
         image_sha = assignment.image.sha256
         etag = f'"{image_sha[:32]}-{study.model.model_id}"'
-        path = embedding_file(study.model, image_sha)
-        if not path.is_file():
+        name = embedding_name(study.model, image_sha)
+        if not storage.exists("embeddings", name):
             run_interactive(
                 "workers.tasks.browser_embedding",
                 [study.model.pk, assignment.image_id],
                 what="embedding",
             )
-            if not path.is_file():
+            if not storage.exists("embeddings", name):
                 raise ApiError(503, "the embedding was not written; retry")
-        return _immutable_file(request, path, etag, "application/octet-stream")
+        return _immutable_file(request, name, etag, "application/octet-stream")
 
 
 class ShownView(ParticipantView):

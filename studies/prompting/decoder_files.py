@@ -1,13 +1,13 @@
 """Where the browser decoder's files live, for the web process (which serves them) and the
 workers (which write them): the exported ONNX decoder of a SAM model spec and the float16 copy
-of an image's embedding, both under `EMBEDDING_CACHE_DIR` (shared by every process); and the
-`decoder` block a page reads to decide whether it previews clicks locally."""
+of an image's embedding, both stored names in the `embeddings` area (studies/core/storage.py:
+`EMBEDDING_CACHE_DIR`, or object storage); and the `decoder` block a page reads to decide
+whether it previews clicks locally."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from django.conf import settings
 from django.urls import reverse
 
 from interventions.segmentation.browser import (
@@ -15,10 +15,12 @@ from interventions.segmentation.browser import (
     decoder_onnx_path,
     f16_embedding_path,
 )
+from studies.core import storage
 
 
 def decoder_dir() -> Path:
-    return Path(settings.EMBEDDING_CACHE_DIR) / "decoders"
+    """This machine's folder of exported decoders (the area itself, or its local copy)."""
+    return storage.local_root("embeddings") / "decoders"
 
 
 def unavailable_reason(spec) -> str | None:
@@ -30,19 +32,31 @@ def unavailable_reason(spec) -> str | None:
     return None
 
 
+def decoder_name(spec) -> str:
+    """The stored name of a SAM spec's exported decoder
+    (`decoders/<architecture>-<weights sha256>-decoder-v3.samdec`: three ONNX graphs in one container)."""
+    return decoder_onnx_path("decoders", spec.architecture, spec.weights_sha256).as_posix()
+
+
+def embedding_name(spec, image_sha256: str) -> str:
+    """The stored name of one image's float16 embedding for one SAM spec (`browser.py` format)."""
+    return f16_embedding_path(
+        "browser", image_sha256, spec.model_id, spec.weights_sha256 or None
+    ).as_posix()
+
+
 def decoder_file(spec) -> Path:
-    """The exported decoder of a SAM spec (`<architecture>-<weights sha256>-decoder-v3.samdec`: three ONNX graphs in one container)."""
-    return decoder_onnx_path(decoder_dir(), spec.architecture, spec.weights_sha256)
+    """The exported decoder's file on this machine (local file system: the stored file)."""
+    return storage.local_path("embeddings", decoder_name(spec))
 
 
 def embedding_file(spec, image_sha256: str) -> Path:
-    """The float16 embedding of one image for one SAM spec (`browser.py` format)."""
-    return f16_embedding_path(
-        Path(settings.EMBEDDING_CACHE_DIR) / "browser",
-        image_sha256,
-        spec.model_id,
-        spec.weights_sha256 or None,
-    )
+    """The float16 embedding's file on this machine (local file system: the stored file)."""
+    return storage.local_path("embeddings", embedding_name(spec, image_sha256))
+
+
+def decoder_stored(spec) -> bool:
+    return storage.exists("embeddings", decoder_name(spec))
 
 
 def study_unavailable_reason(study) -> str | None:
@@ -56,11 +70,18 @@ def study_unavailable_reason(study) -> str | None:
 def decoder_block(study, assignment_id: int) -> dict:
     """What a page needs to preview clicks in the browser: whether it can, why not, the two
     file URLs and the options the local decoder must follow to answer as the server does."""
+    from studies.core.api_errors import store_unavailable
+
     reason = study_unavailable_reason(study)
-    if reason is None and not decoder_file(study.model).is_file():
-        export_again(study)
-        if not decoder_file(study.model).is_file():  # a queued job; eager Celery has run it
-            reason = "the decoder is not exported yet (the study's onnx_export job)"
+    try:
+        if reason is None and not decoder_stored(study.model):
+            export_again(study)
+            if not decoder_stored(study.model):  # a queued job; eager Celery has run it
+                reason = "the decoder is not exported yet (the study's onnx_export job)"
+    except Exception as exc:
+        if not store_unavailable(exc):
+            raise
+        reason = "the file store is unreachable right now; the server answers the clicks"
     return {
         "available": reason is None,
         "reason": reason,

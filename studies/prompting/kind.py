@@ -9,31 +9,58 @@ from studies.core.workspace_options import workspace_options
 from studies.prompting.protocol import DEFAULT_PROTOCOL, MASK_CHOICES, SINCE
 
 HELP = {
-    "show_ground_truth": (
-        "Show annotators the ground truth (prompting: its own panel, PointPrompt: on; "
-        "intervention: the object's outline)."
-    ),
-    "show_score": "Show the IoU score under the mask (PointPrompt: on).",
+    "show_ground_truth": "Show annotators the object's true outline in its own panel (PointPrompt: on).",
+    "show_score": "Show the IoU score (the match with the true outline) under the mask (PointPrompt: on).",
     "min_green": "Green points needed before the first prediction.",
     "min_red": "Red points needed before the first prediction.",
-    "mask_choice": "first = masks[0] as PointPrompt; best_predicted = highest predicted IoU.",
-    "chain_low_res_mask": "Feed the previous low-res logits back as mask_input (off in PointPrompt).",
-    "stagnation_limit": "A round ends on this many consecutive non-improving timesteps (PointPrompt code: 10).",
+    "mask_choice": "SAM answers each click with three masks; which one the annotator sees.",
+    "chain_low_res_mask": (
+        "Give SAM its previous low-resolution mask as an extra input with each click "
+        "(off in PointPrompt)."
+    ),
+    "stagnation_limit": (
+        "A round ends after this many predictions in a row that do not improve the score "
+        "(PointPrompt's code: 10)."
+    ),
     "max_rounds": "Rounds per image; the image ends when the last round ends.",
     "browser_decoder": (
-        "Preview each click's mask with SAM's decoder in the browser when the device can "
-        "(the server's mask stays the record; classical models never have one)."
+        "Show each click's mask at once with SAM's decoder in the browser when the device can "
+        "(the server's mask stays the record; the classical segmenter has no browser preview)."
     ),
     "hover_preview": (
-        "Preview the mask under the resting cursor before a click, as the SAM demo does "
-        "(needs browser_decoder)."
+        "Show the mask under the resting pointer before a click, as the SAM demo does (needs "
+        "the in-browser preview above)."
     ),
+}
+LABELS = {
+    "show_ground_truth": "Show the true outline",
+    "show_score": "Show the score",
+    "min_green": "Green points before a prediction",
+    "min_red": "Red points before a prediction",
+    "mask_choice": "Mask shown",
+    "chain_low_res_mask": "Feed the previous mask back",
+    "stagnation_limit": "Predictions without improvement that end a round",
+    "max_rounds": "Rounds per image",
+    "browser_decoder": "In-browser mask preview",
+    "hover_preview": "Preview under the resting pointer",
+}
+CHOICE_LABELS = {
+    "mask_choice": {
+        "first": "The first of SAM's masks (as PointPrompt)",
+        "best_predicted": "The mask SAM scores highest",
+    }
 }
 MINIMUM = {"min_green": 0, "min_red": 0, "stagnation_limit": 1, "max_rounds": 1}
 CHOICES = {"mask_choice": MASK_CHOICES}
 OPTIONS = {
     name: Option(
-        default, HELP[name], CHOICES.get(name, ()), MINIMUM.get(name), since=SINCE.get(name, 1)
+        default,
+        HELP[name],
+        CHOICES.get(name, ()),
+        MINIMUM.get(name),
+        since=SINCE.get(name, 1),
+        label=LABELS[name],
+        choice_labels=CHOICE_LABELS.get(name, {}),
     )
     for name, default in DEFAULT_PROTOCOL.items()
 } | workspace_options(rounds=True, step="predictions")
@@ -49,6 +76,12 @@ def analysis_page(request, study):
     from studies.prompting.views_analysis import analysis_page as page
 
     return page(request, study)
+
+
+def replay_page(request, study, assignment):
+    from studies.prompting.views import replay_page as page
+
+    return page(request, study, assignment)
 
 
 def attention_failed(assignment, threshold: float):
@@ -126,6 +159,8 @@ PROMPTING = register(
         finish=finish,
         on_open=on_open,
         analysis_page=analysis_page,
+        replay_page=replay_page,
+        export_formats=("pointprompt", "tidy", "coco"),
         attention_failed=attention_failed,
         instructions_template="prompting/_howto.html",
         survey_question=(

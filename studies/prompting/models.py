@@ -74,10 +74,20 @@ class BaselineResult(models.Model):
     """One automated prompt (docs/design.md "Automated prompting baselines"): one shot, seeded.
 
     `count_source` says where the point counts came from: `human_best` (the counts of one
-    assignment's best timestep; `assignment` is set) or `fixed` (the same counts for every image).
+    assignment's best timestep; `assignment` is set) or `fixed` (the same counts for every image);
+    for PointPrompt's released strategies also `point_nums` (the released table), `human_mean`
+    (the study's mean best-timestep counts) and `one_point` (1 + 1). `n_green` / `n_red` are the
+    counts asked; `green` / `red` the points placed (entropy and max_dist as released also keep
+    their random initial point: one more of each).
     """
 
-    COUNT_SOURCES = [("human_best", "Human best timestep"), ("fixed", "Fixed count")]
+    COUNT_SOURCES = [
+        ("human_best", "Human best timestep"),
+        ("fixed", "Fixed count"),
+        ("point_nums", "PointPrompt's released table"),
+        ("human_mean", "Mean of the human best-timestep counts"),
+        ("one_point", "1 + 1 (released _1pt mode)"),
+    ]
     study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="baselines")
     image = models.ForeignKey(DatasetImage, on_delete=models.CASCADE, related_name="baselines")
     assignment = models.ForeignKey(

@@ -3,12 +3,10 @@ replay of one assignment (every event, in order, with its mask and score)."""
 
 from __future__ import annotations
 
-from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, render
+from django.shortcuts import render
 from django.urls import reverse
 
-from studies.core.views_researcher import researcher_study
 from studies.models import Assignment, PromptEvent
 
 
@@ -77,14 +75,8 @@ def replay_data(assignment: Assignment) -> dict:
     }
 
 
-@login_required
-def assignment_replay(request: HttpRequest, study_id: int, assignment_id: int) -> HttpResponse:
-    study = researcher_study(request, study_id)
-    assignment = get_object_or_404(
-        Assignment.objects.select_related("participant", "image"),
-        pk=assignment_id,
-        participant__study=study,
-    )
+def replay_page(request: HttpRequest, study, assignment: Assignment) -> HttpResponse:
+    """The prompting kind's replay: every event on the image, scrubbable, with its mask."""
     data = replay_data(assignment)
     data.update(
         image_url=reverse("study-image", args=[study.pk, assignment.image_id, "image"]),

@@ -12,9 +12,23 @@ from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
-from studies.core.plots import csv_response, figure_response, new_figure
+from interventions.pointprompt.released_names import (
+    RELEASED_STRATEGIES,
+    UNAVAILABLE,
+    released_counts,
+)
+from interventions.prompt_strategies import STRATEGIES as FAMILY_STRATEGIES
+from studies.core.image_names import image_names
+from studies.core.plots import (
+    AUTOMATED_COLOUR,
+    HUMAN_COLOUR,
+    csv_response,
+    figure_response,
+    integer_axis,
+    new_figure,
+)
 from studies.core.views_researcher import export_context, researcher_study
-from studies.prompting import analysis
+from studies.prompting import analysis, comparison
 from studies.prompting.baselines import baseline_rows, start_baselines
 
 TABLES = (
@@ -26,6 +40,7 @@ TABLES = (
     "iou_by_timestep",
     "baselines",
     "human_vs_baselines",
+    "human_vs_automated",
 )
 PLOTS = (
     "iou_by_points",
@@ -33,7 +48,11 @@ PLOTS = (
     "best_vs_final",
     "overprompted_share",
     "human_vs_baselines",
+    "human_vs_automated",
 )
+# Shown in their own card (prompting/_human_vs_automated.html), not the plot grid; the
+# overall-only "human_vs_baselines" bar chart it replaced is still served for old links.
+OWN_CARD_PLOTS = ("human_vs_baselines", "human_vs_automated")
 
 
 PLOT_TABLES = {  # the CSV behind each plot
@@ -42,6 +61,7 @@ PLOT_TABLES = {  # the CSV behind each plot
     "best_vs_final": "assignments",
     "overprompted_share": "participants",
     "human_vs_baselines": "human_vs_baselines",
+    "human_vs_automated": "human_vs_automated",
 }
 PLOT_TITLES = {
     "iou_by_points": "IoU vs number of points",
@@ -49,7 +69,17 @@ PLOT_TITLES = {
     "best_vs_final": "Best vs final IoU per image",
     "overprompted_share": "Share overprompted",
     "human_vs_baselines": "Human vs automated prompts",
+    "human_vs_automated": "Humans against automated prompts",
 }
+
+
+def with_name(row: dict, names: dict[int, str]) -> dict:
+    out = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "image_index":
+            out["image_name"] = names.get(value, "")
+    return out
 
 
 def study_tables(study) -> dict[str, list[dict]]:
@@ -61,8 +91,12 @@ def study_tables(study) -> dict[str, list[dict]]:
     counted = [f for f in figures if f.participant in started]
     groups = analysis.summaries(counted)
     baselines = baseline_rows(study)
+    names = image_names(study.dataset)  # the researcher's file names, when the data set has them
+    assignments = [f.as_row() for f in figures]
+    if names:
+        assignments = [with_name(row, names) for row in assignments]
     return {
-        "assignments": [f.as_row() for f in figures],
+        "assignments": assignments,
         "participants": groups["participant"],
         "datasets": groups["dataset"],
         "study": groups["study"],
@@ -70,6 +104,7 @@ def study_tables(study) -> dict[str, list[dict]]:
         "iou_by_timestep": analysis.iou_curve(logs, "timestep"),
         "baselines": baselines,
         "human_vs_baselines": analysis.baseline_comparison(counted, baselines),
+        "human_vs_automated": comparison.comparison_rows(counted, baselines, study.dataset.name),
     }
 
 
@@ -102,12 +137,17 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "participants": participants,
             "left_out": [r for r in participants if r["reason"]],
             "datasets": tables["datasets"],
-            "comparison": tables["human_vs_baselines"],
+            "human_vs_automated": comparison.display_groups(tables["human_vs_automated"]),
             "interval_method": analysis.INTERVAL_METHOD,
             "tables": TABLES,
-            "plots": [(p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS],
+            "plots": [
+                (p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS if p not in OWN_CARD_PLOTS
+            ],
             "baseline_jobs": study.jobs.filter(kind="baseline")[:5],
-            "strategies": ("random", "kmedoids", "shi_tomasi", "entropy", "max_distance"),
+            "released_strategies": RELEASED_STRATEGIES,
+            "family_strategies": FAMILY_STRATEGIES,
+            "unavailable_strategies": sorted(UNAVAILABLE.items()),
+            "released_counts": released_counts(study.dataset.name),
             **export_context(study),
         },
     )
@@ -127,19 +167,25 @@ def _errorbars(ax, rows, x_key, label):
     means = [r["mean_iou"] for r in rows]
     low = [0 if math.isnan(r["ci_low"]) else r["mean_iou"] - r["ci_low"] for r in rows]
     high = [0 if math.isnan(r["ci_high"]) else r["ci_high"] - r["mean_iou"] for r in rows]
-    ax.errorbar(xs, means, yerr=[low, high], fmt="o-", capsize=3, label=label)
+    ax.errorbar(xs, means, yerr=[low, high], fmt="o-", capsize=3, label=label, color=HUMAN_COLOUR)
 
 
 def draw_plot(name: str, tables: dict):
+    if name == "human_vs_automated":
+        fig = new_figure(8.0, 3.8)
+        comparison.draw_comparison(fig, tables["human_vs_automated"], PLOT_TITLES[name])
+        return fig
     fig = new_figure()
     ax = fig.add_subplot()
     ci = "mean IoU (95% bootstrap CI)"
     if name == "iou_by_points":
         _errorbars(ax, tables["iou_by_points"], "points", ci)
         ax.set(xlabel="number of points", ylabel="IoU", title=PLOT_TITLES[name], ylim=(0, 1.05))
+        integer_axis(ax.xaxis)
     elif name == "iou_by_timestep":
         _errorbars(ax, tables["iou_by_timestep"], "timestep", ci)
         ax.set(xlabel="timestep", ylabel="IoU", title=PLOT_TITLES[name], ylim=(0, 1.05))
+        integer_axis(ax.xaxis)
     elif name == "best_vs_final":
         for reason, colour in (
             ("finished", "tab:blue"),
@@ -157,14 +203,27 @@ def draw_plot(name: str, tables: dict):
             xlim=(0, 1.02),
             ylim=(0, 1.02),
         )
-        ax.legend(fontsize=7)
+        ax.legend(loc="upper left")
     elif name == "overprompted_share":
-        rows = [(f"P {r['group']}", r["share_overprompted"]) for r in tables["participants"]]
-        rows += [(f"D {r['group']}", r["share_overprompted"]) for r in tables["datasets"]]
-        rows = [(k, v) for k, v in rows if not math.isnan(v)]
-        ax.bar([k for k, _ in rows], [v for _, v in rows], color="tab:red")
+        # participants, then data sets, told apart by colour (a legend), not by a prefix
+        groups = (
+            ("participant", tables["participants"], HUMAN_COLOUR),
+            ("data set", tables["datasets"], "tab:gray"),
+        )
+        position, ticks, labels = 0, [], []
+        for label, rows, colour in groups:
+            rows = [r for r in rows if not math.isnan(r["share_overprompted"])]
+            if not rows:
+                continue
+            xs = list(range(position, position + len(rows)))
+            ax.bar(xs, [r["share_overprompted"] for r in rows], color=colour, label=label)
+            ticks += xs
+            labels += [str(r["group"]) for r in rows]
+            position += len(rows) + 1  # a gap between the groups
+        ax.set_xticks(ticks, labels, rotation=30, ha="right")
+        if ticks:
+            ax.legend(loc="upper right")
         ax.set(ylabel="share overprompted", title="Overprompted (annotator-ended)", ylim=(0, 1))
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     elif name == "human_vs_baselines":
         rows = [r for r in tables["human_vs_baselines"] if not math.isnan(r["mean_iou"])]
         means = [r["mean_iou"] for r in rows]
@@ -172,9 +231,17 @@ def draw_plot(name: str, tables: dict):
             [0 if math.isnan(r["ci_low"]) else r["mean_iou"] - r["ci_low"] for r in rows],
             [0 if math.isnan(r["ci_high"]) else r["ci_high"] - r["mean_iou"] for r in rows],
         ]
-        ax.bar([r["method"] for r in rows], means, yerr=errs, capsize=3, color="tab:green")
+        human = [r["method"].startswith("human") for r in rows]
+        colours = [HUMAN_COLOUR if h else AUTOMATED_COLOUR for h in human]
+        ax.bar(range(len(rows)), means, yerr=errs, capsize=3, color=colours)
+        ax.set_xticks(range(len(rows)), [r["method"] for r in rows], rotation=30, ha="right")
+        from matplotlib.patches import Patch
+
+        sources = (("people", HUMAN_COLOUR, True), ("automated prompts", AUTOMATED_COLOUR, False))
+        handles = [Patch(color=c, label=label) for label, c, h in sources if h in human]
+        if handles:
+            ax.legend(handles=handles, loc="lower right")
         ax.set(ylabel=ci, title=PLOT_TITLES[name], ylim=(0, 1.05))
-        ax.tick_params(axis="x", labelrotation=45, labelsize=7)
     else:
         raise Http404(f"no plot {name}")
     return fig
@@ -188,6 +255,13 @@ def analysis_plot(request: HttpRequest, study_id: int, name: str, fmt: str = "pn
     return figure_response(draw_plot(name, study_tables(study)), fmt, f"study{study.pk}_{name}")
 
 
+def _small_int(raw, label: str) -> int:
+    raw = (raw or "").strip()
+    if not (raw.isdigit() and len(raw) <= 4):
+        raise ValueError(f"the {label} must be a whole number from 0 to 9999, got {raw[:40]!r}")
+    return int(raw)
+
+
 @login_required
 @require_POST
 def baselines_start(request: HttpRequest, study_id: int) -> HttpResponse:
@@ -198,7 +272,16 @@ def baselines_start(request: HttpRequest, study_id: int) -> HttpResponse:
         seed = int(raw) if raw.isdigit() and len(raw) <= 10 else -1
         if not 0 <= seed < 2**32:
             raise ValueError(f"seed must be an integer from 0 to {2**32 - 1}, got {raw[:40]!r}")
-        job = start_baselines(study, strategies, seed)
+        counts = request.POST.get("counts") or "auto"
+        fixed = None
+        if counts == "fixed":
+            fixed = tuple(
+                _small_int(request.POST.get(name), label)
+                for name, label in (("green", "green count"), ("red", "red count"))
+            )
+        elif counts not in ("auto", "one_point"):
+            raise ValueError(f"counts must be auto, one_point or fixed, got {counts[:40]!r}")
+        job = start_baselines(study, strategies, seed, fixed, counts == "one_point")
     except ValueError as exc:
         messages.error(request, str(exc))
     else:

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 import csv
 import io
-from pathlib import Path
 
-from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
+from studies.core import storage
 from studies.trust.evaluations import (
     PLOTS,
     SCORE_COLUMNS,
@@ -148,12 +147,13 @@ def evaluation_plot(request: HttpRequest, evaluation_id: int, name: str, fmt: st
     evaluation = researcher_evaluation(request, evaluation_id)
     if name not in PLOTS or fmt not in PLOT_TYPES:
         raise Http404(f"unknown plot {name}.{fmt}: expected table or scatter, png or svg")
-    path = Path(settings.MEDIA_ROOT) / evaluation.folder / f"{name}.{fmt}"
-    if not evaluation.folder or not path.is_file():
+    stored = f"{evaluation.folder}/{name}.{fmt}"
+    if not evaluation.folder or not storage.exists("media", stored):
         raise Http404(f"evaluation {evaluation.pk} has no {name}.{fmt} (yet)")
-    return FileResponse(
-        path.open("rb"),
-        content_type=PLOT_TYPES[fmt],
+    return storage.file_response(
+        "media",
+        stored,
+        PLOT_TYPES[fmt],
         as_attachment=bool(request.GET.get("download")),
         filename=f"trust_evaluation_{evaluation.pk}_{name}.{fmt}",
     )

@@ -111,9 +111,16 @@ def test_archive_import_keeps_good_pairs_and_reports_each_refusal(tmp_path, medi
     stored = [np.asarray(Image.open(r.mask.path)) > 0 for r in rows]
     assert np.array_equal(stored[0], mask() > 0) and np.array_equal(stored[1], mask() > 0)
     assert np.array_equal(stored[3], mask(box=(3, 5, 4, 8)) > 0)  # one object per image row
-    # files exist only for the accepted pairs
-    files = sorted(p.name for p in (media / "datasets" / str(dataset.pk)).rglob("*.png"))
-    assert len(files) == 8
+    # files exist only for the accepted pairs: the working copy and the uploaded original
+    folder = media / "datasets" / str(dataset.pk)
+    assert (
+        len(list((folder / "images").glob("*.png"))) + len(list((folder / "masks").glob("*.png")))
+        == 8
+    )
+    assert len(list((folder / "originals").glob("*.png"))) == 8
+    assert [r.original_name for r in rows] == ["a.png", "b.png", "multi.png", "multi.png"]
+    assert [r.mask_name for r in rows] == ["a.png", "b_mask.png", "multi_1.png", "multi_2.png"]
+    assert rows[0].original_image.read() == mixed_archive_files()["data/images/a.png"]
 
 
 def test_nothing_is_half_imported_when_no_pair_is_good(tmp_path, media):
@@ -197,7 +204,7 @@ def test_web_upload_runs_a_job_with_a_report_and_names_bad_fields(
     assert not list((Path(settings.MEDIA_ROOT) / "imports").iterdir())  # the archive is removed
     # the data set page: thumbnails, counts, new study with the data set chosen
     detail = client.get(f"/datasets/{job.dataset.pk}/").content.decode()
-    assert 'id="image-count">4<' in detail and "8 × 6 px" in detail
+    assert 'id="image-count">4<' in detail and "8 x 6 pixels" in detail
     first = job.dataset.images.first()
     thumb = client.get(f"/datasets/{job.dataset.pk}/thumbs/{first.pk}/mask.png")
     assert thumb.status_code == 200 and b"".join(thumb.streaming_content)[:4] == b"\x89PNG"

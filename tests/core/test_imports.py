@@ -88,7 +88,7 @@ def test_corrupt_and_mismatched_files_are_clear_errors(tmp_path):
     with pytest.raises(CommandError, match="not a valid .npy"):
         call_command("import_pointprompt", str(folder), "--name", "Bad")
     write_pair(folder, [np.zeros((4, 4, 3), np.uint8)], [np.zeros((5, 4), np.uint8)])
-    with pytest.raises(CommandError, match="shape"):
+    with pytest.raises(CommandError, match="width x height"):
         call_command("import_pointprompt", str(folder), "--name", "Bad")
     write_pair(folder, [np.zeros((4, 4, 3), np.uint8)] * 2, [np.zeros((4, 4), np.uint8)])
     with pytest.raises(CommandError, match="2 images but labels.npy has 1"):

@@ -1,4 +1,4 @@
-"""Small leaks (issue 11, finding 10): /healthz details only for staff or this machine, the
+"""Small leaks (issue 11, finding 10): /healthz details only for staff (or a token, issue 23), the
 study form never lists the site's accounts (collaborators by exact username), and every page
 carries a strict Content-Security-Policy."""
 
@@ -13,7 +13,7 @@ from tests.factories import prompting_study, researcher
 pytestmark = pytest.mark.django_db
 
 
-def test_healthz_details_only_for_staff_or_localhost(client, settings):
+def test_healthz_details_only_for_staff_or_the_token(client, settings):
     settings.CELERY_TASK_ALWAYS_EAGER = False
     settings.CELERY_BROKER_URL = "redis://secret-broker.internal:6390/0"
     from config.celery_app import app
@@ -21,7 +21,9 @@ def test_healthz_details_only_for_staff_or_localhost(client, settings):
     app.conf.broker_url = settings.CELERY_BROKER_URL
     try:
         anonymous = client.get("/healthz", REMOTE_ADDR="203.0.113.9")
-        local = client.get("/healthz")  # the test client is 127.0.0.1
+        local = client.get("/healthz")  # the test client is 127.0.0.1: no longer enough
+        settings.HEALTHZ_TOKEN = "probe-token"
+        probe = client.get("/healthz", HTTP_X_HEALTHZ_TOKEN="probe-token")
         staff_user = get_user_model().objects.create_user("ops", password="x" * 12, is_staff=True)
         client.force_login(staff_user)
         staff = client.get("/healthz", REMOTE_ADDR="203.0.113.9")
@@ -30,7 +32,8 @@ def test_healthz_details_only_for_staff_or_localhost(client, settings):
     assert anonymous.status_code == 503
     assert anonymous.json()["checks"]["broker"] == {"ok": False}
     assert b"secret-broker" not in anonymous.content and b"6390" not in anonymous.content
-    assert "error" in local.json()["checks"]["broker"]
+    assert local.json()["checks"]["broker"] == {"ok": False}
+    assert "error" in probe.json()["checks"]["broker"]
     assert "error" in staff.json()["checks"]["broker"]
 
 

@@ -85,7 +85,7 @@ def test_docker_compose_config_accepts_the_file_with_a_filled_env(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     resolved = yaml.safe_load(done.stdout)
-    assert set(resolved["services"]) == {
+    assert set(resolved["services"]) - {"minio", "minio-bucket"} == {
         "postgres",
         "redis",
         "migrate",
@@ -93,6 +93,9 @@ def test_docker_compose_config_accepts_the_file_with_a_filled_env(tmp_path):
         "worker-cpu",
         "worker-gpu",
     }
+    for optional in ("minio", "minio-bucket"):  # docker-compose 1.29 lists every profile's
+        if optional in resolved["services"]:
+            assert resolved["services"][optional]["profiles"] == ["s3"]
     assert resolved["services"]["worker-gpu"]["profiles"] == ["gpu"]
     assert (
         "postgres://intervene:pw@postgres:5432/intervene"
@@ -104,6 +107,79 @@ def test_docker_compose_config_accepts_the_file_with_a_filled_env(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert missing.returncode != 0 and "POSTGRES_PASSWORD" in missing.stderr  # secrets are required
+
+
+@pytest.mark.skipif(
+    shutil.which("docker-compose") is None,
+    reason="Debian's docker-compose is not installed (apt-get install docker-compose)",
+)
+def test_object_storage_profile_and_the_worker_only_file_resolve(tmp_path):
+    """--profile s3 adds MinIO and its bucket job; compose.worker.yaml starts only a GPU worker
+    that needs the database, broker and store URLs (issue 23)."""
+    (tmp_path / "docker").mkdir()
+    for name in ("compose.yaml", "compose.worker.yaml"):
+        shutil.copy(DOCKER / name, tmp_path / "docker" / name)
+    env = env_template()
+    env.update(
+        DJANGO_SECRET_KEY=secrets.token_urlsafe(50),
+        POSTGRES_PASSWORD="pw",
+        REDIS_PASSWORD="rp",
+        MINIO_ROOT_PASSWORD="minio-secret",
+        STORAGE_URL="s3://intervene?endpoint_url=http://minio:9000",
+    )
+    (tmp_path / "docker" / ".env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+    done = subprocess.run(
+        ["docker-compose", "--env-file", "docker/.env", "-f", "docker/compose.yaml", "--profile", "s3", "config"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    services = yaml.safe_load(done.stdout)["services"]
+    assert {"minio", "minio-bucket"} <= set(services)
+    assert "mc mb --ignore-existing" in " ".join(services["minio-bucket"]["command"])
+    assert services["web"]["environment"]["STORAGE_URL"].startswith("s3://intervene")
+
+    worker_env = {
+        "DATABASE_URL": "postgres://intervene:pw@web.lab:5432/intervene",
+        "CELERY_BROKER_URL": "redis://:rp@web.lab:6379/0",
+        "STORAGE_URL": "s3://intervene?endpoint_url=http://web.lab:9000",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    }
+    (tmp_path / "docker" / "worker.env").write_text(
+        "".join(f"{k}={v}\n" for k, v in worker_env.items())
+    )
+    worker = subprocess.run(
+        ["docker-compose", "--env-file", "docker/worker.env", "-f", "docker/compose.worker.yaml", "config"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert worker.returncode == 0, worker.stderr
+    resolved = yaml.safe_load(worker.stdout)["services"]
+    assert set(resolved) == {"worker-gpu"}
+    environment = resolved["worker-gpu"]["environment"]
+    assert environment["STORAGE_URL"] == worker_env["STORAGE_URL"]
+    assert environment["MEDIA_ROOT"] == "/cache/media"
+    (tmp_path / "docker" / "worker.env").write_text("DJANGO_SECRET_KEY=x\n")
+    missing = subprocess.run(
+        ["docker-compose", "--env-file", "docker/worker.env", "-f", "docker/compose.worker.yaml", "config", "-q"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert missing.returncode != 0 and "DATABASE_URL" in missing.stderr
+
+
+def test_worker_compose_file_is_valid_and_its_template_covers_it():
+    schema = json.loads((DOCKER / "compose-spec.json").read_text())
+    worker = yaml.safe_load((DOCKER / "compose.worker.yaml").read_text())
+    validator = jsonschema.validators.validator_for(schema, default=jsonschema.Draft7Validator)
+    errors = list(validator(schema).iter_errors(worker))
+    assert not errors, "\n".join(e.message for e in errors)
+    used = set(
+        re.findall(r"(?<!\$)\$\{([A-Z_][A-Z0-9_]*)", (DOCKER / "compose.worker.yaml").read_text())
+    )
+    template = {
+        line.partition("=")[0].strip()
+        for line in (DOCKER / "worker.env.example").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert used <= template, sorted(used - template)
 
 
 def test_services_topology_volumes_and_health_checks(compose):
@@ -133,8 +209,8 @@ def test_every_service_command_exists_in_the_project(compose):
 
     queues = {route["queue"] for route in CELERY_TASK_ROUTES.values()}
     for name, service in compose["services"].items():
-        if "command" not in service or name in ("redis",):
-            continue
+        if "command" not in service or name in ("redis", "minio", "minio-bucket"):
+            continue  # third-party images: their own commands
         argv = command_argv(service)
         program = argv[0]
         assert (Path(PYTHON).parent / program).exists() or program == "python", (

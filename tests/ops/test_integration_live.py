@@ -241,7 +241,9 @@ def test_many_annotators_on_several_web_and_worker_processes_store_each_timestep
 def test_healthz_reports_database_and_broker(stack):
     import requests
 
-    body = requests.get(f"{stack.base_url}/healthz", timeout=10).json()
+    body = requests.get(
+        f"{stack.base_url}/healthz", headers=stack.healthz_headers, timeout=10
+    ).json()
     assert body["status"] == "ok"
     assert body["checks"]["database"]["vendor"] == "postgresql"
     assert (

@@ -115,6 +115,31 @@ def practice_block(study: Study, included: bool) -> dict | None:
     return {"assignments": n, "excluded_assignments": 0 if included else n, "included": included}
 
 
+def baselines_block(study: Study) -> dict:
+    """`baseline_definitions` (which strategy definitions and count sources made the study's
+    stored automated baselines); absent when it has none."""
+    from studies.prompting.baselines import definitions_used
+
+    return definitions_used(study)
+
+
+WORKING_COPY_NOTE = (
+    "points and masks are in the working copy's pixels (width x height below); an image scaled "
+    "from a larger original maps back by x_original = x * original_width / width and "
+    "y_original = y * original_height / height (pixel edges, origin top-left)"
+)
+
+
+def images_block(study: Study) -> dict:
+    """The manifest's `images` list (index, the researcher's file names, sizes in pixels, scale)
+    for data sets imported from files; {} for others, whose manifests keep their bytes."""
+    from studies.core.image_names import has_provenance, image_rows
+
+    if not has_provenance(study.dataset):
+        return {}
+    return {"images": {"note": WORKING_COPY_NOTE, "rows": list(image_rows(study.dataset))}}
+
+
 def write_manifest(
     archive: ExportArchive, study: Study, fmt: str, counts: dict, extra: dict | None = None
 ) -> dict:
@@ -130,6 +155,8 @@ def write_manifest(
         "coordinates": COORDINATES,
         "counts": {**counts, "files": archive.count},
         "csv_cells": CSV_CELLS_NOTE,
+        **baselines_block(study),
+        **images_block(study),
         **(extra or {}),
     }
     with archive.open_text(MANIFEST_NAME) as out:

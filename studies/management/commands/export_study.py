@@ -18,8 +18,22 @@ class Command(BaseCommand):
             action="store_true",
             help="tidy only: write the practice assignments too, with a practice column",
         )
+        parser.add_argument(
+            "--with-stats",
+            action="store_true",
+            help="pointprompt only: add stats.csv, the released PointPrompt feature script's table",
+        )
 
-    def handle(self, study, format, out, no_progress=False, include_practice=False, **options):
+    def handle(
+        self,
+        study,
+        format,
+        out,
+        no_progress=False,
+        include_practice=False,
+        with_stats=False,
+        **options,
+    ):
         found = Study.objects.select_related("dataset", "model").filter(pk=study).first()
         if found is None:
             raise CommandError(f"no study with id {study}")
@@ -35,6 +49,8 @@ class Command(BaseCommand):
 
         try:
             params = {"include_practice": True} if include_practice else {}
+            if with_stats:
+                params["with_stats"] = True
             head = run_export(found, format, out, progress, params)
         except ValueError as exc:
             raise CommandError(str(exc)) from exc

@@ -1,6 +1,6 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from studies.core.importers import import_pointprompt
+from studies.core.importers import import_pointprompt, import_summary
 
 
 class Command(BaseCommand):
@@ -18,3 +18,4 @@ class Command(BaseCommand):
         self.stdout.write(
             f"imported {dataset.images.count()} images into data set {dataset.name!r} (id {dataset.pk})"
         )
+        self.stdout.write(import_summary(dataset))

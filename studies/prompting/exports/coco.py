@@ -41,6 +41,21 @@ def annotation(ann_id: int, image_index: int, rle: dict, **extra) -> dict:
     }
 
 
+def coco_image(im: dict) -> dict:
+    """A COCO image entry: the researcher's file name when the data set has one (else
+    `<index>.png`); width and height are the working copy's, the frame of every segmentation;
+    an image scaled from a larger original also gives the original's size."""
+    entry = {
+        "id": im["index"],
+        "file_name": im["original_name"] or f"{im['index']}.png",
+        "width": im["width"],
+        "height": im["height"],
+    }
+    if im["original_width"]:
+        entry.update(original_width=im["original_width"], original_height=im["original_height"])
+    return entry
+
+
 def export_coco(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
     dataset = study.dataset
     dataset_indices(study)
@@ -52,15 +67,10 @@ def export_coco(study: Study, archive: ExportArchive, progress: Progress | None 
     }
     total = len(meta)
     images = [
-        {
-            "id": im["index"],
-            "file_name": f"{im['index']}.png",
-            "width": im["width"],
-            "height": im["height"],
-        }
+        coco_image(im)
         for im in DatasetImage.objects.filter(dataset=dataset)
         .order_by("index")
-        .values("index", "width", "height")
+        .values("index", "width", "height", "original_name", "original_width", "original_height")
     ]
     head = {
         "info": {

@@ -12,6 +12,7 @@ layout cannot tell "assigned but untouched" from "not assigned").
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -84,6 +85,13 @@ def read_image_results(folder: Path, index: int, image) -> list[dict]:
             f"{score_file.name}: scores must be a 1-D float array, got {scores.dtype} {scores.shape}"
         )
     T = len(scores)
+    if image.scale != 1.0:  # results are in the full-size frame; the study's image is smaller
+        raise ValueError(
+            f"{where}: image {image.index} was stored as a working copy of {image.width} x "
+            f"{image.height} pixels (original {image.original_width} x {image.original_height}); "
+            "PointPrompt results are in the original's pixels: import the data set again with "
+            f"IMPORT_MAX_SIDE at least {max(image.original_width or 0, image.original_height or 0)}"
+        )
     green = _points(load_npy(green_file), green_file.name)
     red = _points(load_npy(red_file), red_file.name)
     rounds = load_npy(round_file) if round_file.is_file() else np.zeros(T, dtype=np.int64)
@@ -128,11 +136,37 @@ def read_image_results(folder: Path, index: int, image) -> list[dict]:
     return rows
 
 
+def check_sort(folder: Path, index: int, n: int) -> None:
+    """`sorts/<i>_sort.npy`, when present, must order the image's n timesteps (a permutation of
+    0..n-1); the importer does not use it otherwise (the analysis takes the first best)."""
+    sort_file = folder / "sorts" / f"{index}_sort.npy"
+    if not sort_file.is_file():
+        return
+    order = load_npy(sort_file)
+    if (
+        order.ndim != 1
+        or not np.issubdtype(order.dtype, np.integer)
+        or sorted(order.tolist()) != list(range(n))
+    ):
+        raise ValueError(
+            f"{sort_file.name}: expected an ordering of the {n} timesteps (0..{n - 1}), "
+            f"got {order.dtype} {order.shape}"
+        )
+
+
 @transaction.atomic
 def import_pointprompt_results(
-    results_dir: str | Path, dataset: Dataset, model: ModelSpec, owner, title: str | None = None
+    results_dir: str | Path,
+    dataset: Dataset,
+    model: ModelSpec,
+    owner,
+    title: str | None = None,
+    *,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Study:
-    """Create a closed prompting study on `dataset` from a `Prompting results/<Dataset>` folder."""
+    """Create a read-only prompting study (imported human results, `Study.imported_from`) on
+    `dataset` from a `Prompting results/<Dataset>` folder. Errors name the participant folder
+    and the file; nothing is stored unless every file reads."""
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise ValueError(f"{results_dir} is not a folder")
@@ -151,10 +185,13 @@ def import_pointprompt_results(
         model=model,
         owner=owner,
         status="closed",
+        allow_public_join=False,
+        imported_from=str(results_dir)[:500],
         protocol=dict(DEFAULT_PROTOCOL),
         instructions=f"Imported from {results_dir}",
     )
     now = timezone.now()
+    total, done = len(folders) * len(images), 0
     for number, folder in folders:
         participant = Participant.objects.create(study=study, number=number, code=f"st{number}")
         indices = sorted(
@@ -168,7 +205,16 @@ def import_pointprompt_results(
                 raise ValueError(
                     f"{folder.name}: results for image {index}, but {dataset.name!r} has {len(images)} images"
                 )
-            rows = read_image_results(folder, index, images[index])
+            try:
+                rows = read_image_results(folder, index, images[index])
+                check_sort(folder, index, len(rows))
+            except ValueError as exc:
+                if str(exc).startswith(folder.name):
+                    raise
+                raise ValueError(f"{folder.name}: {exc}") from exc
+            done += 1
+            if progress:
+                progress(done, total)
             if not rows:
                 continue
             assignment = Assignment.objects.create(
@@ -195,4 +241,6 @@ def import_pointprompt_results(
                 timesteps=len(rows), finished=True,
             ).to_json()  # fmt: skip
             assignment.save(update_fields=["state"])
+    if progress:
+        progress(total, total)
     return study

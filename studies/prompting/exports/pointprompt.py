@@ -8,6 +8,11 @@ finetune/samples/<D>/<i>_sample.npy, finetune/labels/<D>/<i>_label.npy,
 finetune/human/<D>/st<k>_<i>_green.npy, _red.npy   points of the best timestep (T > 0 only)
 
 Every participant gets files for every image index 0..N-1 (empty when never scored).
+
+With `with_stats`, also stats.csv at the root: the released feature script's table
+(interventions/pointprompt/features.py, docs/pointprompt.md), computed from the same arrays the
+archive holds, and a manifest block `stats` naming the definitions. The study must have
+timesteps and every ground truth an object; that is checked before anything is written.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import numpy as np
 
 from interventions.metrics import rle_decode
 from studies.core.exports.archive import ExportArchive
-from studies.models import DatasetImage, Study
+from studies.models import DatasetImage, PromptEvent, Study
 from studies.prompting.exports.records import (
     dataset_indices,
     load_image,
@@ -73,10 +78,71 @@ def write_results(
     return scores
 
 
+def stats_contexts(study: Study, images) -> list:
+    """Each image's feature context (data-level columns, mask geometry), or ValueError naming
+    what the released feature script cannot take: no timestep at all, an empty ground truth."""
+    from interventions.pointprompt.features import prepare_image
+
+    has_timesteps = PromptEvent.objects.filter(
+        assignment__participant__study=study, assignment__practice=False, timestep__isnull=False
+    ).exists()
+    if not has_timesteps:
+        raise ValueError(
+            f"study {study.pk} has no timesteps: stats.csv (--with-stats) needs at least one"
+        )
+    return [prepare_image(load_image(im), load_label(im), im.index) for im in images.iterator()]
+
+
+def attempt_of(rows: list[dict], scores: np.ndarray):
+    """The arrays write_results wrote for one participant x image, as a features.Attempt."""
+    from interventions.pointprompt.features import Attempt
+
+    return Attempt(
+        rounds=np.asarray([row["round"] - 1 for row in rows], dtype=np.int64),
+        sort=np.argsort(-scores, kind="stable").astype(np.int64),
+        scores=scores,
+        green=list(point_sets(rows, "green")),
+        red=list(point_sets(rows, "red")),
+    )
+
+
+def write_stats(archive: ExportArchive, name: str, contexts: list, folders: list) -> dict:
+    """stats.csv (released definitions) and the manifest's `stats` block."""
+    from interventions.pointprompt.features import (
+        DEFINITIONS,
+        released_object_counts,
+        released_stats,
+        write_stats_csv,
+    )
+
+    table = released_stats(name, contexts, folders)
+    with archive.open_text("stats.csv") as out:
+        n = write_stats_csv(table, out)
+    block = {
+        "file": "stats.csv",
+        "variant": table.variant,
+        "definitions": DEFINITIONS[table.variant],
+        "rows": n,
+        "columns": len(table.columns),
+        "row_order": "participant folders by participant number, then image index, timestep",
+        "student_column": "Prompting results/<data set>/<participant code>, as the script names it",
+        "obj_density": (
+            "PointPrompt's released object_counts.csv"
+            if released_object_counts(name) is not None
+            else "1 for every image (not a PointPrompt data set; no per-image counts given)"
+        ),
+    }
+    return {"stats_rows": n, "manifest_blocks": {"stats": block}}
+
+
 def export_pointprompt(
-    study: Study, archive: ExportArchive, progress: Progress | None = None
+    study: Study,
+    archive: ExportArchive,
+    progress: Progress | None = None,
+    with_stats: bool = False,
 ) -> dict:
     """Write the study in the PointPrompt layout; return counts for the manifest."""
+    from interventions.pointprompt.features import Folder
     from studies.prompting.exports.tidy import write_baselines_csv
 
     name = study.dataset.name
@@ -85,6 +151,8 @@ def export_pointprompt(
     participants = list(study.participants.order_by("number").values_list("pk", "code"))
     total = len(participants) * n_images
     images = DatasetImage.objects.filter(dataset=study.dataset).order_by("index")
+    contexts = stats_contexts(study, images) if with_stats else None
+    folders: list = []
 
     archive.write_object_npy(
         f"Image datasets/{name}/samples.npy", n_images, (load_image(im) for im in images.iterator())
@@ -103,12 +171,15 @@ def export_pointprompt(
         base = f"Prompting results/{name}/{code}"
         stream = participant_timesteps(participant_id)
         pending = next(stream, None)
+        attempts = []
         for index in range(n_images):
             rows: list[dict] = []
             if pending is not None and pending[0] == index:
                 rows = pending[1]
                 pending = next(stream, None)
             scores = write_results(archive, base, index, rows, f"{code} image {index}")
+            if with_stats:
+                attempts.append(attempt_of(rows, scores))
             if len(rows):
                 best = rows[int(np.argsort(-scores, kind="stable")[0])]
                 archive.write_npy(
@@ -124,8 +195,10 @@ def export_pointprompt(
                 progress(done, total)
         if pending is not None:
             raise ValueError(f"{code}: timesteps on image index {pending[0]} outside the data set")
+        if with_stats:
+            folders.append(Folder(code, attempts))
     baselines = write_baselines_csv(archive, f"Automated baselines/{name}/baselines.csv", study)
-    return {
+    counts = {
         "images": n_images,
         "participants": len(participants),
         "participant_images": total,
@@ -133,3 +206,6 @@ def export_pointprompt(
         "timesteps": timesteps,
         "baseline_results": baselines,
     }
+    if with_stats:
+        counts.update(write_stats(archive, name, contexts, folders))
+    return counts

@@ -19,6 +19,13 @@ from django.db.models import Max, Min
 
 from studies.core.exports.archive import ExportArchive
 from studies.core.exports.tables import write_csv
+from studies.core.image_names import (
+    IMAGE_COLUMNS,
+    has_provenance,
+    image_names,
+    image_rows,
+    insert_after,
+)
 from studies.core.kinds import kind_of
 from studies.core.quality import attention_status
 from studies.models import (
@@ -94,6 +101,9 @@ def export_tidy(
     # the `practice` column, only when practice assignments are asked for
     practice = ("practice",) if include_practice else ()
     n_assignments = in_study.count()
+    # the researcher's file names: images.csv and an `image_name` column in assignments.csv,
+    # only for data sets that have names (others keep their bytes)
+    names = image_names(study.dataset)
     logged = {"assignment__participant__study": study}  # events and trials of in_study
     if not include_practice:
         logged["assignment__practice"] = False
@@ -204,6 +214,7 @@ def export_tidy(
                 progress(done, n_assignments)
             yield {
                 **assignment_figures(log).as_row(),
+                "image_name": names.get(a["image__index"], ""),
                 "order": a["order"],
                 "practice": a["practice"],
                 "status": a["status"],
@@ -218,7 +229,12 @@ def export_tidy(
         "points_at_best", "green_at_best", "red_at_best", "points_at_final", "time_to_best_s", "total_time_s",
         "overprompted", "stagnation_ended", "final_below_best", "survey_answers",
     )  # fmt: skip
+    if names:
+        figure_columns = insert_after(figure_columns, "image_index", "image_name")
     write_csv(archive, "assignments.csv", figure_columns, assignment_rows())
+    n_images = None
+    if has_provenance(study.dataset):
+        n_images = write_csv(archive, "images.csv", IMAGE_COLUMNS, image_rows(study.dataset))
 
     participant_columns = (
         "code",
@@ -274,6 +290,7 @@ def export_tidy(
         "timesteps": n_timesteps,
         "trials": n_trials,
         "baseline_results": n_baselines,
+        **({"images": n_images} if n_images is not None else {}),
     }
     counts.update(kind_of(study).tidy_tables(study, archive, include_practice))  # the kind's own
     return counts
