@@ -186,6 +186,9 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
     # with the deferred default, two concurrent requests that both read and then write fail at
     # once with "database is locked" (the embedded demo serves several people at once).
     DATABASES["default"]["OPTIONS"]["transaction_mode"] = "IMMEDIATE"
+    # Write-ahead log: pages read while a writer commits (the background job's progress
+    # writes, studies/core/background.py) instead of waiting for it; writers still take turns.
+    DATABASES["default"]["OPTIONS"].setdefault("init_command", "PRAGMA journal_mode=WAL;")
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -288,6 +291,10 @@ CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "")
 CELERY_RESULT_BACKEND = os.environ.get("CELERY_RESULT_BACKEND", CELERY_BROKER_URL)
 CELERY_TASK_ALWAYS_EAGER = not CELERY_BROKER_URL
 CELERY_TASK_EAGER_PROPAGATES = True
+# Eager only: a web server process runs batch jobs (exports, baselines, precomputes, trust
+# evaluations, imports) on a background thread of its own, so the request that starts one
+# returns at once (studies/core/background.py). 0: in the request, as Celery's eager mode does.
+BACKGROUND_JOBS = env_bool("INTERVENE_BACKGROUND_JOBS", True)
 if CELERY_TASK_ALWAYS_EAGER:
     # with a host named, kombu does not warn "No hostname was supplied" on the first send
     CELERY_BROKER_URL = "memory://localhost/"

@@ -2,7 +2,13 @@
 
 from django.urls import path
 
-from studies.core import views_datasets, views_participant, views_researcher, views_sharing
+from studies.core import (
+    views_datasets,
+    views_jobs,
+    views_participant,
+    views_researcher,
+    views_sharing,
+)
 from studies.intervention import views as views_intervention
 from studies.intervention import views_analysis as intervention_analysis
 from studies.prompting import views_analysis, views_regression
@@ -48,6 +54,11 @@ urlpatterns = [
         "studies/<int:study_id>/participants/<int:participant_id>/exclusion",
         views_researcher.participant_exclusion,
         name="participant-exclusion",
+    ),
+    path(
+        "studies/<int:study_id>/jobs/<int:job_id>",
+        views_jobs.study_job_state,
+        name="study-job-state",
     ),
     path(
         "studies/<int:study_id>/progress",

@@ -43,3 +43,49 @@ def pytest_configure(config):
     from django.contrib.staticfiles.handlers import StaticFilesHandler
 
     StaticFilesHandler._should_handle = lambda self, path: False
+
+
+@pytest.fixture(autouse=True)
+def jobs_in_line(request):
+    """Jobs run in-line in every test that does not ask for `background_jobs`: a test that
+    imports config.wsgi (tests/ops/test_deploy_compose.py checks gunicorn's target) turns the
+    server's background thread on for the rest of its process."""
+    from studies.core import background
+
+    wanted = "background_jobs" in request.fixturenames
+    if background.enabled() and not wanted:
+        background.disable()
+    yield
+    if background.enabled() and not wanted:
+        background.disable()
+
+
+@pytest.fixture
+def background_jobs(transactional_db):
+    """Batch jobs on the background thread, as in a server on the embedded default (the test
+    client alone runs them in-line); waits for them at the end. Needs committed rows, hence
+    transactional_db."""
+    from django.core.signals import request_finished
+
+    from studies.core import background
+
+    # The test database (in-memory SQLite, shared cache) has no busy timeout: a write of the
+    # job's thread during the request's own last writes (its session) fails at once with
+    # "table is locked". A task queued by a request starts once that request has finished;
+    # on the demo's file database the two simply take turns (test_background_jobs.py checks).
+    submit, pending = background.submit, []
+
+    def after_the_request(**_kwargs):
+        while pending:
+            submit(*pending.pop(0))
+
+    monkeypatch = pytest.MonkeyPatch()
+    monkeypatch.setattr(background, "submit", lambda *task: pending.append(task))
+    request_finished.connect(after_the_request, dispatch_uid="background-jobs-fixture")
+    background.enable()
+    assert background.enabled()
+    yield background
+    request_finished.disconnect(dispatch_uid="background-jobs-fixture")
+    monkeypatch.undo()
+    after_the_request()
+    background.disable()

@@ -7,6 +7,9 @@ module's science (no torch in the web process).
   the model (the input cannot be used) is a 400.
 - `start_job(...)`: a `Job` row, and its task sent to the `batch` queue once the row is
   committed; a failure to send marks the row failed (the page shows it) instead of raising.
+- `send_batch(...)`: how a batch task is sent: to the broker, or on the embedded default
+  (eager) to the server process's background thread (studies/core/background.py), so the
+  request that started it returns at once; in-line where no server runs (commands, tests).
 """
 
 from __future__ import annotations
@@ -69,14 +72,25 @@ def start_job(study, kind: str, task: str, params: dict | None = None, created_b
 
     job = Job.objects.create(study=study, kind=kind, params=params or {}, created_by=created_by)
 
-    def enqueue() -> None:
-        try:
-            celery_task(task).apply_async(args=[job.pk], queue="batch")
-        except Exception as exc:  # eager mode propagates; the row shows the error
-            log.warning("%s job %s failed: %s", kind, job.pk, exc)
-            Job.objects.filter(pk=job.pk).exclude(status="failed").update(
-                status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-            )
+    def failed(exc: Exception) -> None:
+        log.warning("%s job %s failed: %s", kind, job.pk, exc)
+        Job.objects.filter(pk=job.pk).exclude(status="failed").update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
 
-    transaction.on_commit(enqueue)
+    transaction.on_commit(lambda: send_batch(task, job.pk, ("job", job.pk), failed))
     return job
+
+
+def send_batch(task: str, pk: int, row: tuple[str, int], failed) -> None:
+    """Send `task(pk)` to the batch queue; `failed(exc)` marks the row when sending (or, run
+    in-line, the task) fails, instead of raising into the request."""
+    from studies.core import background
+
+    try:
+        if settings.CELERY_TASK_ALWAYS_EAGER and background.enabled():
+            background.submit(lambda: celery_task(task).apply(args=[pk], throw=True), row, failed)
+            return
+        celery_task(task).apply_async(args=[pk], queue="batch")
+    except Exception as exc:  # eager mode propagates; the row shows the error
+        failed(exc)

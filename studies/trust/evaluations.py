@@ -61,18 +61,15 @@ def dataset_problem(dataset: Dataset, model: ModelSpec | None = None) -> str | N
 
 
 def _enqueue(evaluation: TrustEvaluation) -> None:
-    from studies.core.dispatch import celery_task
+    from studies.core.dispatch import send_batch
 
-    def send() -> None:
-        try:
-            celery_task(TASK).apply_async(args=[evaluation.pk], queue="batch")
-        except Exception as exc:  # eager mode propagates; the row shows the error
-            log.warning("trust evaluation %s failed: %s", evaluation.pk, exc)
-            TrustEvaluation.objects.filter(pk=evaluation.pk).exclude(status="failed").update(
-                status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
-            )
+    def failed(exc: Exception) -> None:
+        log.warning("trust evaluation %s failed: %s", evaluation.pk, exc)
+        TrustEvaluation.objects.filter(pk=evaluation.pk).exclude(status="failed").update(
+            status="failed", error=f"{type(exc).__name__}: {exc}", finished_at=timezone.now()
+        )
 
-    transaction.on_commit(send)
+    transaction.on_commit(lambda: send_batch(TASK, evaluation.pk, ("trust", evaluation.pk), failed))
 
 
 def start_evaluation(model: ModelSpec, dataset: Dataset, user, params: dict) -> TrustEvaluation:

@@ -46,6 +46,7 @@ def held_out(demo):
     return evaluate(demo, n_per_dataset=100, seed=EVAL_SEED_OFFSET)
 
 
+@pytest.mark.slow  # the held-out evaluation: 100 scenes, each with deletion and insertion curves
 def test_held_out_accuracy_and_causal_auc(held_out):
     assert held_out.n_images == 100 * len(TRAIN_DATASETS)
     assert held_out.accuracy >= 0.9, held_out
@@ -53,10 +54,12 @@ def test_held_out_accuracy_and_causal_auc(held_out):
     assert held_out.insertion_auc_gradcam > held_out.insertion_auc_random, held_out
 
 
+@pytest.mark.slow  # the held-out evaluation: 100 scenes, each with deletion and insertion curves
 def test_held_out_pointing_game(held_out):
     assert held_out.pointing_game >= 0.8, held_out
 
 
+@pytest.mark.slow  # the held-out evaluation: 100 scenes, each with deletion and insertion curves
 def test_held_out_deleting_the_object_flips_more_than_background(held_out):
     for name in ("zero", "mean"):
         assert held_out.flip_rate_object[name] > held_out.flip_rate_background[name], held_out
