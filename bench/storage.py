@@ -152,12 +152,12 @@ def click_round(study) -> dict:
     from django.conf import settings
 
     from workers import model_cache
-    from workers.tasks import predict_mask
+    from workers.tasks import image_embedding, predict_mask
 
     images = list(study.dataset.images.order_by("index")[:CLICKS])
     # fill the store (or the shared folder) with every embedding, as a precompute would
     for image in images:
-        model_cache.image_embedding(study.model, image.pk)
+        image_embedding(study.model, image.pk)
     cold, warm = [], []
     for image in images:
         model_cache.clear()
