@@ -186,7 +186,7 @@ def main() -> None:
     import boto3
     from moto.server import ThreadedMotoServer
 
-    from config.storage_url import parse_storage, s3_storage_options
+    from config.storage_url import parse_storage, s3_storages
     from tests.live_stack import free_port
 
     call_command("migrate", verbosity=0)
@@ -203,17 +203,7 @@ def main() -> None:
     parsed = parse_storage({"STORAGE_URL": f"s3://{BUCKET}/bench?endpoint_url={endpoint}"})
     from django.conf import settings
 
-    stores = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": s3_storage_options(parsed, "media"),
-        },
-        "embeddings": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": s3_storage_options(parsed, "embeddings"),
-        },
-    }
+    stores = {**settings.STORAGES, **s3_storages(parsed)}
     with override_settings(
         OBJECT_STORAGE=parsed,
         STORAGES=stores,

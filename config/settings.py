@@ -229,7 +229,7 @@ EMBEDDING_CACHE_DIR = Path(os.environ.get("EMBEDDING_CACHE_DIR", MEDIA_ROOT / "e
 # this machine's bounded read-through copies of it (LOCAL_CACHE_MAX_GB each, least recently
 # used first out). Unset: the local file system, as in `make demo`.
 try:
-    from config.storage_url import parse_storage, s3_storage_options
+    from config.storage_url import parse_storage, s3_storages
 
     OBJECT_STORAGE = parse_storage(os.environ)
 except ValueError as exc:
@@ -237,11 +237,7 @@ except ValueError as exc:
 
     raise ImproperlyConfigured(str(exc)) from None
 if OBJECT_STORAGE:
-    for _alias, _area in (("default", "media"), ("embeddings", "embeddings")):
-        STORAGES[_alias] = {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": s3_storage_options(OBJECT_STORAGE, _area),
-        }
+    STORAGES.update(s3_storages(OBJECT_STORAGE))
 LOCAL_CACHE_MAX_BYTES = int(float(os.environ.get("LOCAL_CACHE_MAX_GB", "20")) * 1024**3)
 SAM_CHECKPOINT = os.environ.get("SAM_CHECKPOINT", "")
 SAM_MODEL_TYPE = os.environ.get("SAM_MODEL_TYPE", "vit_h")

@@ -86,3 +86,14 @@ def s3_storage_options(storage: dict, area: str) -> dict:
             max_concurrency=2,
         ),
     }
+
+
+def s3_storages(storage: dict) -> dict:
+    """The `STORAGES` entries of both areas in the bucket (`default`: media, `embeddings`)."""
+    return {
+        alias: {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": s3_storage_options(storage, area),
+        }
+        for alias, area in (("default", "media"), ("embeddings", "embeddings"))
+    }

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from django.core.files.base import ContentFile
 
-from config.storage_url import parse_storage, s3_storage_options
+from config.storage_url import parse_storage, s3_storage_options, s3_storages
 from studies.core import storage
 from tests.live_stack import free_port
 
@@ -106,17 +106,7 @@ def s3(settings, s3_server, monkeypatch, tmp_path):
     prefix = f"t{time.monotonic_ns()}"
     parsed = parse_storage({"STORAGE_URL": f"s3://{BUCKET}/{prefix}?endpoint_url={endpoint}"})
     settings.OBJECT_STORAGE = parsed
-    settings.STORAGES = {
-        **settings.STORAGES,
-        "default": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": s3_storage_options(parsed, "media"),
-        },
-        "embeddings": {
-            "BACKEND": "storages.backends.s3.S3Storage",
-            "OPTIONS": s3_storage_options(parsed, "embeddings"),
-        },
-    }
+    settings.STORAGES = {**settings.STORAGES, **s3_storages(parsed)}
     storage._caches.clear()
 
     def keys():
