@@ -79,15 +79,25 @@ def study_assignment_timesteps(
         yield assignment_id, list(rows)
 
 
+def _read(field):
+    """A stored file opened for reading; with object storage through this machine's bounded
+    read-through copy (exports and analyses run in workers, which read each image many times)."""
+    from studies.core import storage
+
+    if storage.remote():
+        return storage.local_copy("media", field.name).open("rb")
+    return field.open("rb")
+
+
 def load_image(image: DatasetImage) -> np.ndarray:
     """The stored image as uint8 H x W x 3."""
-    with image.image.open("rb") as handle, Image.open(handle) as im:
+    with _read(image.image) as handle, Image.open(handle) as im:
         return np.asarray(im.convert("RGB"), dtype=np.uint8)
 
 
 def load_label(image: DatasetImage) -> np.ndarray:
     """The stored ground truth as uint8 H x W with values {0, 1}."""
-    with image.mask.open("rb") as handle, Image.open(handle) as im:
+    with _read(image.mask) as handle, Image.open(handle) as im:
         return (np.asarray(im.convert("L")) > 127).astype(np.uint8)
 
 
