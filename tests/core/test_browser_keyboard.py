@@ -115,7 +115,10 @@ def test_a_prompting_image_with_the_keyboard_alone(live_server, new_page):
 
     # the arrows move a cursor, drawn on the image and said through the live region
     steer(page, "#canvas-image", w, spots["inside"])
-    assert "Cursor at x" in page.inner_text("#announce")
+    # (announce() clears the live region and sets it on the next animation frame, so wait for it)
+    page.wait_for_function(
+        "() => document.getElementById('announce').textContent.includes('Cursor at x')"
+    )
     assert max(ring_pixel(page, "canvas-image", spots["inside"], w)[:3]) < 90  # the black ring
     page.keyboard.press("Enter")  # a green point at the cursor
     ui.wait_idle(1)
