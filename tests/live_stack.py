@@ -3,8 +3,9 @@ Celery workers as separate processes on 127.0.0.1, started and stopped by the ca
 
 `LiveStack` creates a fresh PostgreSQL database (`intervene_it_<random>`, dropped afterwards),
 takes an empty Redis database number on the shared server (or a private `redis-server` it
-starts itself), runs `manage.py migrate` and seeds one prompting study in a subprocess with
-`DATABASE_URL` / `CELERY_BROKER_URL` in the environment, starts gunicorn on a free port and one
+starts itself), runs `manage.py migrate` and seeds one prompting study (or, with
+`kind="intervention"`, an intervention study on a demo CNN with random weights) in a subprocess
+with `DATABASE_URL` / `CELERY_BROKER_URL` in the environment, starts gunicorn on a free port and one
 `celery -A config worker --pool prefork --concurrency 1` per queue, waits until `/healthz` is
 green and every worker says `ready`, and stops every process group at the end, also on failure::
 
@@ -222,6 +223,8 @@ class LiveStack:
         *,
         participants: int = 2,
         images: int = 2,
+        kind: str = "prompting",
+        status: str = "open",
         backend: str = "classical",
         sam_checkpoint: str | None = None,
         protocol: dict | None = None,
@@ -238,9 +241,13 @@ class LiveStack:
         embed: bool = False,
         startup_timeout_s: float = 120.0,
     ) -> None:
+        self.tmp = Path(tempfile.mkdtemp(prefix="intervene-stack-"))
         self.seed_args = {
             "participants": participants,
             "images": images,
+            "kind": kind,  # "prompting" (on `backend`) or "intervention" (a classifier)
+            "status": status,  # "draft": the test opens it, as a researcher does
+            "weights_dir": str(self.tmp / "weights"),  # an intervention's random demo weights
             "backend": backend,
             "sam_checkpoint": sam_checkpoint,
             "protocol": protocol or {},
@@ -267,7 +274,6 @@ class LiveStack:
         self.redis_db = 0
         self.redis_port = REDIS_PORT
         self.study: dict = {}
-        self.tmp = Path(tempfile.mkdtemp(prefix="intervene-stack-"))
         self.logs = self.tmp / "logs"
         self.logs.mkdir()
         self.port = 0
@@ -621,7 +627,9 @@ def random_sam_vit_b_checkpoint(path: str | os.PathLike[str], seed: int = 0) -> 
 
 
 def _seed(args: dict) -> dict:
-    """One open prompting study on generated scenes, with its participants; prints its JSON."""
+    """One prompting study on generated scenes (or an intervention study on a demo CNN with
+    random weights, `classifier_spec` of tests/intervention_fixtures.py), open unless
+    args["status"] says otherwise, with its participants; prints its JSON."""
     from django.utils import timezone
 
     from interventions.demo_data import generate_scene
@@ -637,7 +645,16 @@ def _seed(args: dict) -> dict:
     dataset = create_dataset(
         name, [(s.image, s.mask, s.label, s.class_name) for s in scenes], source="generated", seed=0
     )
-    if args["backend"] == "sam":
+    kind = args["kind"]
+    extra = {}
+    if kind == "intervention":
+        from tests.intervention_fixtures import classifier_spec, random_demo_weights
+
+        weights = Path(args["weights_dir"])
+        weights.mkdir(parents=True, exist_ok=True)
+        spec = classifier_spec(random_demo_weights(weights))
+        extra["survey_question"] = get_kind(kind).survey_question
+    elif args["backend"] == "sam":
         checkpoint = args["sam_checkpoint"]
         spec = ModelSpec.objects.create(
             name="SAM vit_b (random init)",
@@ -651,13 +668,14 @@ def _seed(args: dict) -> dict:
             name="classical", kind="classical", architecture="classical-v1"
         )
     study = Study.objects.create(
-        kind="prompting",
-        title=f"live stack ({args['backend']})",
+        kind=kind,
+        title=f"live stack ({args['backend'] if kind == 'prompting' else kind})",
         dataset=dataset,
         model=spec,
         owner=researcher("live"),
-        status="open",
-        protocol=get_kind("prompting").validate_protocol(args["protocol"]),
+        status=args["status"],
+        protocol=get_kind(kind).validate_protocol(args["protocol"]),
+        **extra,
     )
     out = {"id": study.pk, "model_id": spec.pk, "participants": []}
     for _ in range(args["participants"]):

@@ -2,8 +2,10 @@
 participant's trials and the tidy export all go through the S3-compatible store (moto's server
 on loopback), the worker side reading images from it into an empty local copy folder; the
 export equals, byte for byte (the export time aside), the same database exported on the local
-file system. The prompting side runs with separate worker processes in
-tests/ops/test_object_storage.py."""
+file system. This runs in-process (eager Celery, one MEDIA_ROOT emptied in between); the same
+study with the web and the workers as separate processes, each with folders of its own, runs in
+tests/ops/test_intervention_object_storage.py (the prompting side in
+tests/ops/test_object_storage.py)."""
 
 from __future__ import annotations
 
