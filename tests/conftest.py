@@ -89,3 +89,37 @@ def background_jobs(transactional_db):
     monkeypatch.undo()
     after_the_request()
     background.disable()
+
+
+# Files whose tests each take seconds (model-equality checks on real torch / ONNX graphs, live
+# servers, schemathesis, migrations of an old database). `make test` runs them like every other
+# test; `make test-fast` (`-m "not slow"`) leaves them out so that it stays under two minutes.
+SLOW_FILES = {
+    "tests/science/test_onnx_decoder.py",
+    "tests/science/test_segmentation_batching.py",
+    "tests/science/test_segmentation_sam.py",
+    "tests/science/test_voice.py",
+    "tests/science/test_explain.py",
+    "tests/science/test_trust.py",
+    "tests/science/test_trust_released.py",
+    "tests/science/test_causal.py",
+    "tests/science/test_pointprompt_regression.py",
+    "tests/science/test_explain_cli.py",
+    "tests/prompting/test_prompt_regression.py",
+    "tests/prompting/test_browser_decoder_api.py",
+    "tests/prompting/test_worker_batching.py",
+    "tests/core/test_api_fuzz.py",
+    "tests/core/test_v0_database.py",
+    "tests/core/test_login_lockout.py",
+    "tests/core/test_small_leaks.py",
+    "tests/core/test_layout.py",
+    "tests/core/test_concurrent_eager.py",
+    "tests/core/test_behind_proxy.py",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    root = config.rootpath
+    for item in items:
+        if item.path.relative_to(root).as_posix() in SLOW_FILES:
+            item.add_marker(pytest.mark.slow)
