@@ -1,6 +1,7 @@
 """The models of the `studies` app, gathered from the kinds' packages (Django loads this module)."""
 
 from studies.core.models import (  # noqa: F401
+    Allocation,
     Assignment,
     Dataset,
     DatasetImage,

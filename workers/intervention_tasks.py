@@ -207,7 +207,9 @@ def precompute_image_analyses(self, job_id: int) -> dict:
     with running_job(job_id) as job:
         if job is None:
             return {"images": 0}
-        study = job.job.study
+        from studies.core.design import for_job
+
+        study = for_job(job.job)  # an arm's job: that arm's model and options
         spec = study.model
         images = list(study.dataset.images.order_by("index"))
         job.start(len(images))

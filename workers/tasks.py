@@ -116,7 +116,9 @@ def precompute_embeddings(self, job_id: int) -> dict:
     with running_job(job_id) as job:
         if job is None:
             return {"images": 0}
-        study = job.job.study
+        from studies.core.design import for_job
+
+        study = for_job(job.job)  # an arm's job: that arm's model and options
         if study.model.kind not in ("sam", "classical"):
             return {"images": 0}
         image_ids = list(study.dataset.images.order_by("index").values_list("pk", flat=True))
@@ -147,7 +149,9 @@ def export_decoder(self, job_id: int) -> dict:
     with running_job(job_id) as job:
         if job is None:
             return {"exported": False}
-        model = job.job.study.model
+        from studies.core.design import for_job
+
+        model = for_job(job.job).model
         reason = unavailable_reason(model)
         if reason:
             raise ValueError(reason)

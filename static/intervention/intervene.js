@@ -674,6 +674,7 @@ async function openAssignment(index) {
   s.region = new Uint8Array(a.width * a.height);
   const [image, info] = await withProgress(Promise.all([fetchImage(a.image_url), api.get(`assignments/${a.id}/intervention`), loadTrials()]));
   Object.assign(s, { image, info });
+  if (info.config) Object.assign(config, info.config); // a within-participants design: this image's arm
   s.gtLayer = a.ground_truth_url ? outlineLayer(await fetchImage(a.ground_truth_url)) : null;
   s.overlayImg = info.overlay_url ? await fetchImage(info.overlay_url) : null;
   ui.workspace.hidden = false;

@@ -601,6 +601,7 @@ async function answerSurvey(answer) {
 
 async function loadState(assignment) {
   const st = await api.get(`assignments/${assignment.id}`);
+  if (st.config) Object.assign(config, st.config); // a within-participants design: this image's arm
   s.seq = st.next_seq; s.round = st.round; s.timesteps = st.timestep; s.stagnation = st.stagnation ?? 1;
   s.green = st.green; s.red = st.red; s.score = null;
   s.history = st.undo ?? 0; s.future = st.redo ?? 0;

@@ -15,6 +15,7 @@ from rest_framework.authentication import CSRFCheck
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from studies.core import design
 from studies.core.api_errors import ApiError
 from studies.core.api_input import DEFAULT_MAX_BODY_BYTES, check_body_size
 from studies.core.api_schema import (
@@ -30,6 +31,7 @@ from studies.core.api_schema import (
     errors,
 )
 from studies.core.closing import closed_error
+from studies.core.enrolment import EnrolmentRefused, record_consent
 from studies.core.kinds import ProtocolError, kind_for_route, require_kind
 from studies.core.participant_auth import request_participant
 from studies.core.recorder import owned_assignment
@@ -101,7 +103,7 @@ class ParticipantView(APIView):
 
 
 def assignment_summary(request, assignment: Assignment) -> dict:
-    study = assignment.participant.study
+    study = design.for_assignment(assignment)  # the arm's options (no design: the study)
     image = assignment.image
     gt_url = None
     if study.option("show_ground_truth"):
@@ -144,7 +146,7 @@ class MeView(ParticipantView):
     )
     def get(self, request):
         participant = participant_or_error(request)
-        study = participant.study
+        study = design.for_participant(participant)
         assignments = participant.assignments.select_related(
             "image", "participant__study"
         ).order_by("-practice", "order")  # the practice image first
@@ -189,9 +191,10 @@ class ConsentView(ParticipantView):
                 field="version",
             )
         if not participant.consented:
-            participant.consent_version = version
-            participant.consented_at = timezone.now()
-            participant.save(update_fields=["consent_version", "consented_at"])
+            try:
+                participant = record_consent(participant, version)
+            except EnrolmentRefused as exc:  # every arm of the design at its target
+                raise ApiError(exc.status, str(exc)) from None
         return Response(
             {
                 "consented": True,

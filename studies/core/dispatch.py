@@ -70,7 +70,9 @@ def start_job(study, kind: str, task: str, params: dict | None = None, created_b
     `study` is None for jobs that belong to no study (a data set import)."""
     from studies.models import Job
 
-    job = Job.objects.create(study=study, kind=kind, params=params or {}, created_by=created_by)
+    arm = getattr(study, "_arm", None)  # an arm's view (studies/core/design.py run_on_open)
+    params = {**(params or {}), **({"arm": arm} if arm else {})}
+    job = Job.objects.create(study=study, kind=kind, params=params, created_by=created_by)
 
     def failed(exc: Exception) -> None:
         log.warning("%s job %s failed: %s", kind, job.pk, exc)

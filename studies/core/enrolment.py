@@ -18,11 +18,13 @@ from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
+from django.utils import timezone
 
 from config.client_ip import client_ip
+from studies.core import design
 from studies.core.kinds import ProtocolError
 from studies.core.workspace_options import NO_PRACTICE
-from studies.models import Assignment, Participant, Study
+from studies.models import Allocation, Assignment, Participant, Study
 
 
 def practice_image_id(study: Study) -> int | None:
@@ -154,8 +156,105 @@ def _throttle(client: str) -> None:
 
 def enrol_public(study: Study, *, client: str, **crowd_ids) -> Participant:
     """Enrol a visitor of the public (or crowd) link who consented: bounded by the study's
-    `max_participants` and by the per-client throttle."""
+    `max_participants`, by its arms' targets and by the per-client throttle."""
     if study.max_participants and study.participants.count() >= study.max_participants:
         raise EnrolmentRefused("This study has all the participants it needs. Thank you!", 403)
+    if arms_full(study):
+        raise EnrolmentRefused(ARMS_FULL, 403)
     _throttle(client)
     return enrol_participant(study, max_participants=study.max_participants, **crowd_ids)
+
+
+ARMS_FULL = "This study has all the participants it needs in every condition. Thank you!"
+
+
+def arms_full(study: Study) -> bool:
+    """Every arm of a between-participants design is at its target."""
+    if design.method(study) != "between":
+        return False
+    sizes = dict(
+        study.allocations.values_list("arm").annotate(n=Count("pk")).values_list("arm", "n")
+    )
+    return all(
+        arm.target is not None and sizes.get(arm.name, 0) >= arm.target
+        for arm in design.arms(study)
+    )
+
+
+def record_consent(participant: Participant, version: str) -> Participant:
+    """Record the participant's consent (once) and, in a study with a design, allocate them:
+    their arm (between) or their arms and image order (within), logged in `Allocation`.
+
+    Runs under the study's row lock (SELECT ... FOR UPDATE on PostgreSQL), so concurrent
+    consents take consecutive slots of the seeded sequence. EnrolmentRefused when every arm
+    is at its target (nothing is recorded)."""
+    with transaction.atomic():
+        study = Study.objects.select_for_update().get(pk=participant.study_id)
+        participant = Participant.objects.select_for_update().get(pk=participant.pk)
+        if participant.consented:
+            return participant
+        participant.study = study
+        if design.has_design(study) and not hasattr(participant, "allocation"):
+            _allocate(study, participant)
+        participant.consent_version = version
+        participant.consented_at = timezone.now()
+        participant.save(update_fields=["consent_version", "consented_at", "arm"])
+    return participant
+
+
+def _allocate(study: Study, participant: Participant) -> None:
+    last = study.allocations.order_by("-sequence").values_list("sequence", "slot").first()
+    sequence = (last[0] if last else 0) + 1
+    names = design.arm_names(study)
+    plan = study.design
+    if plan["assignment"] == "between":
+        sizes = dict(
+            study.allocations.values_list("arm").annotate(n=Count("pk")).values_list("arm", "n")
+        )
+        step = design.next_between(plan, last[1] + 1 if last else 0, sizes)
+        if step is None:
+            raise EnrolmentRefused(ARMS_FULL, 403)
+        arm, block, after = step
+        participant.arm = arm
+        participant.assignments.update(arm=arm)  # the practice image too: it runs in the arm
+        Allocation.objects.create(
+            study=study,
+            participant=participant,
+            sequence=sequence,
+            arm=arm,
+            block=block,
+            slot=after - 1,
+        )
+        return
+    # within: every arm, on different images, the arms in a Latin-square order
+    row = sequence - 1
+    real = list(participant.assignments.real().order_by("order"))
+    counts = {
+        (image_id, arm): n
+        for image_id, arm, n in Assignment.objects.real()
+        .filter(participant__study=study)
+        .exclude(arm="")
+        .values_list("image_id", "arm")
+        .annotate(n=Count("pk"))
+        .values_list("image_id", "arm", "n")
+    }
+    split = design.split_within(names, [a.image_id for a in real], counts, row)
+    by_image = {a.image_id: a for a in real}
+    for a in real:  # free the orders first (unique per participant)
+        a.order += 100_000
+    Assignment.objects.bulk_update(real, ["order"])
+    for order, (image_id, arm) in enumerate(split):
+        by_image[image_id].order = order
+        by_image[image_id].arm = arm
+    Assignment.objects.bulk_update(real, ["order", "arm"])
+    order = [names[i] for i in design.latin_row(len(names), row)]
+    participant.assignments.filter(practice=True).update(arm=order[0])
+    Allocation.objects.create(
+        study=study,
+        participant=participant,
+        sequence=sequence,
+        arm=order[0],
+        block=row % (len(names) if len(names) % 2 == 0 else 2 * len(names)),
+        slot=row,
+        arm_order=order,
+    )

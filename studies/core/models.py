@@ -215,6 +215,14 @@ class Study(models.Model):
     attention_threshold = models.FloatField(
         default=0.5, help_text="an attention check fails below this IoU (see docs/researchers.md)"
     )
+    # The experimental design (studies/core/design.py, docs/experiments.md): arms, assignment
+    # method, seed, block size. Empty: one arm, the study's own protocol and model.
+    design = models.JSONField(default=dict, blank=True)
+    # A researcher's preview of one arm (studies/core/preview.py): a throwaway copy of the
+    # study with that arm's protocol and model; never listed, counted, analysed or exported.
+    preview_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.CASCADE, related_name="previews"
+    )
     imported_from = models.CharField(
         max_length=500,
         blank=True,
@@ -278,6 +286,9 @@ class Participant(models.Model):
         default=False, help_text="left out of the analysis (kept, and flagged in exports)"
     )
     excluded_reason = models.CharField(max_length=200, blank=True)
+    arm = models.CharField(
+        max_length=60, blank=True, help_text="the arm of a between-participants design (at consent)"
+    )
 
     class Meta:
         ordering = ["study", "number"]
@@ -316,6 +327,11 @@ class Assignment(models.Model):
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
     stop_reason = models.CharField(max_length=20, blank=True)
+    arm = models.CharField(
+        max_length=60,
+        blank=True,
+        help_text="the design arm this image runs in ('' without a design)",
+    )
     survey_answers = models.JSONField(null=True, blank=True)
     # The protocol engine's state after the last event (derivable from the log; kept for speed).
     state = models.JSONField(default=dict, blank=True)
@@ -348,6 +364,37 @@ class Assignment(models.Model):
         if self.practice:
             return f"{self.participant} practice {self.image}"
         return f"{self.participant} #{self.order} {self.image}"
+
+
+class Allocation(models.Model):
+    """One line of a study's randomisation log: which arm a consenting participant got, from
+    which block and slot of the seeded sequence (studies/core/design.py)."""
+
+    study = models.ForeignKey(Study, on_delete=models.CASCADE, related_name="allocations")
+    participant = models.OneToOneField(
+        Participant, on_delete=models.CASCADE, related_name="allocation"
+    )
+    sequence = models.PositiveIntegerField(help_text="consent order among allocated, 1-based")
+    arm = models.CharField(
+        max_length=60, help_text="the arm (between); the first arm of the order (within)"
+    )
+    block = models.PositiveIntegerField(
+        help_text="the block (between) or Latin-square row (within)"
+    )
+    slot = models.PositiveIntegerField(help_text="the slot of the block sequence used (between)")
+    arm_order = models.JSONField(default=list, blank=True, help_text="within: the arms in order")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["study", "sequence"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["study", "sequence"], name="unique_allocation_sequence"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.participant} -> {self.arm}"
 
 
 class Job(models.Model):

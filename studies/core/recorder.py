@@ -26,6 +26,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from studies.core import design
 from studies.core.api_errors import ApiError
 from studies.core.closing import closed_error, lock_open
 from studies.models import Assignment, Participant
@@ -134,7 +135,7 @@ def record(action_log: ActionLog, participant: Participant, assignment_id: int, 
     """Check, compute and store one logged action; return its answer (replayed on retries)."""
     started = time.perf_counter()
     assignment = owned_assignment(participant, assignment_id)
-    study = participant.study
+    study = design.for_assignment(assignment)  # the arm's protocol (no design: the study)
     envelope = parse_envelope(data)
     request = action_log.parse(data, assignment, envelope)
     rows = getattr(assignment, action_log.related_name)

@@ -14,11 +14,16 @@ from urllib.parse import urlencode
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
+from studies.core import design
 from studies.core.closing import owed_code
-from studies.core.enrolment import EnrolmentRefused, client_address, enrol_public
+from studies.core.enrolment import (
+    EnrolmentRefused,
+    client_address,
+    enrol_public,
+    record_consent,
+)
 from studies.core.participant_auth import login_participant, request_participant
 from studies.models import Participant, Study
 
@@ -184,12 +189,17 @@ def consent(request: HttpRequest, study_id: int) -> HttpResponse:
                 if isinstance(enrolled, HttpResponse):
                     return enrolled
                 participant = enrolled
+                just_enrolled = True
+            else:
+                just_enrolled = False
+            try:
+                participant = record_consent(participant, study.consent_version)
+            except EnrolmentRefused as exc:  # every arm at its target
+                if just_enrolled:
+                    participant.delete()  # enrolled a moment ago; nothing is kept
+                return _refuse(request, study, str(exc), exc.status)
             # enrolling or consenting: the session key is renewed (no fixation)
             login_participant(request, participant)
-            if not participant.consented:
-                participant.consent_version = study.consent_version
-                participant.consented_at = timezone.now()
-                participant.save(update_fields=["consent_version", "consented_at"])
             return redirect("instructions", study_id=study.pk)
         error = (
             "Please tick the box to agree."
@@ -231,7 +241,9 @@ def annotate(request: HttpRequest, study_id: int) -> HttpResponse:
         return redirect("done", study_id=study.pk)
     if study.status != "open":  # closed meanwhile: its page says so (with the code if owed)
         return closed_page(request, study)
-    return study.kind_spec.participant_page(request, study, participant)
+    return study.kind_spec.participant_page(
+        request, design.for_participant(participant), participant
+    )
 
 
 def done(request: HttpRequest, study_id: int) -> HttpResponse:

@@ -24,6 +24,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_POST
 
+from studies.core import design
 from studies.core.api_errors import ApiError
 from studies.core.api_exports import start_export
 from studies.core.closing import close_study
@@ -117,7 +118,7 @@ def study_set_status(request: HttpRequest, study_id: int) -> HttpResponse:
         if action == "open":
             study.status, study.opened_at = "open", study.opened_at or timezone.now()
             study.save(update_fields=["status", "opened_at"])
-            study.kind_spec.on_open(study)
+            design.run_on_open(study)  # and each arm's own precomputation
         else:  # a line in the log: no action is stored after it (studies.core.closing)
             close_study(study)
     messages.success(request, f"Study {'opened' if action == 'open' else 'closed'}.")
@@ -392,7 +393,7 @@ def assignment_replay(request: HttpRequest, study_id: int, assignment_id: int) -
     page = study.kind_spec.replay_page
     if page is None:
         raise Http404(f"studies of kind {study.kind_spec.label} have no replay page")
-    return page(request, study, assignment)
+    return page(request, design.for_assignment(assignment), assignment)  # as its arm ran it
 
 
 @login_required

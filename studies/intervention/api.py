@@ -8,6 +8,7 @@ from django.urls import reverse
 from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework.response import Response
 
+from studies.core import design
 from studies.core.api import (
     ActionsView,
     ParticipantView,
@@ -63,7 +64,7 @@ class InterventionInfoView(ParticipantView):
     )
     def get(self, request, assignment_id: int):
         participant, assignment = _intervention_assignment(request, assignment_id)
-        study = participant.study
+        study = design.for_assignment(assignment)  # the arm's options and model
         classes = run_interactive(
             "workers.intervention_tasks.predict_image_classes",
             [study.model.pk, assignment.image_id],
@@ -95,6 +96,11 @@ class InterventionInfoView(ParticipantView):
                 "target_name": classes["target_name"],
                 "prob_target": classes["prob_target"],
                 "class_names": classes["class_names"],
+                **(
+                    {"config": {"minTrials": study.option("min_timesteps")}}
+                    if design.method(participant.study) == "within"
+                    else {}
+                ),
             }
         )
 
@@ -108,7 +114,7 @@ class OverlayView(ParticipantView):
     )
     def get(self, request, assignment_id: int):
         participant, assignment = _intervention_assignment(request, assignment_id)
-        study = participant.study
+        study = design.for_assignment(assignment)  # the arm's options and model
         overlay = study.option("overlay")
         if overlay not in ("gradcam", "voice"):
             raise ApiError(404, "this study shows no overlay")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from studies.core import design
 from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
 from studies.core.recorder import ActionLog, Envelope, owned_assignment, parse_input, record
@@ -101,7 +102,7 @@ def public_response(study, response: dict) -> dict:
 
 def request_intervention(assignment: Assignment, req: TrialRequest) -> dict:
     """Run the trial's prediction on the `interactive` queue and wait for its answer."""
-    study = assignment.participant.study
+    study = design.for_assignment(assignment)  # the arm's model
     args = [study.model.pk, assignment.image_id, req.operation, req.substrate, req.region_rle]
     return run_interactive("workers.intervention_tasks.predict_intervention", args)
 
@@ -114,7 +115,7 @@ class TrialLog(ActionLog):
 
     def parse(self, data: dict, assignment: Assignment, envelope: Envelope) -> TrialRequest:
         image = assignment.image
-        study = assignment.participant.study
+        study = design.for_assignment(assignment)
         return parse_trial(data, image.width, image.height, study.option("substrate"))
 
     def same_request(self, row: InterventionTrial, envelope: Envelope, req: TrialRequest) -> bool:
@@ -129,7 +130,7 @@ class TrialLog(ActionLog):
         return request_intervention(assignment, req)
 
     def store(self, locked, envelope, req: TrialRequest, result: dict, latency_ms, now) -> dict:
-        overlay = locked.participant.study.option("overlay")
+        overlay = design.for_assignment(locked).option("overlay")
         response = {
             "seq": envelope.seq,
             "client_event_id": envelope.cid,
@@ -186,7 +187,7 @@ def submit_trial(participant: Participant, assignment_id: int, data: object) -> 
 def trial_state(participant: Participant, assignment_id: int) -> dict:
     """What the page needs to resume an intervention assignment: next seq and the trials so far."""
     assignment = owned_assignment(participant, assignment_id)
-    study = participant.study
+    study = design.for_assignment(assignment)
     return {
         "id": assignment.pk,
         "status": assignment.status,

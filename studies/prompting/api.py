@@ -10,7 +10,7 @@ from drf_spectacular.utils import OpenApiTypes, extend_schema
 from rest_framework.response import Response
 
 from interventions.segmentation.browser import DECODER_FORMAT
-from studies.core import storage
+from studies.core import design, storage
 from studies.core.api import ParticipantView, participant_or_error, require_consent, study_kind
 from studies.core.api_errors import ApiError
 from studies.core.api_schema import PARTICIPANT_ERRORS, errors
@@ -51,7 +51,7 @@ class DecoderView(ParticipantView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, assignment_id: int):
         assignment = _assignment(request, assignment_id)
-        study = assignment.participant.study
+        study = design.for_assignment(assignment)  # the arm's model
         reason = study_unavailable_reason(study)
         if reason:
             raise ApiError(404, reason)
@@ -69,7 +69,7 @@ class EmbeddingView(ParticipantView):
     @extend_schema(responses={(200, "application/octet-stream"): OpenApiTypes.BINARY})
     def get(self, request, assignment_id: int):
         assignment = _assignment(request, assignment_id)
-        study = assignment.participant.study
+        study = design.for_assignment(assignment)  # the arm's model
         reason = study_unavailable_reason(study)
         if reason:
             raise ApiError(404, reason)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from studies.core import design
 from studies.core.api_errors import ApiError
 from studies.core.dispatch import run_interactive
 from studies.core.kinds import kind_of
@@ -157,7 +158,7 @@ def shown_iou(shown: Shown, server_rle: dict | None) -> float | None:
 
 def request_prediction(assignment: Assignment, green, red, previous_logits: bytes | None) -> dict:
     """Run the click -> mask task on the `interactive` queue and wait for its answer."""
-    study = assignment.participant.study
+    study = design.for_assignment(assignment)  # the arm's model and mask options
     args = [
         study.model.pk,
         assignment.image_id,
@@ -196,7 +197,7 @@ class PromptLog(ActionLog):
 
     def compute(self, assignment: Assignment, envelope: Envelope, request) -> dict:
         action, _, shown, _ = request
-        study = assignment.participant.study
+        study = design.for_assignment(assignment)  # the arm's protocol
         protocol = {**kind_of(study).defaults, **study.protocol}
         state = State.from_json(assignment.state)
         try:
@@ -307,6 +308,7 @@ def assignment_state(participant: Participant, assignment: Assignment) -> dict:
     the browser decoder's block (studies/prompting/decoder_files.py `decoder_block`)."""
     from studies.prompting.decoder_files import decoder_block
 
+    study = design.for_assignment(assignment)
     state = State.from_json(assignment.state)
     last = assignment.events.filter(timestep__isnull=False).order_by("-seq").first()
     answer = {
@@ -322,10 +324,15 @@ def assignment_state(participant: Participant, assignment: Assignment) -> dict:
         "redo": len(state.future),
         "stop_reason": assignment.stop_reason or None,
         "last": last.response if last is not None else None,
-        "decoder": decoder_block(participant.study, assignment.pk),
+        "decoder": decoder_block(study, assignment.pk),
     }
-    if not participant.study.option("show_score") and answer["last"] is not None:
+    if not study.option("show_score") and answer["last"] is not None:
         answer["last"] = {**answer["last"], "iou": None}
+    if design.method(participant.study) == "within":
+        # the arm of this image, as the page shows it (never its name): its options
+        from studies.prompting.views import client_options
+
+        answer["config"] = client_options(study)
     return answer
 
 

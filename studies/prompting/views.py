@@ -10,11 +10,10 @@ from django.urls import reverse
 from studies.models import Assignment, PromptEvent
 
 
-def annotate_page(request: HttpRequest, study, participant) -> HttpResponse:
-    """The annotation canvas (static/prompting/annotate.js) with this study's options."""
-    config = {
-        "studyId": study.pk,
-        "code": participant.code,
+def client_options(study) -> dict:
+    """The protocol options the annotation page reads (in its config), as `study` (or an arm's
+    view of it) runs them."""
+    return {
         "showGroundTruth": bool(study.option("show_ground_truth")),
         "showScore": bool(study.option("show_score")),
         "maxRounds": study.option("max_rounds"),
@@ -27,6 +26,16 @@ def annotate_page(request: HttpRequest, study, participant) -> HttpResponse:
         "roundIndicator": bool(study.option("round_indicator")),
         "stagnationLimit": study.option("stagnation_limit"),
         "minTimesteps": study.option("min_timesteps"),
+    }
+
+
+def annotate_page(request: HttpRequest, study, participant) -> HttpResponse:
+    """The annotation canvas (static/prompting/annotate.js) with this study's options (within
+    a design's arms, each assignment's state carries its arm's options: events.py)."""
+    config = {
+        "studyId": study.pk,
+        "code": participant.code,
+        **client_options(study),
         "doneUrl": reverse("done", args=[study.pk]),
     }
     response = render(

@@ -123,6 +123,70 @@ def baselines_block(study: Study) -> dict:
     return definitions_used(study)
 
 
+def design_block(study: Study) -> dict:
+    """The manifest's `design` (docs/experiments.md): the method, seed and block size, every
+    arm's overrides, full protocol, model and target, and the randomisation log (each
+    allocated participant in consent order: arm, block, slot; within: the arm order), plus,
+    within participants, the arm of every assignment. {} for a study without a design (its
+    manifest keeps its bytes)."""
+    from studies.core import design
+
+    if not design.has_design(study):
+        return {}
+    arms = []
+    for arm in design.arms(study):
+        spec = design.study_view(study, arm.name).model
+        arms.append(
+            {
+                "name": arm.name,
+                "options": arm.options,
+                "target": arm.target,
+                "protocol": design.arm_protocol(study, arm),
+                "model": {
+                    "name": spec.name,
+                    "model_id": spec.model_id,
+                    "weights_sha256": spec.weights_sha256 or None,
+                },
+                "participants": study.participants.filter(
+                    **({"arm": arm.name} if design.method(study) == "between" else {})
+                )
+                .exclude(consented_at=None)
+                .count(),
+            }
+        )
+    log = [
+        {
+            "sequence": row["sequence"],
+            "participant": row["participant__code"],
+            "arm": row["arm"],
+            "block": row["block"],
+            "slot": row["slot"],
+            **({"arm_order": row["arm_order"]} if design.method(study) == "within" else {}),
+            "at": row["created_at"].isoformat(),
+        }
+        for row in study.allocations.order_by("sequence").values(
+            "sequence", "participant__code", "arm", "block", "slot", "arm_order", "created_at"
+        )
+    ]
+    block = {
+        "assignment": study.design["assignment"],
+        "seed": study.design["seed"],
+        "block_size": study.design["block_size"],
+        "method_note": design.METHOD_NOTES[study.design["assignment"]],
+        "arms": arms,
+        "allocation": log,
+    }
+    if design.method(study) == "within":
+        block["assignment_arms"] = [
+            [code, index, arm]
+            for code, index, arm in Assignment.objects.real()
+            .filter(participant__study=study)
+            .order_by("participant__number", "order")
+            .values_list("participant__code", "image__index", "arm")
+        ]
+    return {"design": block}
+
+
 WORKING_COPY_NOTE = (
     "points and masks are in the working copy's pixels (width x height below); an image scaled "
     "from a larger original maps back by x_original = x * original_width / width and "
@@ -157,6 +221,7 @@ def write_manifest(
         "csv_cells": CSV_CELLS_NOTE,
         **baselines_block(study),
         **images_block(study),
+        **design_block(study),
         **(extra or {}),
     }
     with archive.open_text(MANIFEST_NAME) as out:

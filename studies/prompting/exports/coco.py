@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from pycocotools import mask as mask_utils
 
+from studies.core.design import has_design
 from studies.core.exports.archive import ExportArchive
 from studies.models import Assignment, BaselineResult, DatasetImage, Study
 from studies.prompting.analysis import best_position
@@ -63,11 +64,19 @@ def export_coco(study: Study, archive: ExportArchive, progress: Progress | None 
         a["pk"]: a
         for a in Assignment.objects.real()
         .filter(participant__study=study)
-        .values("pk", "participant__code", "image__index")
+        .values("pk", "participant__code", "image__index", "arm")
     }
+    # a study with a design: each image record lists the arms it ran in, each annotation its
+    # assignment's arm (docs/experiments.md); others keep their bytes
+    arms_of: dict[int, set] | None = {} if has_design(study) else None
+    if arms_of is not None:
+        for a in meta.values():
+            arms_of.setdefault(a["image__index"], set()).add(a["arm"])
     total = len(meta)
     images = [
         coco_image(im)
+        if arms_of is None
+        else {**coco_image(im), "arms": sorted(arms_of.get(im["index"], ()) - {""})}
         for im in DatasetImage.objects.filter(dataset=dataset)
         .order_by("index")
         .values("index", "width", "height", "original_name", "original_width", "original_height")
@@ -105,6 +114,7 @@ def export_coco(study: Study, archive: ExportArchive, progress: Progress | None 
                         ann_id + 1, a["image__index"], row["mask_rle"], kind=kind,
                         participant=a["participant__code"], assignment_id=assignment_id,
                         timestep=row["timestep"], round=row["round"], iou=row["iou"],
+                        **({"arm": a["arm"]} if arms_of is not None else {}),
                     )
                 )  # fmt: skip
             counts["assignments_with_masks"] += 1

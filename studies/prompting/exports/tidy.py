@@ -17,6 +17,7 @@ from functools import lru_cache
 
 from django.db.models import Max, Min
 
+from studies.core.design import has_design, method
 from studies.core.exports.archive import ExportArchive
 from studies.core.exports.tables import write_csv
 from studies.core.image_names import (
@@ -105,6 +106,8 @@ def export_tidy(
         in_study = in_study.real()
     # the `practice` column, only when practice assignments are asked for
     practice = ("practice",) if include_practice else ()
+    # the `arm` column (docs/experiments.md), only in studies with a design: others keep bytes
+    arm = ("arm",) if has_design(study) else ()
     n_assignments = in_study.count()
     # the researcher's file names: images.csv and an `image_name` column in assignments.csv,
     # only for data sets that have names (others keep their bytes)
@@ -124,17 +127,24 @@ def export_tidy(
             "participant": row["assignment__participant__code"],
             "image_index": row["assignment__image__index"],
             "practice": row.get("assignment__practice"),
+            "arm": row.get("assignment__arm"),
         }
         for row in events.values(
-            *event_fields, *("assignment__practice" for _ in practice)
+            *event_fields,
+            *("assignment__practice" for _ in practice),
+            *("assignment__arm" for _ in arm),
         ).iterator(chunk_size=CHUNK)
     )
-    event_columns = ("participant", "assignment_id", "image_index", *practice, *event_fields[3:])
+    event_columns = (
+        "participant", "assignment_id", "image_index", *arm, *practice, *event_fields[3:]
+    )  # fmt: skip
     n_events = write_csv(archive, "events.csv", event_columns, event_rows)
 
     meta = {
         a["pk"]: a
-        for a in in_study.values("pk", "participant__code", "image__index", "image_id", "practice")
+        for a in in_study.values(
+            "pk", "participant__code", "image__index", "image_id", "practice", "arm"
+        )  # fmt: skip
     }
 
     @lru_cache(maxsize=8)
@@ -152,11 +162,12 @@ def export_tidy(
                     "participant": a["participant__code"],
                     "image_index": a["image__index"],
                     "practice": a["practice"],
+                    "arm": a["arm"],
                     "n_green": len(row["green"]),
                     "n_red": len(row["red"]),
                 }
 
-    timestep_columns = (*TIMESTEP_COLUMNS[:3], *practice, *TIMESTEP_COLUMNS[3:])
+    timestep_columns = (*TIMESTEP_COLUMNS[:3], *arm, *practice, *TIMESTEP_COLUMNS[3:])
     n_timesteps = write_csv(archive, "timesteps.csv", timestep_columns, timestep_rows())
 
     with archive.open_text("masks.jsonl") as out:
@@ -167,6 +178,7 @@ def export_tidy(
                     "participant": a["participant__code"],
                     "assignment_id": assignment_id,
                     "image_index": a["image__index"],
+                    **({"arm": a["arm"]} if arm else {}),
                     **({"practice": a["practice"]} if include_practice else {}),
                     "timestep": row["timestep"],
                     "seq": row["seq"],
@@ -190,6 +202,7 @@ def export_tidy(
             "first_ts",
             "last_ts",
             "practice",
+            "arm",
         )  # fmt: skip
     )
     steps = study_assignment_timesteps(study, include_practice)
@@ -224,6 +237,7 @@ def export_tidy(
                 **assignment_figures(log).as_row(),
                 "image_name": names.get(a["image__index"], ""),
                 "order": a["order"],
+                "arm": a["arm"],
                 "practice": a["practice"],
                 "status": a["status"],
                 "started_at": a["started_at"],
@@ -239,6 +253,8 @@ def export_tidy(
     )  # fmt: skip
     if names:
         figure_columns = insert_after(figure_columns, "image_index", "image_name")
+    if arm:
+        figure_columns = insert_after(figure_columns, "order", "arm")
     write_csv(archive, "assignments.csv", figure_columns, assignment_rows())
     n_images = None
     if has_provenance(study.dataset):
@@ -255,9 +271,18 @@ def export_tidy(
     if study.participants.filter(excluded=True).exists():
         # flagged only when someone is excluded: exports of other studies keep their bytes
         participant_columns += ("excluded", "excluded_reason")
+    if arm:  # between: the arm; within: the participant's arms in order (the allocation's)
+        participant_columns = insert_after(participant_columns, "number", "arm")
     participant_rows = (
-        study.participants.order_by("number").values(*participant_columns, "pk").iterator(CHUNK)
+        study.participants.order_by("number")
+        .values(*(c for c in participant_columns if c != "arm"), "pk", *arm)
+        .iterator(CHUNK)
     )
+    if arm and method(study) == "within":
+        orders = dict(study.allocations.values_list("participant_id", "arm_order"))
+        participant_rows = (
+            {**row, "arm": " > ".join(orders.get(row["pk"], []))} for row in participant_rows
+        )
     if study.attention_images:  # likewise only for studies with attention-check images
         participant_columns += ("attention_check",)
         participant_rows = (
@@ -280,15 +305,20 @@ def export_tidy(
             "participant": row["assignment__participant__code"],
             "image_index": row["assignment__image__index"],
             "practice": row.get("assignment__practice"),
+            "arm": row.get("assignment__arm"),
         }
         for row in study_trials.order_by("assignment_id", "seq")
-        .values(*trial_fields, *("assignment__practice" for _ in practice))
+        .values(
+            *trial_fields,
+            *("assignment__practice" for _ in practice),
+            *("assignment__arm" for _ in arm),
+        )
         .iterator(chunk_size=CHUNK)
     )
     n_trials = write_csv(
         archive,
         "trials.csv",
-        ("participant", "assignment_id", "image_index", *practice, *trial_fields[3:]),
+        ("participant", "assignment_id", "image_index", *arm, *practice, *trial_fields[3:]),
         trials,
     )
     n_baselines = write_baselines_csv(archive, "baselines.csv", study)
