@@ -4,10 +4,12 @@ from django.urls import path
 
 from studies.core import (
     views_datasets,
+    views_design,
     views_jobs,
     views_participant,
     views_researcher,
     views_sharing,
+    views_spec,
 )
 from studies.intervention import views as views_intervention
 from studies.intervention import views_analysis as intervention_analysis
@@ -44,7 +46,11 @@ urlpatterns = [
     path("models/", views_sharing.model_list, name="model-list"),
     path("models/<int:model_id>/", views_sharing.model_detail, name="model-detail"),
     path("models/<int:model_id>/sharing", views_sharing.model_sharing, name="model-sharing"),
+    path("studies/<int:study_id>/spec.json", views_spec.study_spec_download, name="study-spec"),
     path("studies/<int:study_id>/edit", views_researcher.study_edit, name="study-edit"),
+    path("studies/<int:study_id>/allocation", views_design.allocation_log, name="study-allocation"),
+    path("studies/<int:study_id>/preview", views_design.preview, name="study-preview"),
+    path("studies/<int:study_id>/pilot", views_design.mark_pilot, name="study-pilot"),
     path("studies/<int:study_id>/status", views_researcher.study_set_status, name="study-status"),
     path("studies/<int:study_id>/links", views_researcher.study_links, name="study-links"),
     path(

@@ -11,6 +11,12 @@ from __future__ import annotations
 from django import forms
 from django.db.models import Q
 
+from studies.core.design_form import (
+    add_design_fields,
+    clean_design,
+    design_field_names,
+    design_table,
+)
 from studies.core.kinds import Option, ProtocolError, all_kinds, get_kind, kind_choices
 from studies.core.sharing import parse_collaborators, visible_q
 from studies.core.workspace_options import check_practice_image
@@ -234,6 +240,17 @@ class StudyForm(forms.ModelForm):
                 *(PROTOCOL_PREFIX + n for n in self.options),
             ]:
                 self.fields[name].disabled = True
+        # the experimental design: arms over these options (studies/core/design_form.py)
+        add_design_fields(self, self.options, list(models.distinct().order_by("name")))
+
+    @property
+    def study_fields(self) -> list:
+        """The study's own fields (not the protocol's, not the design's), in order."""
+        skip = set(design_field_names(self))
+        return [f for f in self if not f.name.startswith(PROTOCOL_PREFIX) and f.name not in skip]
+
+    def design_table(self) -> dict:
+        return design_table(self)
 
     def clean_collaborators(self) -> list:
         # one error for unknown and refused names (studies.core.sharing)
@@ -365,6 +382,7 @@ class StudyForm(forms.ModelForm):
                 except ProtocolError as exc:
                     del data["protocol"]
                     self.add_error(PROTOCOL_PREFIX + "practice_image", str(exc))
+        clean_design(self, data, kind)
         if model and model.kind not in kind.model_kinds:
             wanted = " or ".join(kind.model_kinds)
             self.add_error(
@@ -382,6 +400,8 @@ class StudyForm(forms.ModelForm):
         if "protocol" in self.cleaned_data:
             study.protocol = self.cleaned_data["protocol"]
         study.attention_images = self.cleaned_data.get("attention_images") or []
+        if "design" in self.cleaned_data:
+            study.design = self.cleaned_data["design"]
         if not study.pk and self.owner is not None:
             study.owner = self.owner
         if commit:

@@ -28,6 +28,7 @@ from studies.core import design
 from studies.core.api_errors import ApiError
 from studies.core.api_exports import start_export
 from studies.core.closing import close_study
+from studies.core.design_form import ADD_ARM
 from studies.core.enrolment import enrol_participant
 from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
@@ -44,7 +45,12 @@ IMPORTED_READ_ONLY = (
 
 def visible_studies(user):
     """Studies the user owns or collaborates on."""
-    return Study.objects.filter(Q(owner=user) | Q(collaborators=user)).distinct()
+    # an arm's preview copy (studies/core/views_design.py) is no study of theirs to list
+    return (
+        Study.objects.filter(Q(owner=user) | Q(collaborators=user))
+        .filter(preview_of=None)
+        .distinct()
+    )
 
 
 def researcher_study(request: HttpRequest, study_id: int) -> Study:
@@ -78,7 +84,7 @@ def study_create(request: HttpRequest) -> HttpResponse:
     form = StudyForm(
         request.POST or None, owner=request.user, requester=request.user, initial=initial
     )
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and ADD_ARM not in request.POST and form.is_valid():
         study = form.save()
         messages.success(
             request, f"Study “{study.title}” created (draft). Open it to let participants in."
@@ -94,8 +100,8 @@ def study_edit(request: HttpRequest, study_id: int) -> HttpResponse:
         messages.error(request, IMPORTED_READ_ONLY)
         return redirect("study-detail", study_id=study.pk)
     form = StudyForm(request.POST or None, instance=study, requester=request.user)
-    if request.method == "POST" and form.is_valid():
-        form.save()
+    if request.method == "POST" and ADD_ARM not in request.POST and form.is_valid():
+        form.save()  # ("Add an arm" shows the form again with one more column, unsaved)
         messages.success(request, "Study saved.")
         return redirect("study-detail", study_id=study.pk)
     return render(
@@ -294,6 +300,12 @@ def table_view(request: HttpRequest, progress: dict) -> dict:
     }
 
 
+def design_context(study: Study) -> dict:
+    from studies.core.views_design import design_context as context
+
+    return context(study)
+
+
 @login_required
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
@@ -308,6 +320,7 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
         **table_view(request, progress),
         "is_owner": study.owner_id == request.user.pk,
         "time_on_task": TIME_ON_TASK,
+        **design_context(study),
     }
     return render(request, "researcher/study_detail.html", context)
 
