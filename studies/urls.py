@@ -3,6 +3,7 @@
 from django.urls import path
 
 from studies.core import (
+    views_arms,
     views_datasets,
     views_design,
     views_jobs,
@@ -82,6 +83,16 @@ urlpatterns = [
         name="assignment-replay",
     ),
     path("studies/<int:study_id>/analysis", views_researcher.study_analysis, name="study-analysis"),
+    path(
+        "studies/<int:study_id>/analysis/arms/<str:table>.csv",
+        views_arms.comparison_csv,
+        name="arm-comparison-csv",
+    ),
+    path(
+        "studies/<int:study_id>/analysis/arms.<str:fmt>",
+        views_arms.comparison_plot,
+        name="arm-comparison-plot",
+    ),
     path(
         "studies/<int:study_id>/analysis/<str:table>.csv",
         views_analysis.analysis_csv,

@@ -240,6 +240,7 @@ class LiveStack:
         consented: bool = False,
         embed: bool = False,
         startup_timeout_s: float = 120.0,
+        design: dict | None = None,
     ) -> None:
         self.tmp = Path(tempfile.mkdtemp(prefix="intervene-stack-"))
         self.seed_args = {
@@ -252,6 +253,7 @@ class LiveStack:
             "sam_checkpoint": sam_checkpoint,
             "protocol": protocol or {},
             "consented": consented,
+            "design": design or {},  # an experimental design (studies/core/design.py)
         }
         self.queues = queues
         self.web_workers = web_workers
@@ -635,6 +637,7 @@ def _seed(args: dict) -> dict:
     from interventions.demo_data import generate_scene
     from studies.core.datasets import create_dataset
     from studies.core.demo import file_sha256
+    from studies.core.design import model_kinds_by_id, validate_design
     from studies.core.enrolment import enrol_participant
     from studies.core.kinds import get_kind
     from studies.models import ModelSpec, Study
@@ -675,6 +678,9 @@ def _seed(args: dict) -> dict:
         owner=researcher("live"),
         status=args["status"],
         protocol=get_kind(kind).validate_protocol(args["protocol"]),
+        design=validate_design(
+            get_kind(kind), args.get("design") or {}, models=model_kinds_by_id([spec])
+        ),
         **extra,
     )
     out = {"id": study.pk, "model_id": spec.pk, "participants": []}
@@ -695,6 +701,24 @@ def _seed(args: dict) -> dict:
             }
         )
     return out
+
+
+def _allocations(args: dict) -> dict:
+    """The study's randomisation log and every participant's arm and consent."""
+    from studies.models import Allocation, Participant
+
+    return {
+        "log": list(
+            Allocation.objects.filter(study_id=args["study"])
+            .order_by("sequence")
+            .values("sequence", "participant__code", "arm", "block", "slot")
+        ),
+        "participants": list(
+            Participant.objects.filter(study_id=args["study"])
+            .order_by("number")
+            .values("code", "arm", "consented_at")
+        ),
+    }
 
 
 def _embed(args: dict) -> dict:
@@ -750,7 +774,7 @@ if __name__ == "__main__":
 
     django.setup()
     command, payload = sys.argv[1], json.loads(sys.argv[2])
-    steps = {"seed": _seed, "embed": _embed, "export": _export}
+    steps = {"seed": _seed, "embed": _embed, "export": _export, "allocations": _allocations}
     if command not in steps:
         raise SystemExit(f"unknown step {command!r}; choose one of {sorted(steps)}")
-    print(json.dumps(steps[command](payload)))
+    print(json.dumps(steps[command](payload), default=str))

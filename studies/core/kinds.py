@@ -93,6 +93,9 @@ class StudyKind:
     - `counts(study)`: figures for the researcher's study page (e.g. events, trials).
     - `fit_problem(dataset, model)`: why a study of this kind cannot run `model` on
       `dataset`, as (form field, reason), or None (the study form refuses it with the reason).
+    - `arm_outcomes`, `arm_units(study)`: the outcomes the analysis compares between a
+      design's arms and their rows (participant, image, arm, outcome keys); see
+      studies/core/arm_analysis.py.
     - `export_formats`: the export formats (studies/core/exports FORMATS) a study of this
       kind can fill; the others are neither offered nor accepted.
     """
@@ -115,6 +118,10 @@ class StudyKind:
     counts: Callable = lambda study: {}
     export_formats: tuple[str, ...] = ("tidy",)
     fit_problem: Callable = lambda dataset, model: None
+    # analysis by arm (studies/core/arm_analysis.py): the outcomes compared between arms, as
+    # (key, label, binary), and one row per (participant, image) with them
+    arm_outcomes: tuple[tuple[str, str, bool], ...] = ()
+    arm_units: Callable = lambda study: []
     instructions_template: str = ""
     survey_question: str = "Did anything about this image surprise you?"
     extra: dict = field(default_factory=dict)

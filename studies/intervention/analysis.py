@@ -102,8 +102,9 @@ def timelines(trials: Iterable[TrialRecord]) -> list[dict]:
     return rows
 
 
-def load_trials(study) -> list[TrialRecord]:
-    """The study's trials of participants not marked excluded, as records."""
+def load_trials(study, arm: str | None = None) -> list[TrialRecord]:
+    """The study's trials of participants not marked excluded, as records (only those of
+    design arm `arm` when given)."""
     from studies.models import InterventionTrial
 
     rows = (
@@ -111,6 +112,7 @@ def load_trials(study) -> list[TrialRecord]:
             assignment__participant__study=study,
             assignment__participant__excluded=False,
             assignment__practice=False,
+            **({"assignment__arm": arm} if arm is not None else {}),
         )
         .select_related("assignment__participant", "assignment__image")
         .order_by("assignment__participant__number", "server_ts", "seq")

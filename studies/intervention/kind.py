@@ -55,6 +55,64 @@ def on_open(study):
     return start_image_analyses(study)
 
 
+ARM_OUTCOMES = (
+    ("flipped", "Prediction flipped (any trial on the image)", True),
+    ("area_to_flip", "Smallest area removed to flip (flipping deletions)", False),
+    ("gradcam_iou", "Agreement with Grad-CAM (mean IoU of the regions)", False),
+)
+
+
+def arm_units(study) -> list[dict]:
+    """One row per assignment with a trial (participant, image, arm): flipped (any trial
+    flipped the prediction), area_to_flip (the smallest area fraction of a flipping deletion;
+    missing when none flipped) and gradcam_iou (the mean over its trials that have one)."""
+    from studies.models import InterventionTrial
+
+    units: dict[int, dict] = {}
+    trials = InterventionTrial.objects.filter(
+        assignment__participant__study=study,
+        assignment__participant__excluded=False,
+        assignment__practice=False,
+    ).values_list(
+        "assignment_id",
+        "assignment__participant__code",
+        "assignment__image__index",
+        "assignment__arm",
+        "operation",
+        "flipped",
+        "area_fraction",
+        "gradcam_iou",
+    )
+    for pk, code, index, arm, operation, flipped, area, iou in trials.iterator(chunk_size=2000):
+        u = units.setdefault(
+            pk,
+            {
+                "participant": code,
+                "image": index,
+                "arm": arm,
+                "flips": [],
+                "ious": [],
+                "any": False,
+            },
+        )
+        u["any"] = u["any"] or bool(flipped)
+        if operation == "delete" and flipped and area is not None:
+            u["flips"].append(area)
+        if iou is not None:
+            u["ious"].append(iou)
+    return [
+        {
+            "participant": u["participant"],
+            "image": u["image"],
+            "arm": u["arm"],
+            "flipped": u["any"],
+            "area_to_flip": min(u["flips"]) if u["flips"] else None,
+            "gradcam_iou": sum(u["ious"]) / len(u["ious"]) if u["ious"] else None,
+        }
+        for u in units.values()
+    ]
+
+
 def tidy_tables(study, archive, include_practice: bool = False) -> dict:
     from studies.intervention.export import export_intervention_parts
 
@@ -153,6 +211,8 @@ INTERVENTION = register(
         assignment_state=assignment_state,
         finish=finish,
         on_open=on_open,
+        arm_outcomes=ARM_OUTCOMES,
+        arm_units=arm_units,
         tidy_tables=tidy_tables,
         researcher_links=researcher_links,
         analysis_page=analysis_page,

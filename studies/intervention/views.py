@@ -21,6 +21,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST
 
 from interventions.analyses import OVERLAYS
+from studies.core import design
 from studies.core.kinds import ProtocolError, require_kind
 from studies.core.views_researcher import researcher_study
 from studies.intervention.overlays import COLOUR_MAPS, MAP_SOURCES, load_npz, overlay_png
@@ -80,17 +81,21 @@ def smallest_human_flips(trials) -> dict[tuple[int, int], float]:
     return best
 
 
-def study_comparison(study: Study) -> dict:
+def study_comparison(study: Study, arm: str | None = None) -> dict:
     """Per image: the model's stats, the people's smallest flipping deletion (min and median over
     participants), trials and the mean IoU of human regions with Grad-CAM's top region.
-    Participants marked excluded are left out."""
+    Participants marked excluded are left out. `arm`: that design arm's trials only, against
+    the arm's model."""
     trials = list(
         InterventionTrial.objects.filter(
             assignment__participant__study=study,
             assignment__participant__excluded=False,
             assignment__practice=False,
+            **({"assignment__arm": arm} if arm is not None else {}),
         ).select_related("assignment")
     )
+    if arm is not None:
+        study = design.study_view(study, arm)
     flips = smallest_human_flips(trials)
     per_image_flips: dict[int, list[float]] = defaultdict(list)
     for (image_id, _), value in flips.items():

@@ -13,9 +13,11 @@ from django.db.models import Prefetch
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
 
+from studies.core import arm_analysis
 from studies.core.intervals import INTERVAL_METHOD
 from studies.core.plots import HUMAN_COLOUR, csv_response, figure_response, new_figure
 from studies.core.time_on_task import TIME_ON_TASK, time_on_task_by_participant
+from studies.core.views_arms import arm_plots, arm_slug, requested_arm
 from studies.core.views_researcher import export_context
 from studies.intervention import analysis
 from studies.intervention.views import intervention_study, study_comparison
@@ -49,11 +51,11 @@ def area_rows(comparison: dict) -> list[dict]:
     ]
 
 
-def study_tables(study) -> dict[str, list[dict]]:
-    trials = analysis.load_trials(study)
+def study_tables(study, arm: str | None = None) -> dict[str, list[dict]]:
+    trials = analysis.load_trials(study, arm)
     return {
         "flip_rates": analysis.flip_rates(trials),
-        "area_to_flip": area_rows(study_comparison(study)),
+        "area_to_flip": area_rows(study_comparison(study, arm)),
         "agreement": analysis.agreement(trials),
         "timelines": analysis.timelines(trials),
     }
@@ -90,6 +92,7 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
     tables = study_tables(study)
     comparison = study_comparison(study)
     participants = participant_rows(study, tables["timelines"])
+    plots = [(name, title, table) for name, (title, table) in PLOTS.items()]
     return render(
         request,
         "intervention/analysis.html",
@@ -101,7 +104,9 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "comparison": comparison,
             "participants": participants,
             "left_out": [p for p in participants if p["reason"]],
-            "plots": [(name, title, table) for name, (title, table) in PLOTS.items()],
+            "plots": plots,
+            **arm_analysis.context(study),
+            **arm_plots(study, plots),
             "interval_method": INTERVAL_METHOD,
             "time_on_task": TIME_ON_TASK,
             **export_context(study),
@@ -114,7 +119,9 @@ def analysis_csv(request: HttpRequest, study_id: int, table: str) -> HttpRespons
     study = intervention_study(request, study_id)
     if table not in TABLES:
         raise Http404(f"no table {table}")
-    return csv_response(study_tables(study)[table], f"study{study.pk}_{table}")
+    arm = requested_arm(request, study)
+    suffix = f"_{arm_slug(arm)}" if arm else ""
+    return csv_response(study_tables(study, arm)[table], f"study{study.pk}_{table}{suffix}")
 
 
 def _ci_errors(rows, key):
@@ -191,4 +198,10 @@ def analysis_plot(request: HttpRequest, study_id: int, name: str, fmt: str) -> H
     study = intervention_study(request, study_id)
     if name not in PLOTS:
         raise Http404(f"no plot {name}")
-    return figure_response(draw_plot(name, study_tables(study)), fmt, f"study{study.pk}_{name}")
+    arm = requested_arm(request, study)
+    fig = draw_plot(name, study_tables(study, arm))
+    if arm:  # one arm's figure: its title says which
+        for ax in fig.axes:
+            ax.set_title(f"{ax.get_title()} · {arm}")
+    suffix = f"_{arm_slug(arm)}" if arm else ""
+    return figure_response(fig, fmt, f"study{study.pk}_{name}{suffix}")

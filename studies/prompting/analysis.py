@@ -362,9 +362,9 @@ def assignment_log(
     return AssignmentLog(timesteps=steps, start_s=span[0], end_s=span[1], **meta)
 
 
-def load_logs(study) -> list[AssignmentLog]:
+def load_logs(study, arm: str | None = None) -> list[AssignmentLog]:
     """Every assignment of a study's participants (excluded ones left out) as an AssignmentLog
-    (streams the events, one pass)."""
+    (streams the events, one pass); only those of design arm `arm` when given."""
     from django.db.models import Max, Min
 
     from studies.models import Assignment
@@ -378,6 +378,8 @@ def load_logs(study) -> list[AssignmentLog]:
         )
         .annotate(first_ts=Min("events__server_ts"), last_ts=Max("events__server_ts"))
     )
+    if arm is not None:
+        assignments = assignments.filter(arm=arm)
     meta = {
         a["pk"]: a
         for a in assignments.values(

@@ -146,6 +146,46 @@ def on_open(study):
     return jobs
 
 
+ARM_OUTCOMES = (
+    ("best", "Best IoU", False),
+    ("final", "Final IoU", False),
+    ("timesteps", "Timesteps per image", False),
+    ("overprompted", "Overprompted (of annotator-ended images)", True),
+    ("stagnation_ended", "Ended by stagnation (of ended images)", True),
+)
+
+
+def arm_units(study) -> list[dict]:
+    """One row per scored assignment (participant, image, arm) with the arm outcomes: best,
+    final, timesteps (T), overprompted (images the annotator ended; else missing) and
+    stagnation_ended (ended images; else missing). Excluded participants are left out."""
+    from studies.models import Assignment
+    from studies.prompting.analysis import assignment_figures, load_logs
+
+    arm_of = dict(
+        Assignment.objects.real().filter(participant__study=study).values_list("pk", "arm")
+    )
+    rows = []
+    for log in load_logs(study):
+        f = assignment_figures(log)
+        if f.T == 0:
+            continue  # no score yet: no outcome
+        ended = f.stop_reason in ("finished", "stagnation")
+        rows.append(
+            {
+                "participant": f.participant,
+                "image": f.image_index,
+                "arm": arm_of[f.assignment_id],
+                "best": f.best,
+                "final": f.final,
+                "timesteps": float(f.T),
+                "overprompted": f.overprompted if f.stop_reason == "finished" else None,
+                "stagnation_ended": f.stagnation_ended if ended else None,
+            }
+        )
+    return rows
+
+
 PROMPTING = register(
     StudyKind(
         name="prompting",
@@ -158,6 +198,8 @@ PROMPTING = register(
         assignment_state=assignment_state,
         finish=finish,
         on_open=on_open,
+        arm_outcomes=ARM_OUTCOMES,
+        arm_units=arm_units,
         analysis_page=analysis_page,
         replay_page=replay_page,
         export_formats=("pointprompt", "tidy", "coco"),

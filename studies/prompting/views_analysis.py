@@ -18,6 +18,7 @@ from interventions.pointprompt.released_names import (
     released_counts,
 )
 from interventions.prompt_strategies import STRATEGIES as FAMILY_STRATEGIES
+from studies.core import arm_analysis
 from studies.core.image_names import image_names
 from studies.core.plots import (
     AUTOMATED_COLOUR,
@@ -27,6 +28,7 @@ from studies.core.plots import (
     integer_axis,
     new_figure,
 )
+from studies.core.views_arms import arm_plots, arm_slug, requested_arm
 from studies.core.views_researcher import export_context, researcher_study
 from studies.prompting import analysis, comparison
 from studies.prompting.baselines import baseline_rows, start_baselines
@@ -82,10 +84,11 @@ def with_name(row: dict, names: dict[int, str]) -> dict:
     return out
 
 
-def study_tables(study) -> dict[str, list[dict]]:
+def study_tables(study, arm: str | None = None) -> dict[str, list[dict]]:
     """Every table of the page. Participants marked excluded are left out (load_logs), and
-    participants with no timestep yet are left out of the statistics (they have no score)."""
-    logs = analysis.load_logs(study)
+    participants with no timestep yet are left out of the statistics (they have no score).
+    `arm`: that design arm's assignments only (its baselines: the study's)."""
+    logs = analysis.load_logs(study, arm)
     figures = [analysis.assignment_figures(log) for log in logs]
     started = {f.participant for f in figures if f.T > 0}
     counted = [f for f in figures if f.participant in started]
@@ -128,6 +131,7 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
     """The prompting study's analysis page (the kind's `analysis_page`)."""
     tables = study_tables(study)
     participants = participant_rows(study, tables["participants"])
+    plots = [(p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS if p not in OWN_CARD_PLOTS]
     return render(
         request,
         "prompting/analysis.html",
@@ -140,9 +144,9 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "human_vs_automated": comparison.display_groups(tables["human_vs_automated"]),
             "interval_method": analysis.INTERVAL_METHOD,
             "tables": TABLES,
-            "plots": [
-                (p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS if p not in OWN_CARD_PLOTS
-            ],
+            "plots": plots,
+            **arm_analysis.context(study),
+            **arm_plots(study, plots),
             "baseline_jobs": study.jobs.filter(kind="baseline")[:5],
             "released_strategies": RELEASED_STRATEGIES,
             "family_strategies": FAMILY_STRATEGIES,
@@ -158,7 +162,9 @@ def analysis_csv(request: HttpRequest, study_id: int, table: str) -> HttpRespons
     study = researcher_study(request, study_id)
     if table not in TABLES:
         raise Http404(f"no table {table}")
-    return csv_response(study_tables(study)[table], f"study{study.pk}_{table}")
+    arm = requested_arm(request, study)
+    suffix = f"_{arm_slug(arm)}" if arm else ""
+    return csv_response(study_tables(study, arm)[table], f"study{study.pk}_{table}{suffix}")
 
 
 def _errorbars(ax, rows, x_key, label):
@@ -252,7 +258,13 @@ def analysis_plot(request: HttpRequest, study_id: int, name: str, fmt: str = "pn
     study = researcher_study(request, study_id)
     if name not in PLOTS:
         raise Http404(f"no plot {name}")
-    return figure_response(draw_plot(name, study_tables(study)), fmt, f"study{study.pk}_{name}")
+    arm = requested_arm(request, study)
+    fig = draw_plot(name, study_tables(study, arm))
+    if arm:  # one arm's figure: its title says which
+        for ax in fig.axes:
+            ax.set_title(f"{ax.get_title()} · {arm}")
+    suffix = f"_{arm_slug(arm)}" if arm else ""
+    return figure_response(fig, fmt, f"study{study.pk}_{name}{suffix}")
 
 
 def _small_int(raw, label: str) -> int:

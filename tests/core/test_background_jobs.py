@@ -275,4 +275,3 @@ def test_a_jobs_state_is_only_for_the_studys_researchers(client, study):
     }
     other = prompting_study(n_images=1, participants=0)
     assert client.get(f"/studies/{other.pk}/jobs/{job.pk}").status_code == 404
-
