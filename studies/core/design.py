@@ -356,6 +356,14 @@ def model_for(model_id: str, study):
     raise DesignError("design.arms.model", f"no model with id {model_id!r}")
 
 
+def arm_code(study, name: str) -> str | None:
+    """The arm as the participant API names it: a letter by the arm's place in the design
+    ("A", "B", ...), never its name (a name like "score hidden" would tell the participant
+    what the experiment varies). None for no arm."""
+    names = arm_names(study)
+    return chr(ord("A") + names.index(name)) if name in names else None
+
+
 def for_assignment(assignment):
     """The study as this assignment's arm runs it (the study itself without a design)."""
     study = assignment.participant.study

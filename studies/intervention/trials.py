@@ -188,10 +188,12 @@ def trial_state(participant: Participant, assignment_id: int) -> dict:
     """What the page needs to resume an intervention assignment: next seq and the trials so far."""
     assignment = owned_assignment(participant, assignment_id)
     study = design.for_assignment(assignment)
+    arm = {"arm": design.arm_code(study, assignment.arm)} if design.has_design(study) else {}
     return {
         "id": assignment.pk,
         "status": assignment.status,
         "next_seq": assignment.next_seq,
+        **arm,
         # each with its region, so a reloaded page shows the last result it showed before
         "trials": [
             {**public_response(study, t.response), "region_rle": t.region_rle}

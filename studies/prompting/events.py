@@ -328,6 +328,8 @@ def assignment_state(participant: Participant, assignment: Assignment) -> dict:
     }
     if not study.option("show_score") and answer["last"] is not None:
         answer["last"] = {**answer["last"], "iou": None}
+    if design.has_design(participant.study):
+        answer["arm"] = design.arm_code(participant.study, assignment.arm)
     if design.method(participant.study) == "within":
         # the arm of this image, as the page shows it (never its name): its options
         from studies.prompting.views import client_options

@@ -68,6 +68,7 @@ def test_preview_runs_the_arm_and_writes_nothing_to_the_study(client):
     assert preview.protocol["show_score"] is False and preview.design == {}
     me = client.get("/api/v1/participants/me").json()
     assert me["study"]["id"] == preview.pk and me["study"]["show_score"] is False
+    assert "arm" not in client.get(f"/api/v1/assignments/{me['assignments'][0]['id']}").json()
     a = me["assignments"][0]["id"]
     for seq, (x, y) in enumerate([(5, 5), (20, 20)]):
         body = {"seq": seq, "client_event_id": f"e{seq}", "action": "add",

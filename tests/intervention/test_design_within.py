@@ -70,6 +70,8 @@ def test_each_image_runs_its_arm(client, weights):
         assert (info["top5"] is not None) is shown
         assert info["config"] == {"minTrials": 0}
         assert "grad-cam shown" not in str(info) and "nothing shown" not in str(info)
+        state = pc.get(f"assignments/{assignment.pk}").json()
+        assert state["arm"] == ("A" if shown else "B")  # a code, not the arm's name
         region = np.zeros((assignment.image.height, assignment.image.width), dtype=bool)
         region[10:40, 10:40] = True
         r = pc.post(
