@@ -67,39 +67,52 @@ TABLES = {"arm_comparison": comparison_rows, "arm_dropout": dropout_rows}
 
 
 def draw_comparison(fig, rows: list[dict]) -> None:
-    """A forest plot: per outcome, each arm's difference from the reference with the bootstrap
-    interval (filled) and the mixed model's interval (open), on the outcome's scale."""
-    ax = fig.add_subplot()
+    """A forest plot, one panel per outcome (each on its own scale): each arm's difference from
+    the reference with the bootstrap interval (filled) and the mixed model's interval (open)."""
     if not rows:
+        ax = fig.add_subplot()
         ax.text(0.5, 0.5, "No comparison yet: no arm has data", ha="center", va="center")
         ax.set_axis_off()
         return
-    labels = [f"{r['label']}\n{r['arm']} − {r['reference']}" for r in rows]
-    ys = list(range(len(rows)))[::-1]
-    for y, r in zip(ys, rows, strict=True):
-        d = r["difference"]
-        if d is not None and not math.isnan(d):
-            lo, hi = r["ci_low"], r["ci_high"]
-            if lo is not None and not math.isnan(lo):
-                ax.plot([lo, hi], [y + 0.12, y + 0.12], color="#1f4e9a", lw=2.5)
-            ax.plot([d], [y + 0.12], "o", color="#1f4e9a")
-        m = r.get("model_estimate")
-        if m is not None and not math.isnan(m):
-            ax.plot([r["model_ci_low"], r["model_ci_high"]], [y - 0.12, y - 0.12], color="#b45309")
-            ax.plot([m], [y - 0.12], "s", mfc="white", color="#b45309")
-    ax.axvline(0, color="k", lw=0.8, ls="--")
-    ax.set_yticks(ys, labels)
-    ax.set_xlabel("difference from the reference arm (outcome's units)")
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, MaxNLocator
 
-    ax.legend(
+    outcomes = list(dict.fromkeys(r["outcome"] for r in rows))
+    axes = fig.subplots(len(outcomes), 1, squeeze=False)[:, 0]
+    for ax, outcome in zip(axes, outcomes, strict=True):
+        mine = [r for r in rows if r["outcome"] == outcome]
+        ys = list(range(len(mine)))[::-1]
+        for y, r in zip(ys, mine, strict=True):
+            d, lo, hi = r["difference"], r["ci_low"], r["ci_high"]
+            if _finite(d):
+                if _finite(lo) and _finite(hi):
+                    ax.plot([lo, hi], [y + 0.15, y + 0.15], color=BOOT, lw=2.5)
+                ax.plot([d], [y + 0.15], "o", color=BOOT)
+            m = r.get("model_estimate")
+            if _finite(m):
+                ax.plot([r["model_ci_low"], r["model_ci_high"]], [y - 0.15, y - 0.15], color=MODEL)
+                ax.plot([m], [y - 0.15], "s", mfc="white", color=MODEL)
+        ax.axvline(0, color="k", lw=0.8, ls="--")
+        ax.set_yticks(ys, [f"{r['arm']} − {r['reference']}" for r in mine])
+        ax.set_ylim(-0.6, len(mine) - 0.4)
+        ax.set_title(mine[0]["label"], loc="left", fontsize="medium")
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:.3g}"))
+    axes[-1].set_xlabel("difference from the reference arm, in each outcome's units")
+    axes[-1].legend(
         handles=[
-            Line2D(
-                [], [], color="#1f4e9a", marker="o", lw=2.5, label="bootstrap 95% (participants)"
-            ),
-            Line2D([], [], color="#b45309", marker="s", mfc="white", label="mixed model 95%"),
+            Line2D([], [], color=BOOT, marker="o", lw=2.5, label="bootstrap 95% (participants)"),
+            Line2D([], [], color=MODEL, marker="s", mfc="white", label="mixed model 95%"),
         ],
-        loc="best",
+        loc="upper center",
+        bbox_to_anchor=(0.5, -0.95),
+        ncol=2,
         fontsize="small",
     )
-    ax.set_title("Arms compared")
+
+
+BOOT, MODEL = "#1f4e9a", "#b45309"
+
+
+def _finite(value) -> bool:
+    return value is not None and not math.isnan(value)

@@ -118,6 +118,7 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000", password: str = DEMO_PASS
             study.save(update_fields=["model"])
         studies.append(study)
     studies.extend(extra_demo_studies(researcher))
+    studies.append(demo_experiment(researcher, spec, studies[0].dataset))
     out = []
     for study in studies:
         while study.participants.count() < PARTICIPANTS_PER_STUDY:
@@ -145,6 +146,45 @@ def seed_demo(base_url: str = "http://127.0.0.1:8000", password: str = DEMO_PASS
         "researcher_url": f"{base_url}/studies/",
         "studies": out,
     }
+
+
+EXPERIMENT_TITLE = "Experiment: does showing the score change prompting?"
+EXPERIMENT_DESIGN = {
+    "assignment": "between",
+    "seed": 1,
+    "block_size": 4,
+    "arms": [
+        {"name": "score shown", "options": {"show_score": True}},
+        {"name": "score hidden", "options": {"show_score": False}},
+    ],
+}
+
+
+def demo_experiment(researcher, spec: ModelSpec, dataset: Dataset) -> Study:
+    """A two-arm experiment (docs/experiments.md): each participant is randomised at consent to
+    see the IoU score or not."""
+    from studies.core.design import model_kinds_by_id, validate_design
+    from studies.core.kinds import get_kind
+
+    study, _ = Study.objects.get_or_create(
+        title=EXPERIMENT_TITLE,
+        owner=researcher,
+        defaults={
+            "kind": "prompting",
+            "dataset": dataset,
+            "model": spec,
+            "status": "open",
+            "design": validate_design(
+                get_kind("prompting"), EXPERIMENT_DESIGN, models=model_kinds_by_id([spec])
+            ),
+            "instructions": (
+                "Place green points on the object outlined in the ground truth and red points "
+                "on what is not the object; the model answers each click with its mask."
+            ),
+            "completion_code": "INTERVENE-DEMO",
+        },
+    )
+    return study
 
 
 # --- Intervention demo (issue 6) ----------------------------------------------------------

@@ -53,6 +53,8 @@ def comparison_plot(request: HttpRequest, study_id: int, fmt: str) -> HttpRespon
     if not design.has_design(study):
         raise Http404("this study has no design: there are no arms to compare")
     rows = arm_analysis.comparison_rows(study)
-    fig = new_figure(7.5, max(3.0, 0.55 * len(rows) + 1.4))
+    panels = len({r["outcome"] for r in rows}) or 1
+    arms = max(1, len(design.arm_names(study)) - 1)
+    fig = new_figure(7.5, 1.1 + panels * (0.6 + 0.45 * arms))
     arm_analysis.draw_comparison(fig, rows)
     return figure_response(fig, fmt, f"study{study.pk}_arm_comparison")
