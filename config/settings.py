@@ -319,6 +319,7 @@ CELERY_IMPORTS = [
     "workers.trust_tasks",
     "workers.import_tasks",
     "workers.regression_tasks",
+    "workers.analysis_tasks",
 ]
 # How long the web waits for an interactive result before answering 503 (the client retries).
 INTERACTIVE_TIMEOUT_S = float(os.environ.get("INTERACTIVE_TIMEOUT_S", "20"))

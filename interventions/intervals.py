@@ -7,8 +7,11 @@ analysis pages import it through `studies.core.intervals`."""
 
 from __future__ import annotations
 
+import hashlib
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,12 +32,47 @@ INTERVAL_METHOD = (
 )
 
 
+# A memo of intervals by the exact values (their float64 bytes, in order), for a computation
+# that asks for the same intervals again (the stored analysis, studies/prompting/analysis_store.py):
+# the same values give the same interval, so a remembered one is the interval itself.
+_MEMO: ContextVar[dict | None] = ContextVar("interval_memo", default=None)
+
+
+@contextmanager
+def remembered_intervals(memo: dict) -> Iterator[dict]:
+    """Within the block, mean_ci95 reads and fills `memo` ({digest: [n, mean, low, high]});
+    a digest not asked for in the block is dropped from it (so the memo stays the size of one
+    computation)."""
+    used: dict = {}
+    token = _MEMO.set((memo, used))
+    try:
+        yield memo
+    finally:
+        _MEMO.reset(token)
+        memo.clear()
+        memo.update(used)
+
+
 def mean_ci95(values: Iterable[float]) -> MeanCI:
     """Mean with the seeded 95% bootstrap percentile interval (see the module doc).
 
     n = 0: everything NaN; n = 1: the mean, NaN bounds (one value says nothing about spread).
     The same values always give the same interval."""
     data = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    memo = _MEMO.get()
+    if memo is None or data.size < 2:
+        return _mean_ci95(data)
+    known, used = memo
+    key = hashlib.sha1(data.tobytes()).hexdigest()
+    if key in known:
+        used[key] = known[key]
+        return MeanCI(*known[key])
+    ci = _mean_ci95(data)
+    used[key] = known[key] = [ci.n, ci.mean, ci.low, ci.high]
+    return ci
+
+
+def _mean_ci95(data: np.ndarray) -> MeanCI:
     n = data.size
     if n == 0:
         return MeanCI(0, math.nan, math.nan, math.nan)

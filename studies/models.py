@@ -15,5 +15,5 @@ from studies.core.models import (  # noqa: F401
     new_token,
 )
 from studies.intervention.models import ImageAnalysis, InterventionTrial  # noqa: F401
-from studies.prompting.models import BaselineResult, PromptEvent  # noqa: F401
+from studies.prompting.models import AnalysisResult, BaselineResult, PromptEvent  # noqa: F401
 from studies.trust.models import TrustEvaluation, TrustScoreRow  # noqa: F401

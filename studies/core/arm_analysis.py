@@ -19,14 +19,16 @@ from studies.core.kinds import kind_of
 N_BOOT = 2000
 
 
-def comparison_rows(study) -> list[dict]:
+def comparison_rows(study, units: list[dict] | None = None) -> list[dict]:
     """One row per outcome and non-reference arm: the means, the difference, its bootstrap
-    interval and the mixed model's estimate, interval and p-value."""
+    interval and the mixed model's estimate, interval and p-value. `units`: the kind's rows
+    when the caller has them (the stored prompting analysis), else `kind.arm_units(study)`."""
     kind = kind_of(study)
     names = design.arm_names(study)
     if len(names) < 2:
         return []
-    units = kind.arm_units(study)
+    if units is None:
+        units = kind.arm_units(study)
     rows = []
     for key, label, binary in kind.arm_outcomes:
         for row in compare_arms(
@@ -43,20 +45,21 @@ def comparison_rows(study) -> list[dict]:
 
 
 def dropout_rows(study) -> list[dict]:
-    from studies.core.views_design import dropout
+    from studies.core.design_summary import dropout
 
     return dropout(study)
 
 
-def context(study) -> dict:
-    """The analysis page's comparison section (empty for a study without a design)."""
+def context(study, rows: list[dict] | None = None) -> dict:
+    """The analysis page's comparison section (empty for a study without a design); `rows`:
+    the comparison when the caller has it stored."""
     if not design.has_design(study):
         return {"arms": None}
     return {
         "arms": {
             "names": design.arm_names(study),
             "method": design.method(study),
-            "rows": comparison_rows(study),
+            "rows": comparison_rows(study) if rows is None else rows,
             "dropout": dropout_rows(study),
             "interval": interval_name(design.method(study), N_BOOT, study.design["seed"]),
         }

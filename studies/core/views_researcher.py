@@ -29,6 +29,7 @@ from studies.core.api_errors import ApiError
 from studies.core.api_exports import start_export
 from studies.core.closing import close_study
 from studies.core.design_form import ADD_ARM
+from studies.core.design_summary import design_context
 from studies.core.enrolment import enrol_participant
 from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
@@ -298,12 +299,6 @@ def table_view(request: HttpRequest, progress: dict) -> dict:
         "query": urlencode({k: v for k, v in query.items() if v}),
         "matches": len(rows),
     }
-
-
-def design_context(study: Study) -> dict:
-    from studies.core.views_design import design_context as context
-
-    return context(study)
 
 
 @login_required

@@ -157,6 +157,34 @@ def iou_curve(logs: Iterable[AssignmentLog], by: str) -> list[dict]:
     return out
 
 
+def with_name(row: dict, names: dict[int, str]) -> dict:
+    out = {}
+    for key, value in row.items():
+        out[key] = value
+        if key == "image_index":
+            out["image_name"] = names.get(value, "")
+    return out
+
+
+def arm_unit(f, arm: str) -> dict | None:
+    """One assignment's row of the arm comparison (None: no score yet, no outcome): best,
+    final, timesteps (T), overprompted (images the annotator ended; else missing) and
+    stagnation_ended (ended images; else missing)."""
+    if f.T == 0:
+        return None
+    ended = f.stop_reason in ("finished", "stagnation")
+    return {
+        "participant": f.participant,
+        "image": f.image_index,
+        "arm": arm,
+        "best": f.best,
+        "final": f.final,
+        "timesteps": float(f.T),
+        "overprompted": f.overprompted if f.stop_reason == "finished" else None,
+        "stagnation_ended": f.stagnation_ended if ended else None,
+    }
+
+
 # ----------------------------------------------------------------------------- aggregates
 
 
@@ -362,13 +390,44 @@ def assignment_log(
     return AssignmentLog(timesteps=steps, start_s=span[0], end_s=span[1], **meta)
 
 
-def load_logs(study, arm: str | None = None) -> list[AssignmentLog]:
+ANALYSIS_FIELDS = ("assignment_id", "timestep", "round", "green", "red", "iou", "server_ts")
+ID_CHUNK = 500  # assignment ids per query (SQLite's limit on query parameters)
+
+
+def analysis_timesteps(study, only: Sequence[int] | None = None):
+    """(assignment id, timestep rows in seq order) of the study's real assignments, ordered by
+    assignment; only the columns the figures use (never the masks, the answers or the
+    points' history). `only`: those assignments' alone."""
+    from itertools import groupby
+
+    from studies.models import PromptEvent
+
+    base = PromptEvent.objects.filter(timestep__isnull=False, assignment__practice=False)
+    if only is None:
+        queries = [base.filter(assignment__participant__study=study)]
+    else:
+        ids = sorted(only)
+        queries = [
+            base.filter(assignment_id__in=ids[i : i + ID_CHUNK])
+            for i in range(0, len(ids), ID_CHUNK)
+        ]
+    for query in queries:
+        rows = query.order_by("assignment_id", "seq").values(*ANALYSIS_FIELDS)
+        rows = rows.iterator(chunk_size=5000) if only is None else iter(list(rows))
+        for assignment_id, group in groupby(rows, key=lambda row: row["assignment_id"]):
+            yield assignment_id, list(group)
+
+
+def load_logs(
+    study, arm: str | None = None, only: Sequence[int] | None = None
+) -> list[AssignmentLog]:
     """Every assignment of a study's participants (excluded ones left out) as an AssignmentLog
-    (streams the events, one pass); only those of design arm `arm` when given."""
+    (streams the events, one pass); only those of design arm `arm` when given, only the
+    assignments `only` when given (then in the study's order chunk by chunk only: callers
+    that mix chunks order the logs themselves)."""
     from django.db.models import Max, Min
 
     from studies.models import Assignment
-    from studies.prompting.exports.records import study_assignment_timesteps
 
     assignments = (
         Assignment.objects.real()
@@ -380,13 +439,21 @@ def load_logs(study, arm: str | None = None) -> list[AssignmentLog]:
     )
     if arm is not None:
         assignments = assignments.filter(arm=arm)
-    meta = {
-        a["pk"]: a
-        for a in assignments.values(
+    metas = []
+    if only is None:
+        metas.append(assignments)
+    else:
+        ids = sorted(only)
+        metas += [
+            assignments.filter(pk__in=ids[i : i + ID_CHUNK]) for i in range(0, len(ids), ID_CHUNK)
+        ]
+    meta = {}
+    for query in metas:
+        for a in query.values(
             "pk", "participant__code", "image__index", "stop_reason", "first_ts", "last_ts"
-        ).order_by("participant__number", "order")
-    }
-    steps = dict(study_assignment_timesteps(study))
+        ).order_by("participant__number", "order"):
+            meta[a["pk"]] = a
+    steps = dict(analysis_timesteps(study, None if only is None else list(meta)))
     logs = []
     for pk, a in meta.items():
         logs.append(

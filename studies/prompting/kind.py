@@ -156,34 +156,18 @@ ARM_OUTCOMES = (
 
 
 def arm_units(study) -> list[dict]:
-    """One row per scored assignment (participant, image, arm) with the arm outcomes: best,
-    final, timesteps (T), overprompted (images the annotator ended; else missing) and
-    stagnation_ended (ended images; else missing). Excluded participants are left out."""
+    """One row per scored assignment (participant, image, arm) with the arm outcomes (see
+    `arm_unit`). Excluded participants are left out."""
     from studies.models import Assignment
-    from studies.prompting.analysis import assignment_figures, load_logs
+    from studies.prompting.analysis import arm_unit, assignment_figures, load_logs
 
     arm_of = dict(
         Assignment.objects.real().filter(participant__study=study).values_list("pk", "arm")
     )
-    rows = []
-    for log in load_logs(study):
-        f = assignment_figures(log)
-        if f.T == 0:
-            continue  # no score yet: no outcome
-        ended = f.stop_reason in ("finished", "stagnation")
-        rows.append(
-            {
-                "participant": f.participant,
-                "image": f.image_index,
-                "arm": arm_of[f.assignment_id],
-                "best": f.best,
-                "final": f.final,
-                "timesteps": float(f.T),
-                "overprompted": f.overprompted if f.stop_reason == "finished" else None,
-                "stagnation_ended": f.stagnation_ended if ended else None,
-            }
-        )
-    return rows
+    rows = (
+        arm_unit(assignment_figures(log), arm_of[log.assignment_id]) for log in load_logs(study)
+    )
+    return [row for row in rows if row is not None]
 
 
 PROMPTING = register(

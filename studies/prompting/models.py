@@ -118,3 +118,25 @@ class BaselineResult(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["study", "key"], name="unique_baseline_key"),
         ]
+
+
+class AnalysisResult(models.Model):
+    """A prompting study's analysis, computed once by a background job and stored
+    (studies/prompting/analysis_store.py): the page, its plots and CSVs read it.
+
+    `version` says which data it was computed from (the study's last event id and count, the
+    exclusions, the baselines, the data set, the format); `payload` and `cache` are
+    zlib-compressed JSON (NaN allowed): the tables (overall and per arm) and, for the
+    incremental update, the per-assignment figures and timestep scores and the intervals."""
+
+    study = models.OneToOneField(Study, on_delete=models.CASCADE, related_name="analysis_result")
+    version = models.JSONField(default=dict)
+    computed_at = models.DateTimeField()
+    assignments = models.PositiveIntegerField(default=0, help_text="assignments in the result")
+    recomputed = models.PositiveIntegerField(
+        default=0, help_text="assignments the last update recomputed (the rest were kept)"
+    )
+    seconds = models.FloatField(default=0.0, help_text="the last update's time")
+    tables = models.BinaryField(help_text="zlib JSON: every table but the per-assignment one")
+    assignment_rows = models.BinaryField(help_text="zlib JSON: the per-assignment table(s)")
+    cache = models.BinaryField(help_text="zlib JSON: per-assignment units and intervals")

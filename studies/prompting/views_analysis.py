@@ -30,7 +30,8 @@ from studies.core.plots import (
 )
 from studies.core.views_arms import arm_plots, arm_slug, requested_arm
 from studies.core.views_researcher import export_context, researcher_study
-from studies.prompting import analysis, comparison
+from studies.prompting import analysis, analysis_store, comparison
+from studies.prompting.analysis import with_name
 from studies.prompting.baselines import baseline_rows, start_baselines
 
 TABLES = (
@@ -73,15 +74,6 @@ PLOT_TITLES = {
     "human_vs_baselines": "Human vs automated prompts",
     "human_vs_automated": "Humans against automated prompts",
 }
-
-
-def with_name(row: dict, names: dict[int, str]) -> dict:
-    out = {}
-    for key, value in row.items():
-        out[key] = value
-        if key == "image_index":
-            out["image_name"] = names.get(value, "")
-    return out
 
 
 def study_tables(study, arm: str | None = None) -> dict[str, list[dict]]:
@@ -127,9 +119,16 @@ def participant_rows(study, summaries: list[dict]) -> list[dict]:
     return rows
 
 
+EMPTY_TABLES = {"study": [], "participants": [], "datasets": [], "human_vs_automated": []}
+
+
 def analysis_page(request: HttpRequest, study) -> HttpResponse:
-    """The prompting study's analysis page (the kind's `analysis_page`)."""
-    tables = study_tables(study)
+    """The prompting study's analysis page (the kind's `analysis_page`), read from the stored
+    analysis (studies/prompting/analysis_store.py), which it brings up to date when stale."""
+    state = analysis_store.ensure(study, request.user)
+    result = state["result"]
+    tables = analysis_store.tables_of(result) if result is not None else EMPTY_TABLES
+    stored_rows = analysis_store.comparison_of(result) if result is not None else []
     participants = participant_rows(study, tables["participants"])
     plots = [(p, PLOT_TITLES[p], PLOT_TABLES[p]) for p in PLOTS if p not in OWN_CARD_PLOTS]
     return render(
@@ -137,6 +136,7 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
         "prompting/analysis.html",
         {
             "study": study,
+            "analysis_state": state,
             "summary": tables["study"][0] if tables["study"] else None,
             "participants": participants,
             "left_out": [r for r in participants if r["reason"]],
@@ -145,7 +145,7 @@ def analysis_page(request: HttpRequest, study) -> HttpResponse:
             "interval_method": analysis.INTERVAL_METHOD,
             "tables": TABLES,
             "plots": plots,
-            **arm_analysis.context(study),
+            **arm_analysis.context(study, stored_rows),
             **arm_plots(study, plots),
             "baseline_jobs": study.jobs.filter(kind="baseline")[:5],
             "released_strategies": RELEASED_STRATEGIES,
@@ -164,7 +164,10 @@ def analysis_csv(request: HttpRequest, study_id: int, table: str) -> HttpRespons
         raise Http404(f"no table {table}")
     arm = requested_arm(request, study)
     suffix = f"_{arm_slug(arm)}" if arm else ""
-    return csv_response(study_tables(study, arm)[table], f"study{study.pk}_{table}{suffix}")
+    tables, computed_at = analysis_store.read(study, arm, assignments=table == "assignments")
+    response = csv_response(tables[table], f"study{study.pk}_{table}{suffix}")
+    response["X-Analysis-Computed-At"] = computed_at.isoformat()  # the stored result it read
+    return response
 
 
 def _errorbars(ax, rows, x_key, label):
@@ -259,12 +262,15 @@ def analysis_plot(request: HttpRequest, study_id: int, name: str, fmt: str = "pn
     if name not in PLOTS:
         raise Http404(f"no plot {name}")
     arm = requested_arm(request, study)
-    fig = draw_plot(name, study_tables(study, arm))
+    tables, computed_at = analysis_store.read(study, arm, assignments=name == "best_vs_final")
+    fig = draw_plot(name, tables)
     if arm:  # one arm's figure: its title says which
         for ax in fig.axes:
             ax.set_title(f"{ax.get_title()} · {arm}")
     suffix = f"_{arm_slug(arm)}" if arm else ""
-    return figure_response(fig, fmt, f"study{study.pk}_{name}{suffix}")
+    response = figure_response(fig, fmt, f"study{study.pk}_{name}{suffix}")
+    response["X-Analysis-Computed-At"] = computed_at.isoformat()
+    return response
 
 
 def _small_int(raw, label: str) -> int:
