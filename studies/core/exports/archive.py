@@ -1,7 +1,9 @@
 """A zip archive written entry by entry, with the sha256 and size of every file taken while writing.
 
-Each entry is streamed through `ZipFile.open(name, "w")` (ZIP_DEFLATED), so nothing is held
-whole in memory; the list of (name, sha256, bytes) goes to a spool file on disk, not a list, and
+Each large entry is streamed through `ZipFile.open(name, "w")` (ZIP_DEFLATED), so nothing is
+held whole in memory; a small one (bytes in memory, up to 1 MiB: a `.npy` of one cell, a mask
+PNG) is deflated in one call and written with its header complete, which costs a fraction of
+opening a zip entry (`StreamingZipFile.write_small`); the list of (name, sha256, bytes) goes to a spool file on disk, not a list, and
 is read back once to write the manifest; zipfile's own per-entry list (the central directory,
 written at close) is spooled to disk as well, so memory does not grow with the entry count.
 
@@ -14,10 +16,12 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import pickle
+import marshal
 import re
 import tempfile
+import time
 import zipfile
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -45,17 +49,28 @@ def safe_entry_name(name: str) -> str:
     return "/".join(parts)
 
 
+# the ZipInfo fields the central directory is written from (zipfile._write_end_record)
+_INFO_FIELDS = (
+    "orig_filename", "date_time", "compress_type", "flag_bits", "external_attr", "internal_attr",
+    "create_system", "create_version", "extract_version", "reserved", "CRC", "compress_size",
+    "file_size", "header_offset", "extra", "comment",
+)  # fmt: skip
+
+
 class SpooledFileList:
     """ZipFile.filelist kept on disk: zipfile appends each finished entry's ZipInfo and reads
     them all back once, to write the central directory at close. In memory, a 300,000-entry
-    archive's ZipInfo list alone would take hundreds of MB."""
+    archive's ZipInfo list alone would take hundreds of MB. Each entry is spooled as a marshal
+    record of the fields the central directory needs (a pickle of a ZipInfo cost several times
+    as much, at 1.5 million entries tens of seconds)."""
 
     def __init__(self):
         self.spool = tempfile.TemporaryFile()
         self.count = 0
 
     def append(self, info: zipfile.ZipInfo) -> None:
-        pickle.dump(info, self.spool, protocol=pickle.HIGHEST_PROTOCOL)
+        record = marshal.dumps(tuple([getattr(info, f) for f in _INFO_FIELDS]))
+        self.spool.write(len(record).to_bytes(4, "little") + record)
         self.count += 1
 
     def __len__(self) -> int:
@@ -64,12 +79,31 @@ class SpooledFileList:
     def __iter__(self):
         self.spool.flush()
         self.spool.seek(0)
+        reader = io.BufferedReader(_Unclosed(self.spool), buffer_size=1 << 20)
         for _ in range(self.count):
-            yield pickle.load(self.spool)  # our own spool file, written above
+            size = int.from_bytes(reader.read(4), "little")
+            fields = marshal.loads(reader.read(size))  # our own spool file, written above
+            info = zipfile.ZipInfo(fields[0], fields[1])
+            for name, value in zip(_INFO_FIELDS[2:], fields[2:], strict=True):
+                setattr(info, name, value)
+            yield info
         self.spool.seek(0, io.SEEK_END)
 
     def close(self) -> None:
         self.spool.close()
+
+
+class _Unclosed(io.RawIOBase):
+    """A read view of an open file that leaves it open (for a buffered reader over it)."""
+
+    def __init__(self, file):
+        self.file = file
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        return self.file.readinto(buffer)
 
 
 class ForgetfulNames(dict):
@@ -86,6 +120,31 @@ class StreamingZipFile(zipfile.ZipFile):
         super().__init__(*args, **kwargs)
         self.filelist = SpooledFileList()
         self.NameToInfo = ForgetfulNames()
+
+    def write_small(
+        self, name: str, data: bytes, crc: int, compressed: bytes, stored: bool = False
+    ) -> None:
+        """One deflated entry whose bytes are all known (no zip64: under 2 GiB): the header is
+        written once with its sizes and CRC, where `open(name, "w")` writes it, seeks back to
+        rewrite it and seeks forward again. The same entry as `open` writes for a seekable
+        file: same flags, permissions, time and fields."""
+        if self._writing:
+            raise ValueError("another entry of the zip is open for writing")
+        info = zipfile.ZipInfo(name, date_time=time.localtime(time.time())[:6])
+        info.compress_type = zipfile.ZIP_STORED if stored else self.compression
+        info._compresslevel = None if stored else self.compresslevel
+        info.external_attr = 0o600 << 16
+        info.flag_bits = 0
+        info.file_size = len(data)
+        info.compress_size = len(compressed)
+        info.CRC = crc
+        info.header_offset = self.start_dir  # where every finished entry leaves the file
+        header = info.FileHeader(False)
+        self.fp.write(header)
+        self.fp.write(compressed)
+        self._didModify = True
+        self.filelist.append(info)
+        self.start_dir += len(header) + len(compressed)
 
 
 class HashingWriter(io.RawIOBase):
@@ -107,6 +166,14 @@ class HashingWriter(io.RawIOBase):
         return view.nbytes
 
 
+# entries up to this size are deflated in one call and written with their header complete
+SMALL_ENTRY = 1 << 20
+# payloads up to this size are remembered (deflated bytes, CRC, sha256): the many identical
+# small files of an export (the empty arrays of every cell never scored) are compressed once
+REPEATED_ENTRY = 1024
+REPEATED_KEEP = 4096
+
+
 class ExportArchive:
     """Write a zip file entry by entry; remember each entry's sha256 on disk."""
 
@@ -115,7 +182,9 @@ class ExportArchive:
         self.zip = StreamingZipFile(
             self.path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=compresslevel
         )
+        self.compresslevel = compresslevel
         self._spool = tempfile.TemporaryFile(mode="w+", encoding="utf-8")
+        self._repeated: dict[bytes, tuple[int, bytes, str]] = {}
         self.count = 0
         self.total_bytes = 0
 
@@ -130,13 +199,43 @@ class ExportArchive:
         self.count += 1
         self.total_bytes += writer.size
 
-    def write_bytes(self, name: str, data: bytes) -> None:
-        with self.open(name) as out:
-            out.write(data)
+    def write_bytes(self, name: str, data: bytes, *, compress: bool = True) -> None:
+        """One entry from bytes in memory (an entry over SMALL_ENTRY is streamed). `compress`
+        false: stored as it is (for data that is compressed already, such as a PNG)."""
+        if not compress and len(data) <= SMALL_ENTRY:
+            name = safe_entry_name(name)
+            self.zip.write_small(name, data, zlib.crc32(data), data, stored=True)
+            self._spool.write(
+                json.dumps([name, hashlib.sha256(data).hexdigest(), len(data)]) + "\n"
+            )
+            self.count += 1
+            self.total_bytes += len(data)
+            return
+        if len(data) > SMALL_ENTRY:
+            with self.open(name) as out:
+                out.write(data)
+            return
+        name = safe_entry_name(name)
+        known = self._repeated.get(data) if len(data) <= REPEATED_ENTRY else None
+        if known is None:
+            packer = zlib.compressobj(self.compresslevel, zlib.DEFLATED, -15)
+            known = (
+                zlib.crc32(data),
+                packer.compress(data) + packer.flush(),
+                hashlib.sha256(data).hexdigest(),
+            )
+            if len(data) <= REPEATED_ENTRY and len(self._repeated) < REPEATED_KEEP:
+                self._repeated[bytes(data)] = known
+        crc, compressed, sha = known
+        self.zip.write_small(name, data, crc, compressed)
+        self._spool.write(json.dumps([name, sha, len(data)]) + "\n")
+        self.count += 1
+        self.total_bytes += len(data)
 
     def write_npy(self, name: str, array: np.ndarray) -> None:
-        with self.open(name) as out:
-            write_npy(out, array)
+        buffer = io.BytesIO()
+        write_npy(buffer, array)
+        self.write_bytes(name, buffer.getvalue())
 
     def write_object_npy(self, name: str, length: int, items) -> None:
         """A 1-D object array of `length` elements taken one by one from `items` (streamed)."""

@@ -2,12 +2,14 @@
 
 PointPrompt's object arrays are written by numpy as a pickle of the array; here the same pickle
 (numpy's `_reconstruct` + `__setstate__`, the list of elements built with APPENDS) is produced
-from an iterator, with the pickler's memo off, so an array of N images never sits in memory and
-`np.load(..., allow_pickle=True)` (and our safe loader) read it as an ordinary object array.
+from an iterator, with the pickler's memo off, one element at a time, so an array of N images
+never sits in memory (neither as arrays nor as pickled bytes) and `np.load(...,
+allow_pickle=True)` (and our safe loader) read it as an ordinary object array.
 """
 
 from __future__ import annotations
 
+import io
 import pickle
 from collections.abc import Iterable
 from typing import IO
@@ -24,32 +26,11 @@ def write_npy(out: IO[bytes], array: np.ndarray) -> None:
     np.save(out, array, allow_pickle=array.dtype.hasobject)
 
 
-class _CountedItems:
-    def __init__(self, length: int, items: Iterable):
-        self.length = length
-        self.items = iter(items)
-        self.seen = 0
-
-    def __iter__(self):
-        for item in self.items:
-            self.seen += 1
-            if self.seen > self.length:
-                raise ValueError(f"object array: more than the {self.length} elements announced")
-            yield item
-        if self.seen != self.length:
-            raise ValueError(f"object array: {self.seen} elements given, {self.length} announced")
-
-
-class _LazyList:
-    def __init__(self, items: _CountedItems):
-        self.items = items
-
-    def __reduce__(self):
-        return (list, (), None, iter(self.items))
-
-
 class _StreamedObjectArray:
-    def __init__(self, length: int, items: _CountedItems):
+    """Pickles as a 1-D object array of `length` elements (numpy's own reduce), the elements
+    being `items`; used only to let the pickler write the opcodes around the elements."""
+
+    def __init__(self, length: int, items):
         self.length = length
         self.items = items
 
@@ -58,11 +39,80 @@ class _StreamedObjectArray:
         return (_RECONSTRUCT, (np.ndarray, (0,), b"b"), state)
 
 
+class _LazyList:
+    def __init__(self, items):
+        self.items = items
+
+    def __reduce__(self):
+        return (list, (), None, iter(self.items))
+
+
+_MARKER = b"\x00intervene object array element\x00"
+_MARK, _APPEND, _APPENDS = pickle.MARK, pickle.APPEND, pickle.APPENDS
+_BATCH = 1000  # the pickler's batch of list items (MARK ... APPENDS), as CPython writes it
+
+
+def _element(item) -> bytes:
+    """One element's pickle opcodes as they appear inside the array's pickle (memo off)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=PICKLE_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(item)
+    body = buffer.getbuffer()
+    return bytes(body[2:-1])  # without PROTO 3 and STOP
+
+
+def _frame(length: int) -> tuple[bytes, bytes]:
+    """The pickle of a `length`-element object array split around its elements: what the
+    pickler writes before the first element and after the last (protocol 3, memo off)."""
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer, protocol=PICKLE_PROTOCOL)
+    pickler.fast = True
+    pickler.dump(_StreamedObjectArray(length, [_MARKER]))
+    head, found, tail = buffer.getvalue().partition(_element(_MARKER) + _APPEND)
+    if not found:
+        raise RuntimeError("unexpected pickle layout for an object array")
+    return head, tail
+
+
 def write_object_npy(out: IO[bytes], length: int, items: Iterable) -> None:
-    """A 1-D object `.npy` (as `a = np.empty(length, object); a[i] = ...; np.save`) from an iterator."""
+    """A 1-D object `.npy` (as `a = np.empty(length, object); a[i] = ...; np.save`) from an iterator.
+
+    The bytes are those of one pickler dumping the whole array with its memo off (what this
+    function wrote before it streamed), but each element is pickled on its own and written at
+    once: CPython's pickler keeps everything under 64 KiB in its output buffer until the dump
+    ends, so one pickler over thousands of small images held them all. Elements are written
+    in the pickler's batches (MARK, up to 1,000 elements, APPENDS; a last batch of one element
+    is the element and APPEND)."""
     npy_format.write_array_header_1_0(
         out, {"descr": "|O", "fortran_order": False, "shape": (length,)}
     )
-    pickler = pickle.Pickler(out, protocol=PICKLE_PROTOCOL)
-    pickler.fast = True  # no memo: elements are freed as soon as they are written
-    pickler.dump(_StreamedObjectArray(length, _CountedItems(length, items)))
+    head, tail = _frame(length)
+    out.write(head)
+    seen = 0
+    batch: list[bytes] = []  # at most one pending element: the one that may end a batch alone
+    in_batch = 0
+    for item in items:
+        seen += 1
+        if seen > length:
+            raise ValueError(f"object array: more than the {length} elements announced")
+        if in_batch == 0:
+            batch.append(_element(item))  # held until we know whether a second one follows
+            in_batch = 1
+            continue
+        if batch:
+            out.write(_MARK)
+            out.write(batch.pop())
+        out.write(_element(item))
+        in_batch += 1
+        if in_batch == _BATCH:
+            out.write(_APPENDS)
+            in_batch = 0
+    if seen != length:
+        raise ValueError(f"object array: {seen} elements given, {length} announced")
+    if batch:
+        out.write(batch.pop())
+        out.write(_APPEND)
+    elif in_batch:
+        out.write(_APPENDS)
+    out.write(tail)

@@ -23,6 +23,11 @@ CSV_CELLS_NOTE = (
 def cell(value) -> object:
     """CSV cell: lists as JSON, times as ISO 8601, None and NaN as empty, formula-like text
     quoted."""
+    kind = type(value)
+    if kind is int or kind is bool:  # the common cases first (same results as below)
+        return value
+    if kind is float:
+        return "" if value != value else value
     if isinstance(value, str):
         return "'" + value if value.startswith(FORMULA_STARTS) else value
     if value is None:

@@ -4,19 +4,20 @@ One `annotations.json` in the COCO format (Lin et al., 2014) with RLE segmentati
 the data set's (id = index), one category (the data set's object). Extra fields per annotation
 say whose mask it is: participant, assignment, kind (`final` / `best` / `baseline`), timestep,
 round, iou. Automated baseline masks are included with kind `baseline` and their strategy.
-Streamed: the annotation list is written one annotation at a time.
+Streamed: the annotation list is written one annotation at a time; the timesteps are read
+without their masks and only the two masks written per assignment are read (`final_and_best`).
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from pycocotools import mask as mask_utils
 
 from studies.core.design import has_design
 from studies.core.exports.archive import ExportArchive
-from studies.models import Assignment, BaselineResult, DatasetImage, Study
+from studies.models import Assignment, BaselineResult, DatasetImage, PromptEvent, Study
 from studies.prompting.analysis import best_position
 from studies.prompting.exports.records import CHUNK, dataset_indices, study_assignment_timesteps
 
@@ -55,6 +56,37 @@ def coco_image(im: dict) -> dict:
     if im["original_width"]:
         entry.update(original_width=im["original_width"], original_height=im["original_height"])
     return entry
+
+
+PICK_FIELDS = ("pk", "assignment_id", "seq", "timestep", "round", "iou")
+MASK_CHUNK = 500  # events per query for their masks (SQLite's limit on query parameters)
+
+
+def final_and_best(study: Study) -> Iterator[tuple[int, list[tuple[str, dict]]]]:
+    """(assignment id, [("final", row), ("best", row)]) of each real assignment with timesteps,
+    in assignment order; a row has the fields of PICK_FIELDS and `mask_rle`.
+
+    The timesteps are read without their masks (the largest column); only the two masks
+    written per assignment are then read, by primary key, a few hundred at a time."""
+    steps = study_assignment_timesteps(study, fields=PICK_FIELDS)
+    while True:
+        batch = []
+        for assignment_id, rows in steps:
+            best = rows[best_position([r["iou"] for r in rows])]
+            batch.append((assignment_id, [("final", rows[-1]), ("best", best)]))
+            if len(batch) * 2 >= MASK_CHUNK:
+                break
+        if not batch:
+            return
+        wanted = {row["pk"] for _, picked in batch for _, row in picked}
+        masks = dict(
+            PromptEvent.objects.filter(pk__in=wanted).values_list("pk", "mask_rle").iterator()
+        )
+        for assignment_id, picked in batch:
+            yield (
+                assignment_id,
+                [(kind, {**row, "mask_rle": masks[row["pk"]]}) for kind, row in picked],
+            )
 
 
 def export_coco(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
@@ -105,10 +137,9 @@ def export_coco(study: Study, archive: ExportArchive, progress: Progress | None 
             ann_id += 1
 
         done = 0
-        for assignment_id, rows in study_assignment_timesteps(study):
+        for assignment_id, rows in final_and_best(study):
             a = meta[assignment_id]
-            best = rows[best_position([r["iou"] for r in rows])]
-            for kind, row in (("final", rows[-1]), ("best", best)):
+            for kind, row in rows:
                 emit(
                     annotation(
                         ann_id + 1, a["image__index"], row["mask_rle"], kind=kind,

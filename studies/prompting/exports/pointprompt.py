@@ -7,7 +7,11 @@ Prompting results/<D>/st<k>/points/<i>_green.npy, <i>_red.npy   object (T,), ele
 finetune/samples/<D>/<i>_sample.npy, finetune/labels/<D>/<i>_label.npy,
 finetune/human/<D>/st<k>_<i>_green.npy, _red.npy   points of the best timestep (T > 0 only)
 
-Every participant gets files for every image index 0..N-1 (empty when never scored).
+Every participant gets files for every image index 0..N-1 (empty when never scored), also
+for the images the participant was never assigned: the released layout indexes a participant's
+files by image position and the released feature script counts a folder's `eachround` files to
+know how many images to read (docs/pointprompt.md "Exports at PointPrompt size"). The five
+empty arrays of such a cell are the same bytes every time, so they are made once per export.
 
 With `with_stats`, also stats.csv at the root: the released feature script's table
 (interventions/pointprompt/features.py, docs/pointprompt.md), computed from the same arrays the
@@ -17,6 +21,7 @@ timesteps and every ground truth an object; that is checked before anything is w
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable
 
 import cv2
@@ -24,6 +29,7 @@ import numpy as np
 
 from interventions.metrics import rle_decode
 from studies.core.exports.archive import ExportArchive
+from studies.core.exports.npy import write_npy
 from studies.models import DatasetImage, PromptEvent, Study
 from studies.prompting.exports.records import (
     dataset_indices,
@@ -51,10 +57,40 @@ def point_sets(rows: list[dict], colour: str) -> np.ndarray:
     return array
 
 
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    write_npy(buffer, array)
+    return buffer.getvalue()
+
+
+def empty_cell() -> tuple[tuple[str, bytes], ...]:
+    """The five files of a participant x image without timesteps: (path pattern, bytes), in the
+    order write_results writes them (the bytes np.save gives the empty arrays)."""
+    points = npy_bytes(np.empty(0, dtype=object))
+    ints = npy_bytes(np.empty(0, dtype=np.int64))
+    return (
+        ("{base}/points/{index}_green.npy", points),
+        ("{base}/points/{index}_red.npy", points),
+        ("{base}/scores/{index}score.npy", npy_bytes(np.empty(0, dtype=np.float64))),
+        ("{base}/sorts/{index}_sort.npy", ints),
+        ("{base}/eachround/{index}_.npy", ints),
+    )
+
+
 def write_results(
-    archive: ExportArchive, base: str, index: int, rows: list[dict], where: str
+    archive: ExportArchive,
+    base: str,
+    index: int,
+    rows: list[dict],
+    where: str,
+    empty: tuple[tuple[str, bytes], ...] | None = None,
 ) -> np.ndarray:
-    """One participant x image: points, scores, sorts, rounds, masks. Returns the scores."""
+    """One participant x image: points, scores, sorts, rounds, masks. Returns the scores.
+    `empty`: the files of a cell without timesteps (`empty_cell()`), made once by the caller."""
+    if not rows:
+        for pattern, data in empty or empty_cell():
+            archive.write_bytes(pattern.format(base=base, index=index), data)
+        return np.empty(0, dtype=np.float64)
     for t, row in enumerate(rows):
         if row["timestep"] != t:
             raise ValueError(
@@ -74,7 +110,8 @@ def write_results(
         np.asarray([row["round"] - 1 for row in rows], dtype=np.int64),
     )
     for t, row in enumerate(rows):
-        archive.write_bytes(f"{base}/masks/{index}_{t}_mask.png", mask_png(row["mask_rle"]))
+        png = mask_png(row["mask_rle"])  # deflated already: stored as it is
+        archive.write_bytes(f"{base}/masks/{index}_{t}_mask.png", png, compress=False)
     return scores
 
 
@@ -165,6 +202,7 @@ def export_pointprompt(
         archive.write_npy(f"finetune/labels/{name}/{image.index}_label.npy", load_label(image))
 
     done = timesteps = scored = 0
+    empty = empty_cell()
     if progress:
         progress(0, total)
     for participant_id, code in participants:
@@ -177,7 +215,7 @@ def export_pointprompt(
             if pending is not None and pending[0] == index:
                 rows = pending[1]
                 pending = next(stream, None)
-            scores = write_results(archive, base, index, rows, f"{code} image {index}")
+            scores = write_results(archive, base, index, rows, f"{code} image {index}", empty)
             if with_stats:
                 attempts.append(attempt_of(rows, scores))
             if len(rows):

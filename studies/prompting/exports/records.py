@@ -48,9 +48,14 @@ def dataset_indices(study: Study) -> list[tuple[int, int]]:
     return rows
 
 
-def timestep_rows(events) -> Iterator[dict]:
+# the timestep fields without the mask (the largest column: a JSON RLE per row), for the
+# passes that do not write masks
+TIMESTEP_FIELDS_NO_MASK = tuple(f for f in TIMESTEP_FIELDS if f != "mask_rle")
+
+
+def timestep_rows(events, fields=TIMESTEP_FIELDS) -> Iterator[dict]:
     """Timestep rows (events that produced a prediction) of a PromptEvent queryset, streamed."""
-    query = events.filter(timestep__isnull=False).values(*TIMESTEP_FIELDS)
+    query = events.filter(timestep__isnull=False).values(*fields)
     yield from query.iterator(chunk_size=CHUNK)
 
 
@@ -67,15 +72,17 @@ def participant_timesteps(participant_id: int) -> Iterator[tuple[int, list[dict]
 
 
 def study_assignment_timesteps(
-    study: Study, include_practice: bool = False
+    study: Study, include_practice: bool = False, fields=TIMESTEP_FIELDS
 ) -> Iterator[tuple[int, list[dict]]]:
     """(assignment id, timesteps in order) over the whole study, ordered by assignment;
-    practice assignments only when `include_practice`."""
+    practice assignments only when `include_practice`; `fields` of each row (the default: all
+    of TIMESTEP_FIELDS)."""
     events = PromptEvent.objects.filter(assignment__participant__study=study)
     if not include_practice:
         events = events.filter(assignment__practice=False)
     events = events.order_by("assignment_id", "seq")
-    for assignment_id, rows in groupby(timestep_rows(events), key=lambda row: row["assignment_id"]):
+    rows_ = timestep_rows(events, fields)
+    for assignment_id, rows in groupby(rows_, key=lambda row: row["assignment_id"]):
         yield assignment_id, list(rows)
 
 

@@ -12,9 +12,10 @@ studies without practice images keep their bytes.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Callable
-from functools import lru_cache
 
+import numpy as np
 from django.db.models import Max, Min
 
 from studies.core.design import has_design, method
@@ -44,7 +45,12 @@ from studies.prompting.analysis import (
     assignment_log,
     prompt_features,
 )
-from studies.prompting.exports.records import CHUNK, load_label, study_assignment_timesteps
+from studies.prompting.exports.records import (
+    CHUNK,
+    TIMESTEP_FIELDS_NO_MASK,
+    load_label,
+    study_assignment_timesteps,
+)
 
 Progress = Callable[[int, int], None]
 
@@ -72,6 +78,43 @@ BASELINE_COLUMNS = (
     "strategy", "seed", "count_source", "image_index", "assignment_id", "participant", "n_green", "n_red",
     "green", "red", "iou", "predicted_iou", "mask_index", "model_id",
 )  # fmt: skip
+
+
+MASK_FIELDS = ("assignment_id", "seq", "timestep", "mask_rle")  # what masks.jsonl writes
+GROUND_TRUTH_BUDGET = 32 << 20  # bytes of bit-packed ground truths kept for the export
+
+
+class GroundTruths:
+    """The study's ground truths as bool masks by image id, for the features of every timestep.
+
+    Kept bit-packed (1 bit a pixel) and least recently used first out once they pass
+    GROUND_TRUTH_BUDGET bytes: a PointPrompt-size study (6,000 images of 128 x 128) fits
+    whole in 12 MB, so each mask is decoded once, not once per assignment (timesteps come in
+    assignment order, which visits the images again and again); a data set of larger images
+    keeps memory bounded and decodes some again."""
+
+    def __init__(self, study: Study, budget: int = GROUND_TRUTH_BUDGET):
+        self.files = dict(
+            DatasetImage.objects.filter(dataset=study.dataset).values_list("pk", "mask")
+        )
+        self.budget = budget
+        self.kept: OrderedDict[int, tuple[np.ndarray, tuple[int, int]]] = OrderedDict()
+        self.size = 0
+
+    def __call__(self, image_id: int) -> np.ndarray:
+        hit = self.kept.get(image_id)
+        if hit is not None:
+            self.kept.move_to_end(image_id)
+            packed, shape = hit
+            return np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+        gt = load_label(DatasetImage(pk=image_id, mask=self.files[image_id])).astype(bool)
+        packed = np.packbits(gt)
+        self.kept[image_id] = (packed, gt.shape)
+        self.size += packed.nbytes
+        while self.size > self.budget and len(self.kept) > 1:
+            _, (old, _) = self.kept.popitem(last=False)
+            self.size -= old.nbytes
+        return gt
 
 
 def write_baselines_csv(archive: ExportArchive, name: str, study: Study) -> int:
@@ -147,12 +190,11 @@ def export_tidy(
         )  # fmt: skip
     }
 
-    @lru_cache(maxsize=8)
-    def ground_truth(image_id: int):
-        return load_label(DatasetImage.objects.get(pk=image_id)).astype(bool)
+    ground_truth = GroundTruths(study)
 
     def timestep_rows():
-        for assignment_id, rows in study_assignment_timesteps(study, include_practice):
+        steps = study_assignment_timesteps(study, include_practice, TIMESTEP_FIELDS_NO_MASK)
+        for assignment_id, rows in steps:
             a = meta[assignment_id]
             gt = ground_truth(a["image_id"])
             for row in rows:
@@ -171,7 +213,8 @@ def export_tidy(
     n_timesteps = write_csv(archive, "timesteps.csv", timestep_columns, timestep_rows())
 
     with archive.open_text("masks.jsonl") as out:
-        for assignment_id, rows in study_assignment_timesteps(study, include_practice):
+        steps = study_assignment_timesteps(study, include_practice, MASK_FIELDS)
+        for assignment_id, rows in steps:
             a = meta[assignment_id]
             for row in rows:
                 record = {
@@ -205,7 +248,7 @@ def export_tidy(
             "arm",
         )  # fmt: skip
     )
-    steps = study_assignment_timesteps(study, include_practice)
+    steps = study_assignment_timesteps(study, include_practice, TIMESTEP_FIELDS_NO_MASK)
     pending = next(steps, None)
     done = 0
 
