@@ -295,7 +295,8 @@ def prompt_features(green: Sequence, red: Sequence, gt: np.ndarray) -> dict[str,
     - exclusion_encasing = share of red points inside hull(G)
     NaN where a feature is undefined (too few points).
     """
-    gt = np.asarray(gt).astype(bool)
+    gt = np.asarray(gt)
+    gt = gt if gt.dtype == bool else gt.astype(bool)
     if gt.ndim != 2:
         raise ValueError(f"gt must be a 2-D mask, got shape {gt.shape}")
     g = np.asarray(green, dtype=np.float64).reshape(-1, 2)
@@ -304,8 +305,13 @@ def prompt_features(green: Sequence, red: Sequence, gt: np.ndarray) -> dict[str,
     diag = math.hypot(*gt.shape)
     nan = math.nan
     out: dict[str, float] = {"n_green": float(len(g)), "n_red": float(len(r))}
-    area = int(gt.sum())
-    out["prompt_coverage"] = float((_hull_mask(g, gt.shape) & gt).sum() / area) if area else nan
+    area = int(np.count_nonzero(gt))
+    green_hull = _hull_mask(g, gt.shape) if len(g) >= 3 else None  # once: coverage, encasing
+    out["prompt_coverage"] = (
+        (float(np.count_nonzero(green_hull & gt) / area) if green_hull is not None else 0.0)
+        if area
+        else nan
+    )
     if len(both) >= 2:
         d = _pairwise(both, both)
         out["max_spread"] = float(d.max() / diag)
@@ -326,7 +332,7 @@ def prompt_features(green: Sequence, red: Sequence, gt: np.ndarray) -> dict[str,
         float(_inside(g, _hull_mask(r, gt.shape)).mean()) if len(g) and len(r) >= 3 else nan
     )
     out["exclusion_encasing"] = (
-        float(_inside(r, _hull_mask(g, gt.shape)).mean()) if len(r) and len(g) >= 3 else nan
+        float(_inside(r, green_hull).mean()) if len(r) and green_hull is not None else nan
     )
     return out
 
