@@ -11,13 +11,32 @@ from __future__ import annotations
 
 import csv
 import io
+from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db import transaction
-from django.db.models import Count, Max, Min, Q
+from django.db.models import (
+    Avg,
+    Case,
+    Count,
+    DurationField,
+    Exists,
+    ExpressionWrapper,
+    F,
+    Max,
+    Min,
+    OuterRef,
+    Q,
+    Subquery,
+    Sum,
+    Value,
+    When,
+    Window,
+)
+from django.db.models.functions import Coalesce, Greatest, Least, RowNumber
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -34,9 +53,9 @@ from studies.core.enrolment import enrol_participant
 from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import readable_protocol
-from studies.core.quality import attention_status
-from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds, first_and_last
-from studies.models import Assignment, Study
+from studies.core.quality import attention_statuses
+from studies.core.time_on_task import TIME_ON_TASK
+from studies.models import Assignment, DatasetImage, Study
 
 IMPORTED_READ_ONLY = (
     "This study holds imported human results: it is read-only, it cannot be opened and no "
@@ -153,94 +172,238 @@ def study_links(request: HttpRequest, study_id: int) -> HttpResponse:
     return redirect(reverse("study-detail", args=[study.pk]) + "#participants")
 
 
-def study_progress(study: Study) -> dict:
-    """Per participant and per image: assignments, finished, best IoU; the latest precompute job."""
-    assignments = (
-        Assignment.objects.real()  # a practice image is not study data
-        .filter(participant__study=study)
-        .select_related("participant", "image")
-        .annotate(
-            best=Max("events__iou"),
-            n_events=Count("events", distinct=True),
-            n_trials=Count("trials", distinct=True),
-            last_ts=Max("events__server_ts"),
-            last_trial_ts=Max("trials__server_ts"),
-            first_ts=Min("events__server_ts"),
-            first_trial_ts=Min("trials__server_ts"),
-        )
-        .order_by("participant__number", "order")
+# The progress tables, computed in the database: a study can have PointPrompt's size (200,000
+# timesteps, 18,000 assignments), so no request loads every assignment. A table's page is found
+# with only its sort key computed, then only that page's rows get all their figures.
+PAGE_SIZE = 25
+REPLAY_LINKS = 10  # replay links in a participant's row; the rest are one click away (`who`)
+ASSIGNMENTS_PAGE_SIZE = 100  # the list of one participant's assignments (`who`, `apage`)
+# sort key -> the column or figure (see _participant_figures, _image_figures) it orders by
+PARTICIPANT_SORTS = {
+    "code": "number",
+    "status": "status_order",
+    "finished": "finished",
+    "best": "best_mean",
+    "actions": "events",
+    "time": "time_on_task",
+    "last": "last",
+}
+IMAGE_SORTS = {"index": "index", "finished": "finished", "assigned": "assigned", "best": "best"}
+# a participant's status, first match wins (an excluded participant shows as excluded)
+STATUS_RULES = (
+    ("excluded", "excluded"),
+    ("no images", "no_images"),
+    ("completed", "completed"),
+    ("in progress", "acted"),
+    ("consented", "consented"),
+    ("not started", None),
+)
+EVENTS = Assignment._meta.get_field("events").related_model  # a prompting study's log
+TRIALS = Assignment._meta.get_field("trials").related_model  # an intervention study's log
+
+
+def _of_assignment(log, aggregate):
+    """One figure of an assignment's logged actions (`log`: EVENTS or TRIALS), as a
+    subquery of an Assignment queryset."""
+    rows = log.objects.filter(assignment=OuterRef("pk")).order_by().values("assignment")
+    return Subquery(rows.annotate(value=aggregate).values("value"))
+
+
+def _either(pick, a, b):
+    """Least / Greatest of two times, either of which may be missing (NULL)."""
+    return pick(Coalesce(a, b), Coalesce(b, a))
+
+
+def _best_of_assignment():
+    return _of_assignment(EVENTS, Max("iou"))
+
+
+def _seconds_of_assignment():
+    """studies/core/time_on_task.py in SQL: from the first logged action (`started_at`) to
+    the finish, else the last action; zero without actions."""
+    first = _either(
+        Least, _of_assignment(EVENTS, Min("server_ts")), _of_assignment(TRIALS, Min("server_ts"))
     )
-    participants: dict[int, dict] = {}
-    images: dict[int, dict] = {}
-    for a in assignments:
-        p = participants.setdefault(
-            a.participant_id,
+    last = _either(
+        Greatest,
+        _of_assignment(EVENTS, Max("server_ts")),
+        _of_assignment(TRIALS, Max("server_ts")),
+    )
+    span = ExpressionWrapper(
+        Coalesce("finished_at", last) - Coalesce("started_at", first), DurationField()
+    )
+    zero = Value(timedelta(0), DurationField())
+    return Greatest(Coalesce(span, zero), zero)
+
+
+def _per_participant(aggregate, assignments=None):
+    """An aggregate over each participant's study assignments (practice left out)."""
+    if assignments is None:
+        assignments = Assignment.objects.real()
+    rows = assignments.filter(participant=OuterRef("pk"))
+    return Subquery(rows.order_by().values("participant").annotate(v=aggregate).values("v"))
+
+
+def _participant_figures() -> dict:
+    """The participant table's figures, as expressions over Participant rows."""
+    real = Assignment.objects.real()
+    logged = {"assignment__participant": OuterRef("pk"), "assignment__practice": False}
+    flags = {
+        "excluded": Q(excluded=True),
+        "no_images": ~Exists(real.filter(participant=OuterRef("pk"))),
+        "completed": Q(completed_at__isnull=False),
+        "acted": Exists(EVENTS.objects.filter(**logged)) | Exists(TRIALS.objects.filter(**logged)),
+        "consented": Q(consented_at__isnull=False),
+    }
+    order = {label: rank for rank, label in enumerate(sorted(s for s, _ in STATUS_RULES))}
+
+    def status(value):
+        whens = [When(flags[flag], then=value(label)) for label, flag in STATUS_RULES if flag]
+        return Case(*whens, default=value("not started"))
+
+    return {
+        "assigned": Coalesce(_per_participant(Count("pk")), 0),
+        "finished": Coalesce(_per_participant(Count("pk", filter=Q(status="finished"))), 0),
+        "events": Coalesce(_per_participant(Count("events")), 0)
+        + Coalesce(_per_participant(Count("trials")), 0),
+        "last": _either(
+            Greatest,
+            _per_participant(Max("events__server_ts")),
+            _per_participant(Max("trials__server_ts")),
+        ),
+        "best_mean": _per_participant(Avg("best"), real.annotate(best=_best_of_assignment())),
+        "time_on_task": Coalesce(
+            _per_participant(Sum("seconds"), real.annotate(seconds=_seconds_of_assignment())),
+            Value(timedelta(0), DurationField()),
+        ),
+        "status": status(lambda label: Value(label)),
+        "status_order": status(lambda label: Value(order[label])),
+    }
+
+
+def _image_figures(study: Study) -> dict:
+    """The image table's figures, as expressions over DatasetImage rows."""
+    assignments = Assignment.objects.real().filter(participant__study=study)
+
+    def per_image(aggregate, rows=assignments):
+        rows = rows.filter(image=OuterRef("pk")).order_by().values("image")
+        return Subquery(rows.annotate(v=aggregate).values("v"))
+
+    return {
+        "assigned": Coalesce(per_image(Count("pk")), 0),
+        "finished": Coalesce(per_image(Count("pk", filter=Q(status="finished"))), 0),
+        "best": per_image(Max("events__iou")),
+        "best_mean": per_image(Avg("best"), assignments.annotate(best=_best_of_assignment())),
+    }
+
+
+def _sorted(rows, sorts: dict, key: str, default: str, figures: dict, tiebreak: str):
+    """`rows` ordered in the database by the sort key (`-` for descending; an unknown key
+    falls back to `default`), a missing value lowest; only the sort key's figure is computed.
+    Returns (rows, key)."""
+    name = key.lstrip("-")
+    if name not in sorts:
+        key, name = default, default
+    column = sorts[name]
+    if column in figures:
+        rows = rows.annotate(**{column: figures[column]})
+    descending = key.startswith("-")
+    order = F(column).desc(nulls_last=True) if descending else F(column).asc(nulls_first=True)
+    return rows.order_by(order, tiebreak), key
+
+
+def _page(rows, number, size: int = PAGE_SIZE):
+    """The page of a queryset of pks: (page, the pks on it)."""
+    page = Paginator(rows.values_list("pk", flat=True), size).get_page(number)
+    return page, list(page.object_list)
+
+
+def _replay_links(assignments, limit: int | None = None) -> list[dict]:
+    """Assignments as the replay links show them (pk, participant, image index, status, best
+    IoU), in order; at most `limit` per participant."""
+    rows = assignments.annotate(best=_best_of_assignment())
+    if limit is not None:
+        rank = Window(RowNumber(), partition_by=F("participant_id"), order_by=F("order").asc())
+        rows = rows.annotate(rank=rank).filter(rank__lte=limit)
+    fields = ("pk", "participant_id", "image__index", "status", "best")
+    return list(rows.order_by("participant_id", "order").values(*fields))
+
+
+def study_progress(study: Study, query: dict | None = None) -> dict:
+    """The study's progress as the page shows it: the totals, the precompute and open jobs, and
+    the rows of the participant and image pages asked for (`query`: q, sort, page, isort,
+    ipage, who, apage; see table_view). Per participant: assignments, finished, mean best IoU,
+    actions, time on task, last action, status, the first replay links, the attention
+    checks; per image: assigned, finished, best and mean best IoU. Aggregated in the database,
+    for the rows shown only, so a request costs the same few queries at any size."""
+    query = query or {}
+    real = Assignment.objects.real().filter(participant__study=study)
+    totals = real.aggregate(total=Count("pk"), finished=Count("pk", filter=Q(status="finished")))
+
+    # participants: search and sort over all, figures for the page's rows
+    figures = _participant_figures()
+    people = study.participants.all()
+    if q := query.get("q", ""):
+        people = people.filter(Q(code__icontains=q) | Q(prolific_pid__icontains=q))
+    people, sort = _sorted(
+        people, PARTICIPANT_SORTS, query.get("sort", "code"), "code", figures, "number"
+    )
+    participant_page, pks = _page(people, query.get("page"))
+    shown = study.participants.filter(pk__in=pks).annotate(**figures).in_bulk()
+    links: dict[int, list] = {pk: [] for pk in pks}
+    for a in _replay_links(real.filter(participant_id__in=pks), REPLAY_LINKS):
+        links[a["participant_id"]].append(a)
+    attention = attention_statuses(study, pks)
+    participant_page.object_list = rows = []
+    for pk in pks:
+        p = shown[pk]
+        rows.append(
             {
-                "participant": a.participant,
-                "assignments": [],
-                "finished": 0,
-                "bests": [],
-                "last": None,
-                "events": 0,
-                "time_s": 0.0,
-            },
-        )
-        p["assignments"].append(a)
-        p["events"] += a.n_events + a.n_trials
-        first, a.last_ts = first_and_last(a.first_ts, a.first_trial_ts, a.last_ts, a.last_trial_ts)
-        p["time_s"] += assignment_seconds(a.started_at or first, a.finished_at, a.last_ts)
-        p["finished"] += a.status == "finished"
-        if a.best is not None:
-            p["bests"].append(a.best)
-        if a.last_ts and (p["last"] is None or a.last_ts > p["last"]):
-            p["last"] = a.last_ts
-        im = images.setdefault(
-            a.image_id, {"image": a.image, "assigned": 0, "finished": 0, "bests": []}
-        )
-        im["assigned"] += 1
-        im["finished"] += a.status == "finished"
-        if a.best is not None:
-            im["bests"].append(a.best)
-    for p in participants.values():
-        participant = p["participant"]
-        p["status"] = (
-            "completed"
-            if participant.completed_at
-            else "in progress"
-            if p["events"]
-            else "consented"
-            if participant.consented
-            else "not started"
-        )
-        p["best_mean"] = sum(p["bests"]) / len(p["bests"]) if p["bests"] else None
-    for im in images.values():
-        im["best"] = max(im["bests"]) if im["bests"] else None
-        im["best_mean"] = sum(im["bests"]) / len(im["bests"]) if im["bests"] else None
-    participant_rows = sorted(participants.values(), key=lambda p: p["participant"].number)
-    # participants enrolled without assignments (an empty data set) still show up
-    for participant in study.participants.exclude(pk__in=participants.keys()):
-        participant_rows.append(
-            {
-                "participant": participant,
-                "assignments": [],
-                "finished": 0,
-                "best_mean": None,
-                "last": None,
-                "events": 0,
-                "time_s": 0.0,
-                "status": "no images",
+                "participant": p,
+                "status": p.status,
+                "assigned": p.assigned,
+                "finished": p.finished,
+                "assignments": links[pk],  # the first REPLAY_LINKS of p.assigned
+                "more": p.assigned - len(links[pk]),
+                "best_mean": p.best_mean,
+                "events": p.events,
+                "time_s": p.time_on_task.total_seconds(),
+                "last": p.last,
+                "attention": attention.get(pk, ""),
             }
         )
-    for p in participant_rows:
-        p["attention"] = attention_status(study, p["participant"])
-        if p["participant"].excluded:
-            p["status"] = "excluded"
-    total = sum(len(p["assignments"]) for p in participant_rows)
+
+    # images of the study's assignments, likewise
+    image_figures = _image_figures(study)
+    images = DatasetImage.objects.filter(pk__in=real.values("image"))
+    images, isort = _sorted(
+        images, IMAGE_SORTS, query.get("isort", "index"), "index", image_figures, "index"
+    )
+    image_page, image_pks = _page(images, query.get("ipage"))
+    shown_images = DatasetImage.objects.filter(pk__in=image_pks).annotate(**image_figures)
+    by_pk = shown_images.in_bulk()
+    image_page.object_list = image_rows = [
+        {
+            "image": by_pk[pk],
+            "assigned": by_pk[pk].assigned,
+            "finished": by_pk[pk].finished,
+            "best": by_pk[pk].best,
+            "best_mean": by_pk[pk].best_mean,
+        }
+        for pk in image_pks
+    ]
+
     return {
-        "participants": participant_rows,
-        "images": sorted(images.values(), key=lambda im: im["image"].index),
-        "assignments_total": total,
-        "assignments_finished": sum(p["finished"] for p in participant_rows),
+        "participants": rows,
+        "participant_page": participant_page,
+        "matches": participant_page.paginator.count,
+        "sort": sort,
+        "images": image_rows,
+        "image_page": image_page,
+        "isort": isort,
+        "who": _assignments_of(study, query.get("who", ""), query.get("apage")),
+        "assignments_total": totals["total"],
+        "assignments_finished": totals["finished"],
         "precompute": study.jobs.filter(kind="precompute").order_by("-created_at").first(),
         "open_jobs": [
             (kind, label, job)
@@ -250,69 +413,70 @@ def study_progress(study: Study) -> dict:
     }
 
 
-PAGE_SIZE = 25
-PARTICIPANT_SORTS = {
-    "code": lambda p: p["participant"].number,
-    "status": lambda p: p["status"],
-    "finished": lambda p: p["finished"],
-    "best": lambda p: -1.0 if p["best_mean"] is None else p["best_mean"],
-    "actions": lambda p: p["events"],
-    "time": lambda p: p["time_s"],
-    "last": lambda p: p["last"].timestamp() if p["last"] else 0.0,
-}
-IMAGE_SORTS = {
-    "index": lambda im: im["image"].index,
-    "finished": lambda im: im["finished"],
-    "assigned": lambda im: im["assigned"],
-    "best": lambda im: -1.0 if im["best"] is None else im["best"],
-}
+def _assignments_of(study: Study, code: str, number) -> dict | None:
+    """Every assignment of one participant (by code), a page at a time: where a participant
+    row's "and k more" link goes."""
+    if not code:
+        return None
+    participant = study.participants.filter(code=code).first()
+    if participant is None:
+        return {"code": code, "participant": None}
+    rows = Assignment.objects.real().filter(participant=participant).order_by("order")
+    page, pks = _page(rows, number, ASSIGNMENTS_PAGE_SIZE)
+    page.object_list = _replay_links(rows.filter(pk__in=pks))
+    return {"code": code, "participant": participant, "page": page}
 
 
-def _sorted(rows: list, sorts: dict, key: str, default: str) -> tuple[list, str]:
-    name = key.lstrip("-")
-    if name not in sorts:
-        key, name = default, default
-    return sorted(rows, key=sorts[name], reverse=key.startswith("-")), key
-
-
-def table_view(request: HttpRequest, progress: dict) -> dict:
+def table_view(request: HttpRequest, study: Study) -> dict:
     """The progress tables as the researcher asked for them: participants searched by code or
     crowd id (`q`), sorted (`sort`, `-` for descending) and paginated (`page`); images sorted
-    (`isort`) and paginated (`ipage`). The live refresh keeps the same query."""
-    q = (request.GET.get("q") or "").strip().lower()
-    rows = progress["participants"]
-    if q:
-        rows = [
-            p
-            for p in rows
-            if q in p["participant"].code.lower() or q in p["participant"].prolific_pid.lower()
-        ]
-    rows, sort = _sorted(rows, PARTICIPANT_SORTS, request.GET.get("sort", "code"), "code")
-    images, isort = _sorted(
-        progress["images"], IMAGE_SORTS, request.GET.get("isort", "index"), "index"
-    )
-    query = {"q": q, "sort": sort, "isort": isort}
-    return {
-        "participant_page": Paginator(rows, PAGE_SIZE).get_page(request.GET.get("page")),
-        "image_page": Paginator(images, PAGE_SIZE).get_page(request.GET.get("ipage")),
+    (`isort`) and paginated (`ipage`); one participant's assignments (`who`, a code; `apage`).
+    The live refresh keeps the same query."""
+    get = request.GET
+    asked = {name: (get.get(name) or "").strip() for name in ("q", "sort", "isort", "who")}
+    asked["q"] = asked["q"].lower()
+    pages = {name: get.get(name) for name in ("page", "ipage", "apage")}
+    progress = study_progress(study, {**asked, **pages})
+    query = {"q": asked["q"], "sort": progress["sort"], "isort": progress["isort"]}
+    if asked["who"]:
+        query["who"] = asked["who"]
+    context = {
+        "progress": progress,
+        "participant_page": progress["participant_page"],
+        "image_page": progress["image_page"],
         "table_query": query,
         "query": urlencode({k: v for k, v in query.items() if v}),
-        "matches": len(rows),
+        "matches": progress["matches"],
     }
+    here = {k: v for k, v in query.items() if v}
+    for name, page in (("page", progress["participant_page"]), ("ipage", progress["image_page"])):
+        if page.number > 1:
+            here[name] = page.number
+    for row in progress["participants"]:  # "and k more": that participant's assignments
+        row["more_href"] = "?" + urlencode({**here, "who": row["participant"].code})
+    who = progress["who"]
+    if who and who.get("page"):
+        page = who["page"]
+        steps = {"previous": (page.has_previous(), -1), "next": (page.has_next(), 1)}
+        context["who_pager"] = {
+            name: "?" + urlencode({**here, "apage": page.number + step})
+            for name, (there, step) in steps.items()
+            if there
+        }
+        context["who_close"] = "?" + urlencode({k: v for k, v in here.items() if k != "who"})
+    return context
 
 
 @login_required
 def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
     study = researcher_study(request, study_id)
-    progress = study_progress(study)
     context = {
         "study": study,
         "protocol": readable_protocol(study),
         "kind_links": study.kind_spec.researcher_links(study),
         "public_join_url": join_url(request, study),
         "links_form": GenerateLinksForm(),
-        "progress": progress,
-        **table_view(request, progress),
+        **table_view(request, study),
         "is_owner": study.owner_id == request.user.pk,
         "time_on_task": TIME_ON_TASK,
         **design_context(study),
@@ -324,16 +488,10 @@ def study_detail(request: HttpRequest, study_id: int) -> HttpResponse:
 def study_progress_fragment(request: HttpRequest, study_id: int) -> HttpResponse:
     """The live progress tables alone (the detail page polls this)."""
     study = researcher_study(request, study_id)
-    progress = study_progress(study)
     return render(
         request,
         "researcher/_progress.html",
-        {
-            "study": study,
-            "progress": progress,
-            "time_on_task": TIME_ON_TASK,
-            **table_view(request, progress),
-        },
+        {"study": study, "time_on_task": TIME_ON_TASK, **table_view(request, study)},
     )
 
 
