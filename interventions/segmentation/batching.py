@@ -267,3 +267,41 @@ class MicroBatcher:
                 continue
             for (_, f), answer in zip(live, answers, strict=True):
                 f.set_result(answer)
+
+
+def predict_prompts(
+    backend,
+    embedding: Embedding,
+    prompts: Sequence[tuple[np.ndarray, np.ndarray]],
+    multimask: bool = True,
+    max_batch: int = 64,
+    first_only: bool = False,
+) -> list[Prediction]:
+    """Every (points_xy, labels) prompt on one image's embedding: for SAM in batched forwards of
+    at most ``max_batch`` prompts (``predict_batch``), for a backend without a batch decoder
+    (the classical one) ``backend.predict`` per prompt. Same answers as ``backend.predict`` one
+    at a time (SAM: up to float32 summation order, see ``predict_batch``).
+
+    ``first_only``: the caller reads masks[0] (and predicted_iou[0]) of the multimask answer
+    only. The classical backend's first candidate does not depend on the others
+    (``multimask=False`` returns it alone, the same mask and score), so only it is computed;
+    SAM's single-mask output is another mask, so SAM still decodes all three."""
+    from interventions.segmentation.classical import ClassicalBackend
+
+    if not hasattr(backend, "predictor"):
+        single = first_only and multimask and isinstance(backend, ClassicalBackend)
+        return [
+            backend.predict(
+                embedding, points, labels, mask_input=None, multimask=multimask and not single
+            )
+            for points, labels in prompts
+        ]
+    out: list[Prediction] = []
+    for start in range(0, len(prompts), max_batch):
+        part = prompts[start : start + max_batch]
+        out.extend(
+            predict_batch(
+                backend, [DecodeRequest(embedding, pts, lab) for pts, lab in part], multimask
+            )
+        )
+    return out

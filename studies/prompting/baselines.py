@@ -180,30 +180,60 @@ def definitions_used(study: Study) -> dict:
     }
 
 
+def _result_fields(unit: BaselineUnit, strategy: str, seed: int, green, red, prediction: dict):
+    return {
+        "image_id": unit.image_id,
+        "assignment_id": unit.assignment_id,
+        "strategy": strategy,
+        "seed": seed,
+        "count_source": unit.count_source,
+        "n_green": unit.n_green,
+        "n_red": unit.n_red,
+        "green": [[float(x), float(y)] for x, y in green],
+        "red": [[float(x), float(y)] for x, y in red],
+        "iou": float(prediction["iou"]),
+        "predicted_iou": prediction.get("predicted_iou"),
+        "mask_index": prediction.get("mask_index"),
+        "mask_rle": prediction.get("mask_rle"),
+        "model_id": prediction.get("model_id", ""),
+    }
+
+
+_UPDATED = [
+    "image", "assignment", "strategy", "seed", "count_source", "n_green", "n_red", "green",
+    "red", "iou", "predicted_iou", "mask_index", "mask_rle", "model_id", "created_at",
+]  # fmt: skip
+
+
 def store_result(
     study: Study, unit: BaselineUnit, strategy: str, seed: int, green, red, prediction: dict
 ) -> BaselineResult:
     row, _ = BaselineResult.objects.update_or_create(
         study=study,
         key=unit.key(strategy, seed),
-        defaults={
-            "image_id": unit.image_id,
-            "assignment_id": unit.assignment_id,
-            "strategy": strategy,
-            "seed": seed,
-            "count_source": unit.count_source,
-            "n_green": unit.n_green,
-            "n_red": unit.n_red,
-            "green": [[float(x), float(y)] for x, y in green],
-            "red": [[float(x), float(y)] for x, y in red],
-            "iou": float(prediction["iou"]),
-            "predicted_iou": prediction.get("predicted_iou"),
-            "mask_index": prediction.get("mask_index"),
-            "mask_rle": prediction.get("mask_rle"),
-            "model_id": prediction.get("model_id", ""),
-        },
+        defaults=_result_fields(unit, strategy, seed, green, red, prediction),
     )
     return row
+
+
+def store_results(study: Study, rows) -> None:
+    """`store_result` for many (unit, strategy, seed, green, red, prediction) rows in one
+    upsert on (study, key): the same fields as one at a time, a rerun replaces them."""
+    objects = [
+        BaselineResult(
+            study=study,
+            key=unit.key(strategy, seed),
+            **_result_fields(unit, strategy, seed, green, red, prediction),
+        )
+        for unit, strategy, seed, green, red, prediction in rows
+    ]
+    if objects:
+        BaselineResult.objects.bulk_create(
+            objects,
+            update_conflicts=True,
+            unique_fields=["study", "key"],
+            update_fields=_UPDATED,
+        )
 
 
 def start_baselines(

@@ -311,7 +311,10 @@ def test_baselines_form_runs_released_counts_and_refuses_bad_counts(client, medi
         {"strategy": ["rand"], "seed": "3", "counts": "fixed", "green": "2", "red": "x"},
         follow=True,
     )
-    assert b"red count must be a whole number" in response.content and not study.jobs.exists()
+    assert (
+        b"red count must be a whole number" in response.content
+        and not study.jobs.filter(kind="baseline").exists()
+    )
     response = client.post(
         url, {"strategy": ["rand", "max_dist"], "seed": "3", "counts": "one_point"}, follow=True
     )
