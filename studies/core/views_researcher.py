@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -20,23 +19,16 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import (
     Avg,
-    Case,
     Count,
-    DurationField,
-    Exists,
-    ExpressionWrapper,
     F,
     Max,
     Min,
     OuterRef,
     Q,
     Subquery,
-    Sum,
-    Value,
-    When,
     Window,
 )
-from django.db.models.functions import Coalesce, Greatest, Least, RowNumber
+from django.db.models.functions import Coalesce, RowNumber
 from django.http import FileResponse, Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
@@ -54,8 +46,8 @@ from studies.core.exports import FORMAT_LABELS, FORMATS, study_formats
 from studies.core.forms import GenerateLinksForm, StudyForm
 from studies.core.kinds import readable_protocol
 from studies.core.quality import attention_statuses
-from studies.core.time_on_task import TIME_ON_TASK
-from studies.models import Assignment, DatasetImage, Study
+from studies.core.time_on_task import TIME_ON_TASK, assignment_seconds, first_and_last
+from studies.models import Assignment, DatasetImage, Participant, Study
 
 IMPORTED_READ_ONLY = (
     "This study holds imported human results: it is read-only, it cannot be opened and no "
@@ -179,13 +171,13 @@ PAGE_SIZE = 25
 REPLAY_LINKS = 10  # replay links in a participant's row; the rest are one click away (`who`)
 ASSIGNMENTS_PAGE_SIZE = 100  # the list of one participant's assignments (`who`, `apage`)
 # sort key -> the column or figure (see _participant_figures, _image_figures) it orders by
-PARTICIPANT_SORTS = {
+PARTICIPANT_SORTS = {  # sort key -> the figure of _participant_stats it orders by
     "code": "number",
-    "status": "status_order",
+    "status": "status",
     "finished": "finished",
-    "best": "best_mean",
-    "actions": "events",
-    "time": "time_on_task",
+    "best": "best",
+    "actions": "actions",
+    "time": "time",
     "last": "last",
 }
 IMAGE_SORTS = {"index": "index", "finished": "finished", "assigned": "assigned", "best": "best"}
@@ -209,76 +201,8 @@ def _of_assignment(log, aggregate):
     return Subquery(rows.annotate(value=aggregate).values("value"))
 
 
-def _either(pick, a, b):
-    """Least / Greatest of two times, either of which may be missing (NULL)."""
-    return pick(Coalesce(a, b), Coalesce(b, a))
-
-
 def _best_of_assignment():
     return _of_assignment(EVENTS, Max("iou"))
-
-
-def _seconds_of_assignment():
-    """studies/core/time_on_task.py in SQL: from the first logged action (`started_at`) to
-    the finish, else the last action; zero without actions."""
-    first = _either(
-        Least, _of_assignment(EVENTS, Min("server_ts")), _of_assignment(TRIALS, Min("server_ts"))
-    )
-    last = _either(
-        Greatest,
-        _of_assignment(EVENTS, Max("server_ts")),
-        _of_assignment(TRIALS, Max("server_ts")),
-    )
-    span = ExpressionWrapper(
-        Coalesce("finished_at", last) - Coalesce("started_at", first), DurationField()
-    )
-    zero = Value(timedelta(0), DurationField())
-    return Greatest(Coalesce(span, zero), zero)
-
-
-def _per_participant(aggregate, assignments=None):
-    """An aggregate over each participant's study assignments (practice left out)."""
-    if assignments is None:
-        assignments = Assignment.objects.real()
-    rows = assignments.filter(participant=OuterRef("pk"))
-    return Subquery(rows.order_by().values("participant").annotate(v=aggregate).values("v"))
-
-
-def _participant_figures() -> dict:
-    """The participant table's figures, as expressions over Participant rows."""
-    real = Assignment.objects.real()
-    logged = {"assignment__participant": OuterRef("pk"), "assignment__practice": False}
-    flags = {
-        "excluded": Q(excluded=True),
-        "no_images": ~Exists(real.filter(participant=OuterRef("pk"))),
-        "completed": Q(completed_at__isnull=False),
-        "acted": Exists(EVENTS.objects.filter(**logged)) | Exists(TRIALS.objects.filter(**logged)),
-        "consented": Q(consented_at__isnull=False),
-    }
-    order = {label: rank for rank, label in enumerate(sorted(s for s, _ in STATUS_RULES))}
-
-    def status(value):
-        whens = [When(flags[flag], then=value(label)) for label, flag in STATUS_RULES if flag]
-        return Case(*whens, default=value("not started"))
-
-    return {
-        "assigned": Coalesce(_per_participant(Count("pk")), 0),
-        "finished": Coalesce(_per_participant(Count("pk", filter=Q(status="finished"))), 0),
-        "events": Coalesce(_per_participant(Count("events")), 0)
-        + Coalesce(_per_participant(Count("trials")), 0),
-        "last": _either(
-            Greatest,
-            _per_participant(Max("events__server_ts")),
-            _per_participant(Max("trials__server_ts")),
-        ),
-        "best_mean": _per_participant(Avg("best"), real.annotate(best=_best_of_assignment())),
-        "time_on_task": Coalesce(
-            _per_participant(Sum("seconds"), real.annotate(seconds=_seconds_of_assignment())),
-            Value(timedelta(0), DurationField()),
-        ),
-        "status": status(lambda label: Value(label)),
-        "status_order": status(lambda label: Value(order[label])),
-    }
 
 
 def _image_figures(study: Study) -> dict:
@@ -329,6 +253,78 @@ def _replay_links(assignments, limit: int | None = None) -> list[dict]:
     return list(rows.order_by("participant_id", "order").values(*fields))
 
 
+STATUS_ORDER = {label: rank for rank, label in enumerate(sorted(s for s, _ in STATUS_RULES))}
+
+
+def _participant_stats(study: Study, pks: list[int]) -> dict[int, dict]:
+    """The participant table's figures of participants `pks`, from grouped queries (one per
+    log and one over the assignments), whatever their number: {pk: {number, assigned,
+    finished, actions, last, best (mean best IoU), time (s), status_label, status}}. Keyed by
+    the sort names of PARTICIPANT_SORTS."""
+    if not pks:
+        return {}
+    people = {
+        row["pk"]: row
+        for row in Participant.objects.filter(pk__in=pks).values(
+            "pk", "number", "excluded", "completed_at", "consented_at"
+        )
+    }
+    assignments = list(
+        Assignment.objects.real()
+        .filter(participant_id__in=pks)
+        .values("pk", "participant_id", "status", "started_at", "finished_at")
+    )
+    logged = {}
+    for log in (EVENTS, TRIALS):
+        query = log.objects.filter(assignment__participant_id__in=pks, assignment__practice=False)
+        extra = {"best": Max("iou")} if log is EVENTS else {}
+        for row in (
+            query.values("assignment_id")
+            .annotate(n=Count("pk"), first=Min("server_ts"), last=Max("server_ts"), **extra)
+            .order_by()
+        ):
+            seen = logged.setdefault(
+                row["assignment_id"], {"n": 0, "first": None, "last": None, "best": None}
+            )
+            seen["n"] += row["n"]
+            seen["first"], _ = first_and_last(seen["first"], row["first"])
+            _, seen["last"] = first_and_last(seen["last"], row["last"])
+            if row.get("best") is not None:
+                seen["best"] = row["best"]
+    out = {
+        pk: {"pk": pk, "number": p["number"], "assigned": 0, "finished": 0, "actions": 0,
+             "last": None, "bests": [], "time": 0.0}
+        for pk, p in people.items()
+    }  # fmt: skip
+    for a in assignments:
+        row = out[a["participant_id"]]
+        seen = logged.get(a["pk"], {"n": 0, "first": None, "last": None, "best": None})
+        row["assigned"] += 1
+        row["finished"] += a["status"] == "finished"
+        row["actions"] += seen["n"]
+        _, row["last"] = first_and_last(row["last"], seen["last"])
+        if seen["best"] is not None:
+            row["bests"].append(seen["best"])
+        row["time"] += assignment_seconds(
+            a["started_at"] or seen["first"], a["finished_at"], seen["last"]
+        )
+    for pk, row in out.items():
+        p = people[pk]
+        bests = row.pop("bests")
+        row["best"] = sum(bests) / len(bests) if bests else None
+        flags = {
+            "excluded": p["excluded"],
+            "no_images": row["assigned"] == 0,
+            "completed": p["completed_at"] is not None,
+            "acted": row["actions"] > 0,
+            "consented": p["consented_at"] is not None,
+        }
+        label = next(label for label, flag in STATUS_RULES if flag is None or flags[flag])
+        row["status_label"], row["status"] = label, STATUS_ORDER[label]
+        row["code"] = row["number"]
+    return out
+
+
 def study_progress(study: Study, query: dict | None = None) -> dict:
     """The study's progress as the page shows it: the totals, the precompute and open jobs, and
     the rows of the participant and image pages asked for (`query`: q, sort, page, isort,
@@ -340,35 +336,49 @@ def study_progress(study: Study, query: dict | None = None) -> dict:
     real = Assignment.objects.real().filter(participant__study=study)
     totals = real.aggregate(total=Count("pk"), finished=Count("pk", filter=Q(status="finished")))
 
-    # participants: search and sort over all, figures for the page's rows
-    figures = _participant_figures()
+    # participants: search over all; sorted by code in the database (then only the page's
+    # rows get figures), by a figure from grouped queries over the matches
     people = study.participants.all()
     if q := query.get("q", ""):
         people = people.filter(Q(code__icontains=q) | Q(prolific_pid__icontains=q))
-    people, sort = _sorted(
-        people, PARTICIPANT_SORTS, query.get("sort", "code"), "code", figures, "number"
-    )
-    participant_page, pks = _page(people, query.get("page"))
-    shown = study.participants.filter(pk__in=pks).annotate(**figures).in_bulk()
+    key = query.get("sort", "code")
+    sort = key if key.lstrip("-") in PARTICIPANT_SORTS else "code"
+    if sort.lstrip("-") == "code":
+        people = people.order_by("-number" if sort.startswith("-") else "number")
+        participant_page, pks = _page(people, query.get("page"))
+        stats = _participant_stats(study, pks)
+    else:
+        stats = _participant_stats(study, list(people.values_list("pk", flat=True)))
+        name = sort.lstrip("-")
+        ordered = sorted(stats.values(), key=lambda row: row["number"])  # ties by code
+        known = [row for row in ordered if row[name] is not None]
+        missing = [row for row in ordered if row[name] is None]  # lowest, either way
+        known.sort(key=lambda row: row[name], reverse=sort.startswith("-"))
+        ordered = missing + known if not sort.startswith("-") else known + missing
+        participant_page = Paginator([row["pk"] for row in ordered], PAGE_SIZE).get_page(
+            query.get("page")
+        )
+        pks = list(participant_page.object_list)
+    shown = study.participants.filter(pk__in=pks).in_bulk()
     links: dict[int, list] = {pk: [] for pk in pks}
     for a in _replay_links(real.filter(participant_id__in=pks), REPLAY_LINKS):
         links[a["participant_id"]].append(a)
     attention = attention_statuses(study, pks)
     participant_page.object_list = rows = []
     for pk in pks:
-        p = shown[pk]
+        figures = stats[pk]
         rows.append(
             {
-                "participant": p,
-                "status": p.status,
-                "assigned": p.assigned,
-                "finished": p.finished,
-                "assignments": links[pk],  # the first REPLAY_LINKS of p.assigned
-                "more": p.assigned - len(links[pk]),
-                "best_mean": p.best_mean,
-                "events": p.events,
-                "time_s": p.time_on_task.total_seconds(),
-                "last": p.last,
+                "participant": shown[pk],
+                "status": figures["status_label"],
+                "assigned": figures["assigned"],
+                "finished": figures["finished"],
+                "assignments": links[pk],  # the first REPLAY_LINKS of those assigned
+                "more": figures["assigned"] - len(links[pk]),
+                "best_mean": figures["best"],
+                "events": figures["actions"],
+                "time_s": figures["time"],
+                "last": figures["last"],
                 "attention": attention.get(pk, ""),
             }
         )
