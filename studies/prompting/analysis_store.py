@@ -28,7 +28,7 @@ from django.db import transaction
 from django.db.models import Count, Max
 from django.utils import timezone
 
-from interventions.intervals import mean_ci95, remembered_intervals
+from interventions.intervals import mean_ci95, prefill, remembered_intervals
 from studies.core import design
 from studies.core.image_names import image_names
 from studies.models import (
@@ -113,6 +113,7 @@ def _curve(units: list[dict], by: str) -> list[dict]:
     for u in units:
         for step in u["steps"]:
             groups[step[column]].append(step[2])
+    prefill(groups.values())  # the new intervals on both cores
     out = []
     for key in sorted(groups):
         ci = mean_ci95(groups[key])
@@ -128,7 +129,9 @@ def tables_from_units(
     started = {f.participant for f in figures if f.T > 0}
     counted = [f for f in figures if f.participant in started]
     groups = analysis.summaries(counted)
-    assignments = [f.as_row() for f in figures]
+    assignments = [dict(u["fig"]) for u in units]  # = f.as_row() (the unit holds that row)
+    scored = [f for f in counted if f.T > 0]  # the human series of the two comparisons
+    prefill([[getattr(f, m) for f in scored] for m in ("first", "best", "final")])
     if names:
         assignments = [analysis.with_name(row, names) for row in assignments]
     return {
