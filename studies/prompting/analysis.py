@@ -274,11 +274,14 @@ def _hull_mask(points: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return canvas.astype(bool)
 
 
-def _inside(points: np.ndarray, region: np.ndarray) -> np.ndarray:
+def _inside_share(points: np.ndarray, region: np.ndarray) -> float:
+    """Share of the points whose pixel (floor, clamped to the image) is in `region`: a prompt
+    has a few points, so a plain loop (numpy's per-call cost was most of the time here)."""
     h, w = region.shape
-    cols = np.clip(np.floor(points[:, 0]).astype(int), 0, w - 1)
-    rows = np.clip(np.floor(points[:, 1]).astype(int), 0, h - 1)
-    return region[rows, cols]
+    hits = 0
+    for x, y in points.tolist():
+        hits += bool(region[min(max(math.floor(y), 0), h - 1), min(max(math.floor(x), 0), w - 1)])
+    return hits / len(points)
 
 
 def prompt_features(green: Sequence, red: Sequence, gt: np.ndarray) -> dict[str, float]:
@@ -327,12 +330,12 @@ def prompt_features(green: Sequence, red: Sequence, gt: np.ndarray) -> dict[str,
     else:
         out["chamfer_inclusion_exclusion"] = nan
     out["exclusion_spread"] = float(_pairwise(r, r).max() / diag) if len(r) >= 2 else nan
-    out["inclusion_efficiency"] = float(_inside(g, gt).mean()) if len(g) else nan
+    out["inclusion_efficiency"] = _inside_share(g, gt) if len(g) else nan
     out["inclusion_encasing"] = (
-        float(_inside(g, _hull_mask(r, gt.shape)).mean()) if len(g) and len(r) >= 3 else nan
+        _inside_share(g, _hull_mask(r, gt.shape)) if len(g) and len(r) >= 3 else nan
     )
     out["exclusion_encasing"] = (
-        float(_inside(r, green_hull).mean()) if len(r) and green_hull is not None else nan
+        _inside_share(r, green_hull) if len(r) and green_hull is not None else nan
     )
     return out
 

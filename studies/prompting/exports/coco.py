@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 
+from django.db import connection
+from django.db.models import F
 from pycocotools import mask as mask_utils
 
 from studies.core.design import has_design
@@ -67,7 +69,11 @@ def final_and_best(study: Study) -> Iterator[tuple[int, list[tuple[str, dict]]]]
     in assignment order; a row has the fields of PICK_FIELDS and `mask_rle`.
 
     The timesteps are read without their masks (the largest column); only the two masks
-    written per assignment are then read, by primary key, a few hundred at a time."""
+    written per assignment are then read, by primary key, a few hundred at a time. On
+    PostgreSQL the database picks the two rows itself (DISTINCT ON), the same rows."""
+    if connection.vendor == "postgresql":
+        yield from _final_and_best_distinct_on(study)
+        return
     steps = study_assignment_timesteps(study, fields=PICK_FIELDS)
     while True:
         batch = []
@@ -87,6 +93,27 @@ def final_and_best(study: Study) -> Iterator[tuple[int, list[tuple[str, dict]]]]
                 assignment_id,
                 [(kind, {**row, "mask_rle": masks[row["pk"]]}) for kind, row in picked],
             )
+
+
+def _final_and_best_distinct_on(study: Study):
+    """final_and_best on PostgreSQL: per assignment the last timestep (highest seq) and the
+    best (highest IoU, the lowest seq among equals: `best_position`'s first on ties)."""
+    steps = PromptEvent.objects.filter(
+        assignment__participant__study=study, assignment__practice=False, timestep__isnull=False
+    )
+    fields = (*PICK_FIELDS, "mask_rle")
+    final = (
+        steps.order_by("assignment_id", "-seq").distinct("assignment_id").values(*fields)
+    ).iterator(chunk_size=2000)
+    best = (
+        steps.order_by("assignment_id", F("iou").desc(nulls_last=True), "seq")
+        .distinct("assignment_id")
+        .values(*fields)
+    ).iterator(chunk_size=2000)
+    for last, top in zip(final, best, strict=True):
+        if last["assignment_id"] != top["assignment_id"]:
+            raise RuntimeError("final and best rows out of step")  # the same assignments
+        yield last["assignment_id"], [("final", last), ("best", top)]
 
 
 def export_coco(study: Study, archive: ExportArchive, progress: Progress | None = None) -> dict:
