@@ -340,6 +340,16 @@ def prompt_features(green: Sequence, red: Sequence, gt: np.ndarray) -> dict[str,
     return out
 
 
+def features_of(items: list) -> list[list[dict]]:
+    """prompt_features of many timesteps (a pool task of the tidy export): `items` are
+    (mask shape, bit-packed mask, [(green, red), ...]) per assignment."""
+    out = []
+    for shape, packed, points in items:
+        gt = np.unpackbits(packed, count=shape[0] * shape[1]).reshape(shape).astype(bool)
+        out.append([prompt_features(g, r, gt) for g, r in points])
+    return out
+
+
 # ----------------------------------------------------------------------------- baselines
 
 

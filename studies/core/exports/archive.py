@@ -32,12 +32,17 @@ import numpy as np
 from studies.core.exports.npy import write_npy, write_object_npy
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# anything the rules below would change: a control character, a backslash or colon, an empty,
+# "." or ".." segment, a segment with space at either end (str.strip); else the name is safe
+_MAYBE_UNSAFE = re.compile(r"[\x00-\x1f\x7f\\:]|(?:^|/)\.{0,2}(?:/|$)|(?:^|/)\s|\s(?:/|$)")
 
 
 def safe_entry_name(name: str) -> str:
     """A zip entry name that stays inside the folder it is unpacked into: separators are "/",
     no empty, "." or ".." segment, no control character, no drive ("C:"); ordinary names are
     returned unchanged."""
+    if not _MAYBE_UNSAFE.search(name):  # the common case, decided in one scan
+        return name
     parts = []
     for part in re.split(r"[/\\]", _CONTROL.sub("_", name)):
         part = part.strip()

@@ -65,7 +65,19 @@ def write_csv(archive: ExportArchive, name: str, columns, rows) -> int:
     with archive.open_text(name) as out:
         writer = csv.writer(out)
         writer.writerow(columns)
+        write = writer.writerow
         for row in rows:
-            writer.writerow([cell(row.get(c)) for c in columns])
+            get = row.get
+            values = []
+            for c in columns:  # cell(), its common cases inline (the same cells)
+                v = get(c)
+                kind = type(v)
+                if kind is int or kind is bool or (kind is float and v == v):
+                    values.append(v)
+                elif kind is str and not v.startswith(FORMULA_STARTS):
+                    values.append(v)
+                else:
+                    values.append(cell(v))
+            write(values)
             n += 1
     return n

@@ -136,6 +136,61 @@ def write_baselines_csv(archive: ExportArchive, name: str, study: Study) -> int:
     return write_csv(archive, name, BASELINE_COLUMNS, rows)
 
 
+FEATURE_POOL_MIN = 50_000  # timesteps: below this the pool's start-up costs more than it saves
+FEATURE_TASK = 2_000  # timesteps per pool task
+FEATURE_WORKERS = 2
+
+
+def with_features(steps, meta: dict, ground_truth, n_steps: int):
+    """(assignment id, timestep rows, their prompt features) in the order of `steps`. A large
+    study computes the features in FEATURE_WORKERS spawned processes (Django-free:
+    analysis.features_of), while this process reads the log and writes the CSV; the same
+    values in the same order. Where no process can be started (a daemonic worker), or for a
+    small study, here."""
+    if n_steps < FEATURE_POOL_MIN:
+        for assignment_id, rows in steps:
+            gt = ground_truth(meta[assignment_id]["image_id"])
+            yield assignment_id, rows, [prompt_features(r["green"], r["red"], gt) for r in rows]
+        return
+    import multiprocessing
+    from collections import deque
+    from concurrent.futures import ProcessPoolExecutor
+
+    from studies.prompting.analysis import features_of
+
+    try:
+        pool = ProcessPoolExecutor(FEATURE_WORKERS, mp_context=multiprocessing.get_context("spawn"))
+    except (AssertionError, OSError):  # e.g. daemonic processes may not have children
+        yield from with_features(steps, meta, ground_truth, 0)
+        return
+    with pool:
+        pending: deque = deque()
+
+        def tasks():
+            batch, items, size = [], [], 0
+            for assignment_id, rows in steps:
+                gt = ground_truth(meta[assignment_id]["image_id"])
+                batch.append((assignment_id, rows))
+                items.append((gt.shape, np.packbits(gt), [(r["green"], r["red"]) for r in rows]))
+                size += len(rows)
+                if size >= FEATURE_TASK:
+                    yield batch, items
+                    batch, items, size = [], [], 0
+            if batch:
+                yield batch, items
+
+        for batch, items in tasks():
+            pending.append((batch, pool.submit(features_of, items)))
+            while len(pending) > 2 * FEATURE_WORKERS:
+                done, future = pending.popleft()
+                for (assignment_id, rows), features in zip(done, future.result(), strict=True):
+                    yield assignment_id, rows, features
+        while pending:
+            done, future = pending.popleft()
+            for (assignment_id, rows), features in zip(done, future.result(), strict=True):
+                yield assignment_id, rows, features
+
+
 def export_tidy(
     study: Study,
     archive: ExportArchive,
@@ -194,13 +249,13 @@ def export_tidy(
 
     def timestep_rows():
         steps = study_assignment_timesteps(study, include_practice, TIMESTEP_FIELDS_NO_MASK)
-        for assignment_id, rows in steps:
+        n_steps = PromptEvent.objects.filter(**logged, timestep__isnull=False).count()
+        for assignment_id, rows, features in with_features(steps, meta, ground_truth, n_steps):
             a = meta[assignment_id]
-            gt = ground_truth(a["image_id"])
-            for row in rows:
+            for row, feature in zip(rows, features, strict=True):
                 yield {
                     **row,
-                    **prompt_features(row["green"], row["red"], gt),
+                    **feature,
                     "participant": a["participant__code"],
                     "image_index": a["image__index"],
                     "practice": a["practice"],
