@@ -78,6 +78,17 @@ def services_missing() -> str | None:
     return None
 
 
+def pytest_on_own_postgresql(test_file: str, prefix: str, timeout: float = 300):
+    """Run one test file with pytest against a PostgreSQL database of its own (pytest-django
+    makes and drops test_<name>; the name itself is never used): the finished process."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "CELERY_"))}
+    env["DATABASE_URL"] = f"postgres://postgres@127.0.0.1:5432/{prefix}_{uuid.uuid4().hex[:8]}"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test_file],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
